@@ -1,0 +1,239 @@
+"""HumanAesExpert: transformers' native InternVL backbone plus the scoring heads.
+
+One score card needs the overall question (LM and regression heads) and the 12-dimension question
+(expert head). Both share everything up to the point where their question texts differ — the system
+turn, the image block and the common words. The released code runs two full forward passes; here
+the two suffixes ride on the shared prefix in a *single* forward pass with a tree-shaped attention
+mask: each suffix attends to the prefix and to itself, never to the other suffix, and both suffixes
+start at the same position id. Numerically this equals two separate passes, at the cost of one
+pass over the prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+from .heads import Heads, lm_level_score, normalise_lm_score
+from .prompts import PromptConfig
+from .schema import KEYS, LEVELS
+
+if TYPE_CHECKING:
+    from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Token layout of the scoring sequence for one tile count (identical for every image with it)."""
+
+    prefix_ids: list[int]  # system turn, image block, shared question words
+    image_slice: slice  # where the image-context tokens sit in the prefix
+    overall_ids: list[int]  # rest of the overall question + template + answer prefix
+    overall_reg_offset: int  # index in overall_ids of the last prompt token (regression head)
+    dims_ids: list[int]  # rest of the 12-dimension question + template
+
+
+@dataclass
+class HeadOutputs:
+    """Raw per-image head outputs of one batch (tensors on CPU, float32)."""
+
+    level_logits: torch.Tensor  # [B, 5]
+    regression: torch.Tensor  # [B]
+    expert: dict[str, torch.Tensor] | None  # key -> [B], None for the overall-only path
+    metavoter: torch.Tensor | None  # [B]
+
+
+def _common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class HumanAesModel(nn.Module):
+    """Backbone + heads + tokenizer + prompt layout; the scorer and the trainer both drive this."""
+
+    def __init__(
+        self,
+        backbone: InternVLForConditionalGeneration,
+        heads: Heads,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt: PromptConfig,
+        num_image_token: int,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.heads = heads
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.num_image_token = num_image_token
+        self.img_context_id = self._single_token(prompt.img_context)
+        if backbone.config.image_token_id != self.img_context_id:
+            raise CheckpointError(
+                f"config image_token_id {backbone.config.image_token_id} does not match the tokenizer's "
+                f"{prompt.img_context} id {self.img_context_id}"
+            )
+        self.level_token_ids = self._level_token_ids()
+        self._layouts: dict[tuple[int, int], _Layout] = {}
+
+    # --- tokenisation ---------------------------------------------------------------------------
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _single_token(self, text: str) -> int:
+        ids = self._encode(text)
+        if len(ids) != 1:
+            raise CheckpointError(f"the tokenizer does not have {text!r} as a single token (got {ids})")
+        return ids[0]
+
+    def _level_token_ids(self) -> list[int]:
+        """The token the answer continues with for each level word (first token after the answer prefix)."""
+        prefix = self._encode(self.prompt.overall_answer_prefix)
+        ids = []
+        for level in LEVELS:
+            full = self._encode(f"{self.prompt.overall_answer_prefix} {level}")
+            if full[: len(prefix)] != prefix or len(full) == len(prefix):
+                raise CheckpointError(f"cannot locate the level word {level!r} after the answer prefix")
+            ids.append(full[len(prefix)])
+        if len(set(ids)) != len(ids):
+            raise CheckpointError(
+                f"level words share their first token: {dict(zip(LEVELS, ids, strict=True))}"
+            )
+        return ids
+
+    def image_block_ids(self, n_tiles: int) -> list[int]:
+        p = self.prompt
+        return [
+            self._single_token(p.img_start),
+            *[self.img_context_id] * (self.num_image_token * n_tiles),
+            self._single_token(p.img_end),
+        ]
+
+    def prompt_ids(self, n_tiles: int, question: str) -> tuple[list[int], slice]:
+        """Token ids of the full prompt for one question, and where its image-context tokens are."""
+        before = self._encode(self.prompt.text_before_image())
+        image = self.image_block_ids(n_tiles)
+        after = self._encode(self.prompt.text_after_image(question))
+        start = len(before) + 1
+        return before + image + after, slice(start, start + self.num_image_token * n_tiles)
+
+    def layout(self, n_tiles: int, question_index: int | None = None) -> _Layout:
+        q = self.prompt.question_index if question_index is None else question_index
+        key = (n_tiles, q)
+        if key not in self._layouts:
+            overall_prompt, image_slice = self.prompt_ids(n_tiles, self.prompt.overall_questions[q])
+            dims_prompt, _ = self.prompt_ids(n_tiles, self.prompt.dims_questions[q])
+            overall_full = overall_prompt + self._encode(self.prompt.overall_answer_prefix)
+            shared = min(_common_prefix_len(overall_prompt, dims_prompt), len(overall_prompt) - 1)
+            if shared < image_slice.stop:
+                raise CheckpointError("overall and 12-dimension prompts diverge before the image block")
+            self._layouts[key] = _Layout(
+                prefix_ids=overall_full[:shared],
+                image_slice=image_slice,
+                overall_ids=overall_full[shared:],
+                overall_reg_offset=len(overall_prompt) - 1 - shared,
+                dims_ids=dims_prompt[shared:],
+            )
+        return self._layouts[key]
+
+    # --- forward pieces -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.model.language_model.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.backbone.model.multi_modal_projector.linear_1.weight.dtype
+
+    def encode_images(self, pixel_values: torch.Tensor, n_tiles: int) -> torch.Tensor:
+        """Vision tower + projector: [B*n_tiles, 3, S, S] → [B, n_tiles * num_image_token, hidden]."""
+        vision_dtype = self.backbone.model.vision_tower.embeddings.patch_embeddings.projection.weight.dtype
+        out = self.backbone.model.get_image_features(pixel_values=pixel_values.to(self.device, vision_dtype))
+        feats = out.pooler_output
+        return feats.reshape(-1, n_tiles * self.num_image_token, feats.shape[-1])
+
+    def _embed(self, ids: list[int], batch: int) -> torch.Tensor:
+        t = torch.tensor(ids, device=self.device, dtype=torch.long)
+        emb = self.backbone.model.language_model.get_input_embeddings()(t)
+        return emb.unsqueeze(0).expand(batch, -1, -1)
+
+    def _language_model(self, embeds: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor | None):
+        lm = self.backbone.model.language_model
+        kwargs = {"inputs_embeds": embeds, "position_ids": position_ids, "use_cache": False}
+        if mask is not None:
+            kwargs["attention_mask"] = mask
+        return lm(**kwargs).last_hidden_state
+
+    def _level_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of the five level words at one position per image: [B, H] → [B, 5]."""
+        return self.backbone.lm_head(hidden.to(self.dtype)).float()[:, self.level_token_ids]
+
+    @torch.inference_mode()
+    def score_batch(
+        self,
+        pixel_values: torch.Tensor,
+        n_tiles: int,
+        heads: str = "all",
+        shared_prefix: bool = True,
+        question_index: int | None = None,
+    ) -> HeadOutputs:
+        """All head outputs for a batch of images that share a tile count.
+
+        `heads="overall"` runs the overall question only (LM + regression). `shared_prefix=False`
+        reproduces the released two-pass approach; it exists to test and benchmark the fast path.
+        """
+        lay = self.layout(n_tiles, question_index)
+        feats = self.encode_images(pixel_values, n_tiles)
+        batch = feats.shape[0]
+        prefix = self._embed(lay.prefix_ids, batch).clone()
+        prefix[:, lay.image_slice] = feats.to(prefix.dtype)
+        p, so, sd = len(lay.prefix_ids), len(lay.overall_ids), len(lay.dims_ids)
+        reg_at, lm_at = p + lay.overall_reg_offset, p + so - 1
+
+        if heads == "overall" or not shared_prefix:
+            seq = torch.cat([prefix, self._embed(lay.overall_ids, batch)], dim=1)
+            pos = torch.arange(p + so, device=self.device).unsqueeze(0).expand(batch, -1)
+            h_over = self._language_model(seq, pos, None)
+            reg_h, lm_h = h_over[:, reg_at], h_over[:, lm_at]
+            exp_h = None
+            if heads != "overall":
+                seq = torch.cat([prefix, self._embed(lay.dims_ids, batch)], dim=1)
+                pos = torch.arange(p + sd, device=self.device).unsqueeze(0).expand(batch, -1)
+                exp_h = self._language_model(seq, pos, None)[:, -1]
+        else:
+            seq = torch.cat(
+                [prefix, self._embed(lay.overall_ids, batch), self._embed(lay.dims_ids, batch)], 1
+            )
+            pos = torch.cat([torch.arange(p + so), torch.arange(p, p + sd)]).to(self.device)
+            mask = tree_attention_mask(p, so, sd, self.dtype, self.device).expand(batch, 1, -1, -1)
+            h = self._language_model(seq, pos.unsqueeze(0).expand(batch, -1), mask)
+            reg_h, lm_h, exp_h = h[:, reg_at], h[:, lm_at], h[:, -1]
+
+        level_logits = self._level_logits(lm_h)
+        regression = self.heads.regression(reg_h.float())
+        if exp_h is None:
+            return HeadOutputs(level_logits.cpu(), regression.cpu(), None, None)
+        expert = self.heads.expert(exp_h.float())
+        lm_norm = normalise_lm_score(lm_level_score(level_logits))
+        final = self.heads.metavoter(lm_norm, regression, expert["overall"])
+        return HeadOutputs(
+            level_logits.cpu(), regression.cpu(), {k: expert[k].cpu() for k in KEYS}, final.cpu()
+        )
+
+
+def tree_attention_mask(
+    prefix: int, a: int, b: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """Additive mask [1, 1, L, L] for prefix + branch a + branch b; each branch sees the prefix and itself."""
+    n = prefix + a + b
+    allowed = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    allowed[prefix + a :, prefix : prefix + a] = False  # branch b never sees branch a
+    mask = torch.zeros(n, n, dtype=dtype, device=device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[None, None]

@@ -1,0 +1,206 @@
+"""Scoring many files with the cache: what `humanaes-score` and the desktop app both run.
+
+Cached photos come back first and without loading the model; the model is loaded only when some
+photo actually needs scoring, and every new card is written to the cache as soon as it exists, so
+an interrupted run loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .cache import ScoreCache
+from .devices import resolve
+from .scoring import (
+    ScoreCard,
+    Scorer,
+    ScoreResult,
+    decode_stream,
+    load_scorer,
+    settings_fingerprint,
+    tile_config_for,
+)
+from .sources import resolve_model
+
+#: Suffixes scanned in folders (files named explicitly are always tried).
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+
+def _os_reason(e: OSError) -> str:
+    reasons = {
+        errno.ENOENT: "file not found",
+        errno.EACCES: "permission denied",
+        errno.EISDIR: "is a directory",
+        errno.ELOOP: "symbolic link loop",
+    }
+    return reasons.get(e.errno or 0, e.strerror or e.__class__.__name__)
+
+
+def collect_photos(
+    paths: Iterable[str | os.PathLike], recursive: bool = True
+) -> tuple[list[Path], list[Skipped]]:
+    """Expand files and folders into photo files (sorted, no duplicates) and the arguments that failed.
+
+    Folders are walked without following symlinked folders (no loops); hidden entries are skipped.
+    """
+    found: dict[Path, None] = {}
+    problems: list[Skipped] = []
+
+    def walk(folder: Path) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            problems.append(Skipped(str(folder), _os_reason(e)))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        walk(Path(entry.path))
+                elif Path(entry.name).suffix.lower() in PHOTO_SUFFIXES:
+                    found[Path(entry.path)] = None
+            except OSError as e:
+                problems.append(Skipped(entry.path, _os_reason(e)))
+
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            walk(path)
+        elif path.exists() or path.is_symlink():
+            found[path] = None
+        else:
+            problems.append(Skipped(str(path), "file not found"))
+    return list(found), problems
+
+
+@dataclass
+class RunStats:
+    total: int = 0
+    cached: int = 0
+    scored: int = 0
+    failed: int = 0
+    model_loaded: bool = False
+    load_seconds: float = 0.0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+class CachedScoring:
+    """Scores files through the cache; loads the model only for photos the cache does not have."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        cache: ScoreCache | None,
+        device: str = "auto",
+        precision: str = "auto",
+        quantize: str | None = None,
+        max_tiles: int = 12,
+        batch_size: int = 8,
+        heads: str = "all",
+        fast_decode: bool = True,
+        progress: type | None = None,
+    ) -> None:
+        self.model_path = resolve_model(model, progress=progress)
+        self.model_fp = ckpt.fingerprint(self.model_path)
+        meta = ckpt.read_meta(self.model_path)
+        self.placement = resolve(device, precision, quantize)
+        self.settings_fp = settings_fingerprint(
+            heads=heads,
+            max_tiles=max_tiles,
+            question_index=meta.prompt.question_index,
+            placement=self.placement,
+            fast_decode=fast_decode,
+        )
+        self.cache = cache
+        self.heads = heads
+        self.tile_config = tile_config_for(meta, max_tiles, fast_decode)
+        self._batch_size = batch_size
+        self._load_args = {
+            "device": device,
+            "precision": precision,
+            "quantize": quantize,
+            "max_tiles": max_tiles,
+            "batch_size": batch_size,
+            "fast_decode": fast_decode,
+        }
+        self.scorer: Scorer | None = None
+        self.stats = RunStats()
+
+    def _scorer(self) -> Scorer:
+        if self.scorer is None:
+            start = time.perf_counter()
+            self.scorer = load_scorer(self.model_path, **self._load_args)
+            self.stats.model_loaded = True
+            self.stats.load_seconds = time.perf_counter() - start
+        return self.scorer
+
+    def _fail(self, path: Path, reason: str) -> ScoreResult:
+        self.stats.failed += 1
+        self.stats.skipped.append(Skipped(str(path), reason))
+        return ScoreResult(-1, str(path), error=reason)
+
+    def run(self, files: Sequence[Path]) -> Iterator[ScoreResult]:
+        """Results for every file: cache hits first, then newly scored photos as their batches finish."""
+        self.stats.total += len(files)
+        if self.cache is None:
+            todo: dict[str, list[Path]] = {str(p): [p] for p in files}
+        else:
+            todo = {}
+            hashes = self.cache.content_hashes(files)
+            for path in files:
+                h = hashes[Path(path)]
+                if isinstance(h, OSError):
+                    yield self._fail(path, _os_reason(h))
+                else:
+                    todo.setdefault(h, []).append(path)
+            hits = self.cache.get_many(list(todo), self.model_fp, self.settings_fp)
+            for h, card_dict in hits.items():
+                for path in todo.pop(h):
+                    card = ScoreCard.from_dict(card_dict)
+                    card.source = str(path)
+                    self.stats.cached += 1
+                    yield ScoreResult(-1, str(path), card=card)
+        if not todo:
+            return
+        keys = list(todo)
+        firsts = [todo[k][0] for k in keys]  # identical photos are scored once
+        for result in self._score_lazily(firsts):
+            key = keys[result.index]
+            if result.card is None:
+                for path in todo[key]:
+                    yield self._fail(path, result.error or "unknown error")
+                continue
+            if self.cache is not None:
+                self.cache.put(key, self.model_fp, self.settings_fp, result.card.to_dict())
+            for path in todo[key]:
+                card = ScoreCard.from_dict(result.card.to_dict())
+                card.source = str(path)
+                self.stats.scored += 1
+                yield ScoreResult(-1, str(path), card=card)
+
+    def _score_lazily(self, files: Sequence[Path]) -> Iterator[ScoreResult]:
+        """Decode first, load the model when a photo decodes: a folder of broken files never loads it."""
+        window = 2 * self._batch_size
+        stream = decode_stream(files, self.tile_config, window=window)
+        for item in stream:
+            if item.error is not None:
+                yield ScoreResult(item.index, item.source, error=item.error)
+                continue
+            yield from self._scorer().score_decoded(itertools.chain([item], stream), heads=self.heads)
+            return

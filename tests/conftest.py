@@ -1,0 +1,77 @@
+"""Shared fixtures: a tiny random model built once per session, photos, and an isolated environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's cache or models, never reach the network."""
+    root = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("HUMANAES_CACHE", str(root / "cache.sqlite"))
+    monkeypatch.setenv("HUMANAES_MODELS", str(root / "models"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from humanaes_core.testing import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny", seed=0, size="tiny")
+
+
+@pytest.fixture(scope="session")
+def scorer(tiny_model: Path):
+    from humanaes_core import load_scorer
+
+    return load_scorer(tiny_model, device="cpu", max_tiles=4, batch_size=4)
+
+
+def synthetic_photo(seed: int, size: tuple[int, int]) -> Image.Image:
+    """A smooth random 'photo' (gradients plus blobs), deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        a, b, phase = rng.uniform(-3, 3, 3)
+        img[..., c] = 127 + 100 * np.sin(a * x / w + b * y / h + phase)
+    for _ in range(4):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.3) * min(w, h)
+        colour = rng.uniform(0, 255, 3)
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))[..., None]
+        img = img * (1 - blob) + colour * blob
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder a photographer might open: a real portrait, synthetic photos in a sub-folder, broken files."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    Image.fromarray(data.astronaut()).save(root / "astronaut.jpg", quality=92)
+    sub = root / "day2"
+    sub.mkdir()
+    synthetic_photo(1, (900, 600)).save(sub / "landscape.jpg", quality=90)
+    synthetic_photo(2, (600, 900)).save(sub / "portrait.png")
+    synthetic_photo(3, (1200, 300)).convert("RGBA").save(sub / "panorama.webp")
+    (root / "not_a_photo.jpg").write_bytes(b"this is text, not a JPEG")
+    good = (root / "astronaut.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (root / "empty.png").write_bytes(b"")
+    (root / "notes.txt").write_text("not scanned: wrong suffix")
+    return root
+
+
+GOOD_PHOTOS = ("astronaut.jpg", "day2/landscape.jpg", "day2/portrait.png", "day2/panorama.webp")
+BROKEN_PHOTOS = ("not_a_photo.jpg", "truncated.jpg", "empty.png")
