@@ -158,6 +158,13 @@ class HumanAesModel(nn.Module):
         feats = out.pooler_output
         return feats.reshape(-1, n_tiles * self.num_image_token, feats.shape[-1])
 
+    def _prefix_embeds(self, pixel_values: torch.Tensor, n_tiles: int, lay: _Layout) -> torch.Tensor:
+        """Embeddings of the shared prefix with the image features in place of the context tokens."""
+        feats = self.encode_images(pixel_values, n_tiles)
+        prefix = self._embed(lay.prefix_ids, feats.shape[0]).clone()
+        prefix[:, lay.image_slice] = feats.to(prefix.dtype)
+        return prefix
+
     def _embed(self, ids: list[int], batch: int) -> torch.Tensor:
         t = torch.tensor(ids, device=self.device, dtype=torch.long)
         emb = self.backbone.model.language_model.get_input_embeddings()(t)
@@ -189,10 +196,8 @@ class HumanAesModel(nn.Module):
         reproduces the released two-pass approach; it exists to test and benchmark the fast path.
         """
         lay = self.layout(n_tiles, question_index)
-        feats = self.encode_images(pixel_values, n_tiles)
-        batch = feats.shape[0]
-        prefix = self._embed(lay.prefix_ids, batch).clone()
-        prefix[:, lay.image_slice] = feats.to(prefix.dtype)
+        prefix = self._prefix_embeds(pixel_values, n_tiles, lay)
+        batch = prefix.shape[0]
         p, so, sd = len(lay.prefix_ids), len(lay.overall_ids), len(lay.dims_ids)
         reg_at, lm_at = p + lay.overall_reg_offset, p + so - 1
 
@@ -202,14 +207,14 @@ class HumanAesModel(nn.Module):
             h_over = self._language_model(seq, pos, None)
             reg_h, lm_h = h_over[:, reg_at], h_over[:, lm_at]
             exp_h = None
-            if heads != "overall":
+            if heads != "overall":  # the released way: a second full pass, image encoded again
+                prefix = self._prefix_embeds(pixel_values, n_tiles, lay)
                 seq = torch.cat([prefix, self._embed(lay.dims_ids, batch)], dim=1)
                 pos = torch.arange(p + sd, device=self.device).unsqueeze(0).expand(batch, -1)
                 exp_h = self._language_model(seq, pos, None)[:, -1]
         else:
-            seq = torch.cat(
-                [prefix, self._embed(lay.overall_ids, batch), self._embed(lay.dims_ids, batch)], 1
-            )
+            suffixes = [self._embed(lay.overall_ids, batch), self._embed(lay.dims_ids, batch)]
+            seq = torch.cat([prefix, *suffixes], 1)
             pos = torch.cat([torch.arange(p + so), torch.arange(p, p + sd)]).to(self.device)
             mask = tree_attention_mask(p, so, sd, self.dtype, self.device).expand(batch, 1, -1, -1)
             h = self._language_model(seq, pos.unsqueeze(0).expand(batch, -1), mask)

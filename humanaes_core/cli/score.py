@@ -1,66 +1,22 @@
-"""Console scripts. Each has --help; user-facing failures print one clear message, never a traceback."""
+"""`humanaes-score PATH... --model M --out F`: score photos and folders into JSON lines or CSV."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import HumanAesError
-from .schema import KEYS
+from ..schema import KEYS
+from . import EXIT_OK, add_model_args, guard
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 HEAD_NAMES = ("lm", "regression", "expert", "metavoter")
 CSV_COLUMNS = ["path", "error", "level", *KEYS, *(f"head_{h}" for h in HEAD_NAMES), "tiles", "mode", "model"]
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _guard(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
-    """Turn HumanAesError and Ctrl-C into a message and an exit code."""
-
-    def wrapped(argv: list[str] | None = None) -> int:
-        _setup_logging()
-        try:
-            return main(argv)
-        except HumanAesError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_USAGE
-        except KeyboardInterrupt:
-            print("interrupted; cards scored so far are in the cache", file=sys.stderr)
-            return EXIT_INTERRUPTED
-
-    wrapped.__doc__ = main.__doc__
-    return wrapped
-
-
-def _model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="checkpoint directory or hub id (KwaiVGI/HumanAesExpert-1B, KwaiVGI/HumanAesExpert-8B)",
-    )
-    parser.add_argument(
-        "--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N"
-    )
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
-    parser.add_argument(
-        "--quantize", default=None, choices=["4bit"], help="load the language model in 4-bit NF4"
-    )
-    parser.add_argument(
-        "--max-tiles", type=int, default=12, help="448px tiles per photo, 1-40 (fewer is faster)"
-    )
-    parser.add_argument("--batch-size", type=int, default=8)
 
 
 def card_row(path: str, card: dict | None, error: str | None) -> dict:
@@ -98,8 +54,8 @@ def write_rows(rows: Sequence[dict], out: str) -> None:
         raise
 
 
-@_guard
-def score_main(argv: list[str] | None = None) -> int:
+@guard
+def main(argv: list[str] | None = None) -> int:
     """humanaes-score: score photos and folders into JSON lines or CSV."""
     parser = argparse.ArgumentParser(
         prog="humanaes-score",
@@ -107,7 +63,7 @@ def score_main(argv: list[str] | None = None) -> int:
         "not scored again. Files that cannot be read get a row with an 'error' field; the exit code stays 0.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="photo files and/or folders")
-    _model_args(parser)
+    add_model_args(parser)
     parser.add_argument(
         "--out", required=True, help="output file: .csv for CSV, anything else JSON lines; - stdout"
     )
@@ -122,8 +78,8 @@ def score_main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from .cache import ScoreCache
-    from .scan import CachedScoring, collect_photos
+    from ..cache import ScoreCache
+    from ..scan import CachedScoring, collect_photos
 
     files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
     started = time.perf_counter()
@@ -166,22 +122,3 @@ def score_main(argv: list[str] | None = None) -> int:
     for s in all_skipped:
         print(f"  skipped {s.path}: {s.reason}", file=sys.stderr)
     return EXIT_OK
-
-
-def _not_yet(prog: str, what: str) -> Callable[[list[str] | None], int]:
-    @_guard
-    def main(argv: list[str] | None = None) -> int:
-        parser = argparse.ArgumentParser(
-            prog=prog, description=f"{what} (not available in this version yet)."
-        )
-        parser.parse_known_args(argv)
-        print(f"{prog}: {what} is not available in this version of HumanAes yet.", file=sys.stderr)
-        return EXIT_FAILED
-
-    return main
-
-
-train_main = _not_yet("humanaes-train", "fine-tuning HumanAesExpert on a data set or your own ratings")
-eval_main = _not_yet("humanaes-eval", "evaluating a model with the paper's metrics")
-cull_main = _not_yet("humanaes-cull", "headless culling with XMP ratings")
-import_main = _not_yet("humanaes-import", "converting the released HumanAesExpert checkpoints")

@@ -1,0 +1,83 @@
+"""Console scripts (DESIGN section 7). Each has --help; a user-facing failure prints one clear message
+and an exit code, never a traceback. Each script lives in its own module and is imported only when run,
+so one script's --help does not pay for another's imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from ..errors import HumanAesError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def guard(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """Turn HumanAesError and Ctrl-C into a message and an exit code."""
+
+    def wrapped(argv: list[str] | None = None) -> int:
+        setup_logging()
+        try:
+            return main(argv)
+        except HumanAesError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+    wrapped.__doc__ = main.__doc__
+    return wrapped
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="checkpoint directory or hub id (KwaiVGI/HumanAesExpert-1B, KwaiVGI/HumanAesExpert-8B)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N"
+    )
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    parser.add_argument(
+        "--quantize", default=None, choices=["4bit"], help="load the language model in 4-bit NF4"
+    )
+    parser.add_argument(
+        "--max-tiles", type=int, default=12, help="448px tiles per photo, 1-40 (fewer is faster)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+
+
+def score_main(argv: list[str] | None = None) -> int:
+    from .score import main
+
+    return main(argv)
+
+
+def _not_yet(prog: str, what: str) -> Callable[[list[str] | None], int]:
+    @guard
+    def main(argv: list[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(
+            prog=prog, description=f"{what} (not available in this version yet)."
+        )
+        parser.parse_known_args(argv)
+        print(f"{prog}: {what} is not available in this version of HumanAes yet.", file=sys.stderr)
+        return EXIT_FAILED
+
+    return main
+
+
+train_main = _not_yet("humanaes-train", "fine-tuning HumanAesExpert on a data set or your own ratings")
+eval_main = _not_yet("humanaes-eval", "evaluating a model with the paper's metrics")
+cull_main = _not_yet("humanaes-cull", "headless culling with XMP ratings")
+import_main = _not_yet("humanaes-import", "converting the released HumanAesExpert checkpoints")
