@@ -150,3 +150,28 @@ def make_tiny_model(path: str | os.PathLike, seed: int = 0, size: str = "tiny") 
         provenance={"source": "humanaes_core.testing.make_tiny_model", "seed": seed, "size": size},
     )
     return save_checkpoint(model, path, meta)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m humanaes_core.testing OUT [--size tiny|small] [--seed N]`: write a demo model.
+
+    Its weights are random: it exercises the whole pipeline offline, but its scores mean nothing.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m humanaes_core.testing",
+        description="Write a random-initialised HumanAes checkpoint (for tests, demos and benchmarks; "
+        "its scores are meaningless).",
+    )
+    parser.add_argument("out", help="directory to write the checkpoint to")
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    path = make_tiny_model(args.out, seed=args.seed, size=args.size)
+    print(f"wrote a random {args.size} model to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -19,6 +19,10 @@ HEAD_NAMES = ("lm", "regression", "expert", "metavoter")
 CSV_COLUMNS = ["path", "error", "level", *KEYS, *(f"head_{h}" for h in HEAD_NAMES), "tiles", "mode", "model"]
 
 
+def _photos(n: int) -> str:
+    return f"{n} photo" if n == 1 else f"{n} photos"
+
+
 def card_row(path: str, card: dict | None, error: str | None) -> dict:
     """One flat output row: path, error, level, the 12 dimensions and the four heads."""
     row: dict = {"path": path, "error": error}
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     all_skipped = skipped + st.skipped
     elapsed = time.perf_counter() - started
     print(
-        f"{st.cached + st.scored} photos scored ({st.cached} from cache, {st.scored} by the model"
+        f"{_photos(st.cached + st.scored)} scored ({st.cached} from cache, {st.scored} by the model"
         f"{f', model loaded in {st.load_seconds:.1f}s' if st.model_loaded else ', model not loaded'}), "
         f"{len(all_skipped)} skipped, {elapsed:.1f}s. Results: {args.out}",
         file=sys.stderr,
