@@ -120,14 +120,17 @@ def decode_stream(
 
     Pillow releases the GIL while decoding and resizing, so this overlaps with the model's work.
     """
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="humanaes-decode") as pool:
-        pending: deque[Future[_Decoded]] = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="humanaes-decode")
+    pending: deque[Future[_Decoded]] = deque()
+    try:
         for index, item in enumerate(images):
             pending.append(pool.submit(_decode_one, index, item, tiles))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:  # a consumer that stops early (cancel) must not wait for photos nobody will score
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def settings_fingerprint(

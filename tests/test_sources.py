@@ -39,3 +39,28 @@ def test_file_instead_of_directory(tmp_path):
     f.write_bytes(b"x")
     with pytest.raises(ModelNotAvailableError, match="is a file"):
         resolve_model(f)
+
+
+def test_hub_id_downloads_into_our_cache_with_progress(monkeypatch, tmp_path, tiny_model):
+    """The download path, with huggingface_hub replaced by a fake hub that has the repository."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    monkeypatch.setenv("HUMANAES_MODELS", str(tmp_path))
+    calls = []
+
+    class Progress:  # stands in for the tqdm class a GUI passes
+        pass
+
+    def fake_snapshot_download(repo_id, cache_dir, local_files_only=False, tqdm_class=None):
+        calls.append((repo_id, cache_dir, local_files_only, tqdm_class))
+        if local_files_only:
+            raise LocalEntryNotFoundError("not cached yet")
+        return str(tiny_model)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    assert resolve_model("KwaiVGI/HumanAesExpert-1B", progress=Progress) == tiny_model
+    assert calls == [
+        ("KwaiVGI/HumanAesExpert-1B", tmp_path / "hub", True, Progress),
+        ("KwaiVGI/HumanAesExpert-1B", tmp_path / "hub", False, Progress),
+    ]
