@@ -40,7 +40,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (448, 448, 3), dtype=np.uint8)) for _ in range(args.photos)]
+    images = [
+        Image.fromarray(rng.integers(0, 255, (448, 448, 3), dtype=np.uint8)) for _ in range(args.photos)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         path = make_tiny_model(Path(tmp) / "small", size="small")
         scorer = load_scorer(path, device="cpu", max_tiles=args.tiles, batch_size=args.batch_size)
@@ -58,10 +60,15 @@ def main() -> None:
             args.repeats,
         )
         one_pass = _time(
-            lambda: [model.score_batch(pixels[i : i + args.batch_size], 1) for i in range(0, n, args.batch_size)],
+            lambda: [
+                model.score_batch(pixels[i : i + args.batch_size], 1) for i in range(0, n, args.batch_size)
+            ],
             args.repeats,
         )
-    print(f"small model, CPU fp32, {n} photos, {args.tiles} tile(s), batch {args.batch_size}, torch {torch.__version__}")
+    print(
+        f"small model, CPU fp32, torch {torch.__version__}: {n} photos, {args.tiles} tile(s), "
+        f"batch {args.batch_size}"
+    )
     print(f"score(images)                   {full / n * 1000:8.1f} ms/photo")
     print(f"score(images, heads='overall')  {quick / n * 1000:8.1f} ms/photo")
     print(f"ratio full/overall (API)        {full / quick:8.2f}   (target <= 1.3; released approach 2.0)")
