@@ -49,6 +49,10 @@ class PromptConfig:
     img_context: str = "<IMG_CONTEXT>"
     im_start: str = "<|im_start|>"
     im_end: str = "<|im_end|>"
+    # InternVL's Hermes-2 and internlm2-chat templates (the 1B's and the 8B's) join turns with nothing
+    # between <|im_end|> and the next <|im_start|>; the 8B's text also starts with the BOS token.
+    turn_sep: str = ""
+    bos: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,11 +63,14 @@ class PromptConfig:
 
     def text_before_image(self) -> str:
         """Chat-template text up to the image block (system turn and the start of the user turn)."""
-        return f"{self.im_start}system\n{self.system_message}{self.im_end}\n{self.im_start}user\n"
+        return (
+            f"{self.bos}{self.im_start}system\n{self.system_message}{self.im_end}{self.turn_sep}"
+            f"{self.im_start}user\n"
+        )
 
     def text_after_image(self, question: str) -> str:
         """Chat-template text from the image block to the start of the assistant's answer."""
-        return f"\n{question}{self.im_end}\n{self.im_start}assistant\n"
+        return f"\n{question}{self.im_end}{self.turn_sep}{self.im_start}assistant\n"
 
 
 def overall_answer(score: float, prefix: str = OVERALL_ANSWER_PREFIX) -> str:

@@ -2,10 +2,13 @@
 
 Hub downloads go into the platformdirs cache (with a progress bar) so the app and the CLIs share
 them. Offline, a hub id that is not cached fails with one paragraph that says how to get the weights.
+A released checkpoint in InternVL's original layout is converted once, on first use, into
+`cache_dir()/converted/<owner>--<name>--<revision>` and read from there afterwards.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -14,6 +17,8 @@ import platformdirs
 
 from .checkpoint import is_checkpoint
 from .errors import ModelNotAvailableError
+
+log = logging.getLogger(__name__)
 
 KNOWN_MODELS = ("KwaiVGI/HumanAesExpert-1B", "KwaiVGI/HumanAesExpert-8B")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -73,8 +78,9 @@ def resolve_model(model: str | os.PathLike, progress: type | None = None) -> Pat
             return path
         if (path / "config.json").is_file():
             raise ModelNotAvailableError(
-                f"{path} looks like a released HumanAesExpert checkpoint in InternVL's original layout; "
-                f"convert it first with `humanaes-import {path} OUT` and pass OUT to --model."
+                f"{path} looks like a released HumanAesExpert checkpoint in InternVL's original layout, "
+                "which HumanAes does not load directly; convert it once with "
+                f"`humanaes-import {path} OUT` (OUT: a new folder) and pass OUT to --model."
             )
         raise ModelNotAvailableError(f"{path} is not a HumanAes checkpoint directory (no humanaes.json)")
     text = str(model)
@@ -85,7 +91,38 @@ def resolve_model(model: str | os.PathLike, progress: type | None = None) -> Pat
     snapshot = download(text, progress)
     if is_checkpoint(snapshot):
         return snapshot
-    raise ModelNotAvailableError(
-        f"{text} was downloaded to {snapshot} in InternVL's original layout; converting released checkpoints "
-        f"needs `humanaes-import {snapshot} OUT` (then pass OUT to --model)."
-    )
+    return import_snapshot(text, snapshot)
+
+
+def converted_dir(repo_id: str, revision: str) -> Path:
+    """Where the native conversion of one hub revision is cached."""
+    return cache_dir() / "converted" / f"{repo_id.replace('/', '--')}--{revision}"
+
+
+def import_snapshot(repo_id: str, snapshot: Path) -> Path:
+    """The native checkpoint of a downloaded original-layout snapshot, converted on first use.
+
+    The revision is the snapshot folder's name (the commit hash in the hub cache), so a new release
+    is converted again while an unchanged one is converted only once.
+    """
+    from .importer import ImportFailure, import_checkpoint, looks_like_original
+
+    target = converted_dir(repo_id, snapshot.name)
+    if is_checkpoint(target):
+        return target
+    if not looks_like_original(snapshot):
+        raise ModelNotAvailableError(
+            f"{repo_id} (downloaded to {snapshot}) is neither a HumanAes checkpoint nor a released "
+            "HumanAesExpert checkpoint in InternVL's original layout"
+        )
+    log.warning("converting %s to the native format (once; later runs load %s)", repo_id, target)
+    try:
+        import_checkpoint(
+            snapshot, target, overwrite=True, provenance={"hub_id": repo_id, "revision": snapshot.name}
+        )
+    except ImportFailure as e:
+        raise ModelNotAvailableError(
+            f"{repo_id} was downloaded to {snapshot} but could not be converted automatically. {e}\n"
+            f"Convert it by hand with `humanaes-import {snapshot} OUT [options]` and pass OUT to --model."
+        ) from None
+    return target

@@ -60,11 +60,10 @@ def test_prompt_text_is_the_internvl_template(model):
     ids, image = model.prompt_ids(1, model.prompt.overall_questions[0])
     text = model.tokenizer.decode(ids[: image.start])
     assert text.startswith("<|im_start|>system\n")
-    assert text.endswith("<|im_end|>\n<|im_start|>user\n<img>")
+    assert text.endswith("<|im_end|><|im_start|>user\n<img>")  # Hermes-2: nothing between turns
     tail = model.tokenizer.decode(ids[image.stop :])
     assert (
-        tail
-        == "</img>\nCan you evaluate the aesthetics of the human image?<|im_end|>\n<|im_start|>assistant\n"
+        tail == "</img>\nCan you evaluate the aesthetics of the human image?<|im_end|><|im_start|>assistant\n"
     )
     words = [model.tokenizer.decode([i]).strip() for i in model.level_token_ids]
     assert words == ["bad", "poor", "fair", "good", "excellent"]
