@@ -11,13 +11,14 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint as ckpt
 from .cache import ScoreCache
 from .devices import resolve
+from .formats import HEIF_SUFFIXES, RAW_SUFFIXES
 from .scoring import (
     ScoreCard,
     Scorer,
@@ -29,8 +30,13 @@ from .scoring import (
 )
 from .sources import resolve_model
 
-#: Suffixes scanned in folders (files named explicitly are always tried).
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
+#: Suffixes scanned in folders (files named explicitly are always tried): Pillow's formats (AVIF included),
+#: HEIC/HEIF through pillow-heif and camera RAW through rawpy (see ``formats``).
+PHOTO_SUFFIXES = (
+    frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".avif"})
+    | HEIF_SUFFIXES
+    | RAW_SUFFIXES
+)
 
 
 @dataclass
@@ -115,7 +121,11 @@ class CachedScoring:
         heads: str = "all",
         fast_decode: bool = True,
         progress: type | None = None,
+        on_model_load: Callable[[bool], None] | None = None,
     ) -> None:
+        """`on_model_load(True)` is called before the model starts loading and `(False)` after, so a UI
+        can say "Loading the model…"; it loads lazily, only when some photo is not in the cache."""
+        self.on_model_load = on_model_load
         self.model_path = resolve_model(model, progress=progress)
         self.model_fp = ckpt.fingerprint(self.model_path)
         meta = ckpt.read_meta(self.model_path)
@@ -144,8 +154,14 @@ class CachedScoring:
 
     def _scorer(self) -> Scorer:
         if self.scorer is None:
+            if self.on_model_load is not None:
+                self.on_model_load(True)
             start = time.perf_counter()
-            self.scorer = load_scorer(self.model_path, **self._load_args)
+            try:
+                self.scorer = load_scorer(self.model_path, **self._load_args)
+            finally:
+                if self.on_model_load is not None:
+                    self.on_model_load(False)
             self.stats.model_loaded = True
             self.stats.load_seconds = time.perf_counter() - start
         return self.scorer

@@ -3,23 +3,67 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import threading
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="humanaes",
+        description="HumanAes desktop app: open a folder of portraits, sort it by score and see why each "
+        "photo scored as it did. Scores are cached, so reopening a folder is instant.",
+    )
+    parser.add_argument("folder", nargs="?", help="folder (or photo) to open")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint directory or hub id (KwaiVGI/HumanAesExpert-1B, -8B); remembered for next time",
+    )
+    return parser
+
+
+def _warm_up() -> None:
+    """Import torch and transformers in the background while the window opens.
+
+    The scoring worker needs them anyway; importing them now, before the photographer does anything,
+    means the first folder scores sooner and the short GIL stalls of loading native libraries happen
+    while nobody is interacting yet.
+    """
+    try:
+        from transformers import InternVLForConditionalGeneration  # noqa: F401
+
+        import humanaes_core.attribution
+        import humanaes_core.scan  # noqa: F401
+    except Exception as e:  # the worker reports real problems when it runs; this is only a head start
+        logging.getLogger(__name__).debug("warm-up import failed: %s", e)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="humanaes",
-        description="HumanAes desktop app: open a folder of portraits, sort it by score and see why.",
-    )
-    parser.add_argument("folder", nargs="?", help="folder to open")
-    parser.add_argument("--model", default=None, help="checkpoint directory or hub id")
-    parser.parse_args(argv)
-    print(
-        "humanaes: the desktop app is not available in this version of HumanAes yet; "
-        "score folders with `humanaes-score FOLDER --model M --out cards.csv`.",
-        file=sys.stderr,
-    )
-    return 1
+    """Start the app; returns the Qt event loop's exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.folder is not None and not os.path.exists(args.folder):
+        print(f"error: {args.folder}: no such file or folder", file=sys.stderr)
+        return 2
+    # Qt is imported only now, so `humanaes --help` works without a display.
+    from PySide6.QtWidgets import QApplication
+
+    from . import theme
+    from .mainwindow import MainWindow
+
+    threading.Thread(target=_warm_up, name="humanaes-warm-up", daemon=True).start()
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("HumanAes")
+    app.setOrganizationName("HumanAes")
+    theme.apply(app)  # type: ignore[arg-type]
+    window = MainWindow(model=args.model)
+    window.show()
+    if args.folder is not None:
+        window.open_paths([args.folder])
+    return int(app.exec())
 
 
 if __name__ == "__main__":

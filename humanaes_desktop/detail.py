@@ -1,0 +1,157 @@
+"""The detail panel: preview, the A–L hierarchy, radar chart, head scores and the attribution."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+from .photos import Photo
+from .widgets import AttributionView, HeadsView, HierarchyView, ImageView, RadarChart, ScoreBadge
+
+
+def _section(title: str) -> QLabel:
+    label = QLabel(title.upper())
+    label.setObjectName("sectionTitle")
+    label.setWordWrap(True)
+    return label
+
+
+class DetailPanel(QScrollArea):
+    """Everything about the current photo; filled by the main window, never does I/O itself."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumWidth(360)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        body = QWidget()
+        body.setObjectName("detailBody")
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(16, 14, 16, 16)
+        layout.setSpacing(6)
+
+        self.title = QLabel("No photo selected")
+        self.title.setObjectName("photoTitle")
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.title.setWordWrap(True)
+        self.subtitle = QLabel("Open a folder with Ctrl+O or drop one on the window.")
+        self.subtitle.setObjectName("muted")
+        self.subtitle.setWordWrap(True)
+        # Long paths must not widen the panel beyond the splitter (the scroll area has no horizontal bar).
+        for label in (self.title, self.subtitle):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.preview = ImageView()
+        self.preview.setMinimumHeight(220)
+        self.preview.setMaximumHeight(280)
+        self.badge = ScoreBadge()
+        self.explanation = QLabel()
+        self.explanation.setObjectName("explanation")
+        self.explanation.setWordWrap(True)
+        self.explanation.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+        self.hierarchy = HierarchyView()
+        self.radar = RadarChart()
+        self.radar_legend = QLabel(
+            "Filled: this photo  ·  dashed: folder average  ·  rings: level boundaries"
+        )
+        self.radar_legend.setObjectName("muted")
+        self.radar_legend.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.radar_legend.setWordWrap(True)
+        self.heads = HeadsView()
+        self.attribution = AttributionView()
+        self.attribution_note = QLabel(
+            "Exact Shapley values of the expert head's own FFNs: how far each child moved its parent away "
+            "from the parent's value for the folder-average children. Each group adds up to its difference."
+        )
+        self.attribution_note.setObjectName("muted")
+        self.attribution_note.setWordWrap(True)
+
+        for w in (self.title, self.subtitle, self.preview, self.badge, self.explanation):
+            layout.addWidget(w)
+        # Everything below only makes sense for a scored photo; it is hidden for pending or skipped ones.
+        self.card_sections = QWidget()
+        sections = QVBoxLayout(self.card_sections)
+        sections.setContentsMargins(0, 0, 0, 0)
+        sections.setSpacing(6)
+        sections.addWidget(_section("Hierarchy  ·  tick = folder average"))
+        sections.addWidget(self.hierarchy)
+        sections.addWidget(_section("Why  ·  attribution against the folder average"))
+        sections.addWidget(self.attribution)
+        sections.addWidget(self.attribution_note)
+        sections.addWidget(_section("12 dimensions"))
+        sections.addWidget(self.radar)
+        sections.addWidget(self.radar_legend)
+        sections.addWidget(_section("Heads"))
+        sections.addWidget(self.heads)
+        layout.addWidget(self.card_sections)
+        layout.addStretch(1)
+        self.setWidget(body)
+        self.photo: Photo | None = None
+        self.show_photo(None)
+
+    def show_photo(
+        self,
+        photo: Photo | None,
+        reference: Mapping[str, float] | None = None,
+        attributions: Mapping[str, object] | None = None,
+        explanation: str = "",
+    ) -> None:
+        """Show `photo` (None clears). `reference`: the folder's mean displayed scores (ticks, radar);
+        `attributions`: {parent: ParentAttribution} against the folder's mean expert card."""
+        self.photo = photo
+        if photo is None:
+            self.title.setText("No photo selected")
+            self.subtitle.setText("Open a folder with Ctrl+O or drop one on the window.")
+            self.preview.set_pixmap(None, "")
+            self._show_card(None, None, None, "")
+            return
+        self.title.setText(photo.path.name)
+        parts = [photo.name if photo.name != photo.path.name else str(photo.path.parent)]
+        if photo.captured:
+            parts.append(datetime.fromtimestamp(photo.captured).strftime("%Y-%m-%d %H:%M"))
+        if photo.card is not None:
+            parts.append(f"{photo.card.tiles} tile{'s' if photo.card.tiles != 1 else ''}")
+        self.subtitle.setText("  ·  ".join(parts))
+        if photo.error is not None:
+            self._show_card(None, None, None, "")
+            self.badge.hide()
+            self.explanation.setText(f"Skipped: {photo.error}. The file could not be read as a photo.")
+            self.explanation.show()
+            return
+        self._show_card(photo, reference, attributions, explanation)
+
+    def set_preview(self, pixmap: QPixmap | None, message: str = "") -> None:
+        self.preview.set_pixmap(pixmap, message)
+
+    def _show_card(
+        self,
+        photo: Photo | None,
+        reference: Mapping[str, float] | None,
+        attributions: Mapping[str, object] | None,
+        explanation: str,
+    ) -> None:
+        card = None if photo is None else photo.card
+        self.card_sections.setVisible(card is not None)
+        self.badge.setVisible(photo is not None)
+        if card is None:
+            self.badge.set_score(None, "Not scored yet — scoring runs in the background" if photo else "")
+            self.hierarchy.set_values(None)
+            self.radar.set_values(None)
+            self.heads.set_values(None)
+            self.attribution.set_attributions(None)
+            self.explanation.setVisible(False)
+            return
+        caption = "overall (MetaVoter)"
+        if reference is not None:
+            caption += f"\nfolder average {reference['overall']:.2f}"
+        self.badge.set_score(card.dims["overall"], caption)
+        self.hierarchy.set_values(card.dims, reference)
+        self.radar.set_values(card.dims, reference)
+        self.heads.set_values(card.heads)
+        self.attribution.set_attributions(attributions)
+        self.explanation.setText(explanation)
+        self.explanation.setVisible(bool(explanation))

@@ -1,0 +1,255 @@
+"""Regenerate `resources/screenshot.png`: the real app on a demo folder, with the detail panel open.
+
+    xvfb-run -s "-screen 0 1920x1200x24" python -m humanaes_desktop.screenshot --out resources/screenshot.png
+
+No released weights are needed (or downloaded): the window scores ~24 demo photos with a randomly
+initialised tiny checkpoint whose heads are *calibrated for display* — leaves rescaled so the demo
+photos spread over the five levels, parent FFNs fitted to weighted means of their children, and the
+MetaVoter fitted to a blend of the three heads. The numbers in the picture therefore show what the
+app looks like, not an aesthetic judgement. Everything is written under a scratch folder; the
+user's cache, settings and thumbnails are not touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEMO_SIZE = (1600, 1040)
+
+
+def make_demo_photos(folder: Path) -> list[Path]:
+    """Portrait variants of skimage's astronaut, a few other real photos, and smooth synthetic scenes."""
+    import numpy as np
+    from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+    from skimage import data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    astro = Image.fromarray(data.astronaut())
+    photos: dict[str, Image.Image] = {
+        "portrait_01.jpg": astro,
+        "portrait_02.jpg": ImageEnhance.Brightness(astro).enhance(0.45),
+        "portrait_03.jpg": ImageEnhance.Brightness(astro).enhance(1.5),
+        "portrait_04.jpg": astro.crop((100, 0, 400, 300)).resize((600, 600)),
+        "portrait_05.jpg": ImageOps.grayscale(astro).convert("RGB"),
+        "portrait_06.jpg": astro.filter(ImageFilter.GaussianBlur(6)),
+        "portrait_07.jpg": ImageOps.mirror(astro),
+        "portrait_08.jpg": ImageEnhance.Color(astro).enhance(2.0),
+        "portrait_09.jpg": astro.crop((0, 0, 512, 300)).resize((960, 563)),
+        "portrait_10.jpg": ImageEnhance.Contrast(astro).enhance(0.5),
+        "coffee.jpg": Image.fromarray(data.coffee()),
+        "chelsea.jpg": Image.fromarray(data.chelsea()),
+        "rocket.jpg": Image.fromarray(data.rocket()),
+    }
+    rng = np.random.default_rng(7)
+    for i in range(11):
+        w, h = [(900, 600), (600, 900), (800, 800), (1200, 500)][i % 4]
+        photos[f"scene_{i + 1:02d}.jpg"] = _smooth_scene(rng, w, h)
+    for name, img in photos.items():
+        if not (folder / name).exists():
+            img.save(folder / name, quality=90)
+    return sorted(folder / n for n in photos)
+
+
+def _smooth_scene(rng: object, w: int, h: int) -> object:
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        a, b, phase = rng.uniform(-3, 3, 3)  # type: ignore[attr-defined]
+        img[..., c] = 127 + 100 * np.sin(a * x / w + b * y / h + phase)
+    for _ in range(4):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.3) * min(w, h)  # type: ignore[attr-defined]
+        colour = rng.uniform(0, 255, 3)  # type: ignore[attr-defined]
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))[..., None]
+        img = img * (1 - blob) + colour * blob
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def make_demo_model(path: Path, photos: list[Path]) -> Path:
+    """A tiny random checkpoint with display-calibrated heads (see the module docstring)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from humanaes_core import load_scorer
+    from humanaes_core.checkpoint import HEADS_FILE, read_meta, write_manifest
+    from humanaes_core.heads import Heads
+    from humanaes_core.schema import BY_KEY, LEAF_KEYS, PARENT_KEYS
+    from humanaes_core.testing import make_tiny_model
+
+    if (path / HEADS_FILE).is_file() and (path / ".demo-calibrated").is_file():
+        return path
+    make_tiny_model(path, seed=0, size="tiny")
+    cards = load_scorer(path, device="cpu", max_tiles=2).score(photos)
+    raw = torch.tensor([[c.expert_raw[k] for k in LEAF_KEYS] for c in cards], dtype=torch.float64)
+    reg = torch.tensor([c.heads["regression"] for c in cards], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(11)
+    state = load_file(str(path / HEADS_FILE))
+
+    # Leaves: standardise over the demo photos, mix in a shared component (real dimensions correlate:
+    # a sharp, well-lit portrait tends to do well everywhere), then give each leaf its own mean and spread.
+    w, b = state["expert.leaves.weight"].double(), state["expert.leaves.bias"].double()
+    mean, std = raw.mean(0), raw.std(0).clamp_min(1e-6)
+    z_w, z_b = w / std[:, None], (b - mean) / std  # z = z_w @ h + z_b is standardised per leaf
+    common = (raw - mean) / std
+    c_scale = float(common.mean(1).std().clamp_min(1e-6))
+    c_w, c_b = z_w.mean(0) / c_scale, z_b.mean() / c_scale
+    share = 0.7
+    mixed_w = share * c_w[None, :] + (1 - share**2) ** 0.5 * z_w
+    mixed_b = share * c_b + (1 - share**2) ** 0.5 * z_b
+    centre = 0.45 + 0.17 * torch.rand(len(LEAF_KEYS), generator=gen, dtype=torch.float64)
+    spread = 0.16 + 0.06 * torch.rand(len(LEAF_KEYS), generator=gen, dtype=torch.float64)
+    state["expert.leaves.weight"] = (mixed_w * spread[:, None]).float()
+    state["expert.leaves.bias"] = (mixed_b * spread + centre).float()
+    g = 0.14 / max(float(reg.std()), 1e-6)
+    state["regression.linear.weight"] = (state["regression.linear.weight"].double() * g).float()
+    state["regression.linear.bias"] = (
+        (state["regression.linear.bias"].double() - reg.mean()) * g + 0.5
+    ).float()
+
+    heads = Heads(read_meta(path).heads)
+    heads.load_state_dict(state, strict=True)
+    torch.manual_seed(5)
+    for parent in PARENT_KEYS:  # parent ≈ weighted mean of its children, with a little non-linearity
+        n = len(BY_KEY[parent].children)
+        mix = torch.distributions.Dirichlet(torch.full((n,), 2.0)).sample()
+        _fit(heads.expert.parents[parent], lambda x, mix=mix: x @ mix + 0.15 * (x @ mix - 0.5) ** 2, n)
+    _fit(
+        heads.metavoter,
+        lambda x: 0.5 + 1.4 * (0.1 * x[:, 0] + 0.2 * x[:, 1] + 0.7 * x[:, 2] - 0.5),
+        3,
+        metavoter=True,
+    )
+    out = {k: v.detach().float().contiguous() for k, v in heads.state_dict().items()}
+    save_file(out, str(path / HEADS_FILE), metadata={"format": "pt"})
+    (path / ".demo-calibrated").write_text("heads calibrated for the screenshot; not a real model\n")
+    write_manifest(path)
+    return path
+
+
+def _fit(module: object, target: object, n_in: int, metavoter: bool = False) -> None:
+    import torch
+
+    opt = torch.optim.Adam(module.parameters(), lr=3e-3)  # type: ignore[attr-defined]
+    module.train()  # type: ignore[attr-defined]
+    for _ in range(600):
+        x = torch.rand(256, n_in)
+        pred = module(x[:, 0], x[:, 1], x[:, 2]) if metavoter else module(x)  # type: ignore[operator]
+        loss = torch.nn.functional.mse_loss(pred, target(x))  # type: ignore[operator]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    module.eval()  # type: ignore[attr-defined]
+
+
+def _most_telling(window: object) -> Path:
+    """A portrait below the folder average through a parent (F or J), with bars of both signs, so the
+    explanation reads down to a leaf and the signed bars show what pulled it down and what held it up."""
+    best, best_score = None, -1.0
+    for photo in window.model.photos:  # type: ignore[attr-defined]
+        if photo.card is None or not photo.path.name.startswith("portrait"):
+            continue
+        attrs, _ = window.attribution_for(photo)  # type: ignore[attr-defined]
+        if not attrs:
+            continue
+        root = attrs["overall"]
+        signs = {v > 0 for a in attrs.values() for v in a.contributions.values()}
+        score = (
+            -root.delta * (2.0 if root.main_driver() in attrs else 1.0) * (1.5 if len(signs) == 2 else 1.0)
+        )
+        if score > best_score:
+            best, best_score = photo.path, score
+    assert best is not None, "no scored portrait to show"
+    return best
+
+
+def save_small_png(image: object, out: Path, max_bytes: int = 500_000) -> None:
+    """PNG under `max_bytes` for the README: lossless if it fits, else 256 colours with dithering."""
+    import io
+
+    from PIL import Image
+    from PySide6.QtCore import QBuffer, QIODevice
+
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")  # type: ignore[attr-defined]
+    data = bytes(buffer.data().data())
+    if len(data) > max_bytes:
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+        palette = img.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        small = io.BytesIO()
+        img.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(small, "PNG", optimize=True)
+        data = small.getvalue()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m humanaes_desktop.screenshot", description=__doc__)
+    parser.add_argument("--out", default="resources/screenshot.png")
+    parser.add_argument(
+        "--icon", default="resources/icon.png", help="also write the app icon here ('' to skip)"
+    )
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "humanaes-screenshot"))
+    parser.add_argument(
+        "--select", default="auto", help="photo shown in the detail panel (auto: the most telling portrait)"
+    )
+    args = parser.parse_args(argv)
+    work = Path(args.work)
+    os.environ["HUMANAES_CONFIG_DIR"] = str(work / "config")
+    os.environ["HUMANAES_CACHE"] = str(work / "cache.sqlite")
+    os.environ["HUMANAES_THUMBNAILS"] = str(work / "thumbnails")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for stale in work.glob("cache.sqlite*"):  # score afresh, so the status bar shows a real scoring run
+        stale.unlink()
+    photos = make_demo_photos(work / "photos")
+    model = make_demo_model(work / "HumanAes-demo-tiny", photos)
+
+    from PySide6.QtWidgets import QApplication
+
+    from . import theme
+    from .mainwindow import MainWindow
+    from .settings import AppSettings
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    theme.apply(app)  # type: ignore[arg-type]
+    settings = AppSettings.load()
+    settings.scoring.model = str(model)
+    settings.scoring.device = "cpu"
+    settings.scoring.max_tiles = 2
+    settings.geometry = settings.splitter = ""
+    window = MainWindow(settings)
+    window.resize(*DEMO_SIZE)
+    window.show()
+    window.open_paths([str(work / "photos")])
+
+    def pump(seconds: float, until: object = None) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            if until is not None and until():  # type: ignore[operator]
+                return
+            time.sleep(0.01)
+
+    pump(120, lambda: not window.controller.running and window.model.photos)
+    window.set_sort("overall", True)
+    pump(1.0)
+    window.select_path(work / "photos" / args.select if args.select != "auto" else _most_telling(window))
+    pump(30, lambda: not window.thumbnails.busy and not window.previews.busy)
+    pump(0.5)
+    save_small_png(window.grab().toImage(), Path(args.out))
+    if args.icon:
+        theme.app_icon().pixmap(256, 256).save(args.icon, "PNG")
+    window.close()
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size // 1024} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""The full-screen view: one photo as large as the screen allows, its score along the bottom edge.
+
+Arrow keys step through the grid's current order (sorted and filtered), Esc or Enter go back.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPixmap
+from PySide6.QtWidgets import QWidget
+
+from humanaes_core.schema import KEYS
+
+from . import theme
+from .photos import Photo
+from .widgets import chips_text, level_pill
+
+
+class FullView(QWidget):
+    """Black background, the photo fitted, an information strip painted over the bottom."""
+
+    step = Signal(int)  # -1 previous, +1 next
+    closed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.photo: Photo | None = None
+        self._pixmap: QPixmap | None = None
+        self._position = ""
+
+    def set_photo(self, photo: Photo | None, pixmap: QPixmap | None, position: str = "") -> None:
+        self.photo, self._pixmap, self._position = photo, pixmap, position
+        self.update()
+
+    def set_pixmap(self, pixmap: QPixmap | None) -> None:
+        self._pixmap = pixmap
+        self.update()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key in (Qt.Key.Key_Right, Qt.Key.Key_Down, Qt.Key.Key_PageDown):
+            self.step.emit(1)
+        elif key in (Qt.Key.Key_Left, Qt.Key.Key_Up, Qt.Key.Key_PageUp):
+            self.step.emit(-1)
+        elif key in (Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.closed.emit()
+        else:
+            super().keyPressEvent(event)
+
+    def mouseDoubleClickEvent(self, _event: object) -> None:
+        self.closed.emit()
+
+    def paintEvent(self, _event: object) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        p.fillRect(self.rect(), QColor("#0c0c0d"))
+        strip_h = 54
+        area = QRectF(0, 0, self.width(), self.height() - strip_h)
+        if self._pixmap is not None and not self._pixmap.isNull():
+            size = self._pixmap.size().scaled(area.size().toSize(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRectF(
+                (area.width() - size.width()) / 2,
+                (area.height() - size.height()) / 2,
+                size.width(),
+                size.height(),
+            )
+            p.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
+        else:
+            p.setPen(theme.MUTED)
+            p.drawText(area, Qt.AlignmentFlag.AlignCenter, "Loading…" if self.photo else "")
+        strip = QRectF(0, self.height() - strip_h, self.width(), strip_h)
+        p.fillRect(strip, QColor("#151618"))
+        if self.photo is None:
+            p.end()
+            return
+        bold = QFont(self.font())
+        bold.setBold(True)
+        bold.setPointSizeF(bold.pointSizeF() + 2)
+        p.setFont(bold)
+        x = 18.0
+        card = self.photo.card
+        if card is not None:
+            overall = card.dims["overall"]
+            text = f"{overall:.2f}  {card.level}"
+            w = QFontMetrics(bold).horizontalAdvance(text) + 24
+            level_pill(p, QRectF(x, strip.top() + 12, w, strip_h - 24), overall, text)
+            x += w + 16
+        p.setPen(theme.TEXT)
+        name_w = QFontMetrics(bold).horizontalAdvance(self.photo.path.name)
+        p.drawText(
+            QRectF(x, strip.top(), name_w + 4, strip_h), Qt.AlignmentFlag.AlignVCenter, self.photo.path.name
+        )
+        x += name_w + 20
+        p.setFont(self.font())
+        p.setPen(theme.MUTED)
+        if self.photo.error is not None:
+            info = f"skipped: {self.photo.error}"
+        elif card is not None and len(card.dims) == len(KEYS):
+            info = chips_text(card.dims, [k for k in KEYS if k != "overall"])
+        else:
+            info = "not scored yet"
+        right = f"{self._position}    ← → next · Esc back"
+        rw = QFontMetrics(self.font()).horizontalAdvance(right) + 18
+        p.drawText(
+            QRectF(x, strip.top(), max(0.0, self.width() - x - rw), strip_h),
+            Qt.AlignmentFlag.AlignVCenter,
+            QFontMetrics(self.font()).elidedText(
+                info, Qt.TextElideMode.ElideRight, int(self.width() - x - rw)
+            ),
+        )
+        p.drawText(
+            QRectF(self.width() - rw, strip.top(), rw - 12, strip_h),
+            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+            right,
+        )
+        p.end()

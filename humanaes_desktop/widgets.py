@@ -1,0 +1,484 @@
+"""Painted widgets of the detail panel: hierarchy bars, radar chart, head scores, attribution, preview.
+
+Painted with QPainter (QtCharts is not part of PySide6-Essentials); each widget takes plain values,
+so it can be tested and reused without a model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from humanaes_core.schema import BY_KEY, KEYS, score_to_level
+
+from . import theme
+
+#: The hierarchy as shown: (key, depth). Overall ← F ← A–E, J ← G–I, K.
+HIERARCHY: tuple[tuple[str, int], ...] = (
+    ("overall", 0),
+    ("facial_aesthetic", 1),
+    ("facial_brightness", 2),
+    ("facial_feature_clarity", 2),
+    ("facial_skin_tone", 2),
+    ("facial_structure", 2),
+    ("facial_contour_clarity", 2),
+    ("general_appearance_aesthetic", 1),
+    ("outfit", 2),
+    ("body_shape", 2),
+    ("looks", 2),
+    ("environment", 1),
+)
+SHORT_NAMES = {
+    "general_appearance_aesthetic": "General Appearance",
+    "facial_contour_clarity": "Contour Clarity",
+    "facial_feature_clarity": "Feature Clarity",
+}
+
+
+def short_name(key: str) -> str:
+    return SHORT_NAMES.get(key, BY_KEY[key].name)
+
+
+def paint_bar(
+    p: QPainter, rect: QRectF, value: float | None, colour: QColor, reference: float | None = None
+) -> None:
+    """A rounded track, a fill up to `value` in [0, 1], and a tick where the reference is."""
+    radius = rect.height() / 2
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(theme.RAISED)
+    p.drawRoundedRect(rect, radius, radius)
+    if value is not None:
+        fill = QRectF(rect)
+        fill.setWidth(max(rect.height(), rect.width() * min(max(value, 0.0), 1.0)))
+        p.setBrush(colour)
+        p.drawRoundedRect(fill, radius, radius)
+    if reference is not None:
+        x = rect.left() + rect.width() * min(max(reference, 0.0), 1.0)
+        p.setPen(QPen(QColor(255, 255, 255, 170), 1.5))
+        p.drawLine(QPointF(x, rect.top() - 2), QPointF(x, rect.bottom() + 2))
+
+
+def _font(base: QFont, size_delta: float = 0.0, bold: bool = False) -> QFont:
+    f = QFont(base)
+    if size_delta:
+        f.setPointSizeF(max(6.0, f.pointSizeF() + size_delta))
+    f.setBold(bold)
+    return f
+
+
+class HierarchyView(QWidget):
+    """Overall ← Facial aesthetic ← A–E, General appearance ← G–I, Environment: score, word and bar each."""
+
+    ROW = 24
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._dims: Mapping[str, float] | None = None
+        self._reference: Mapping[str, float] | None = None
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setMinimumHeight(self.ROW * len(HIERARCHY) + 4)
+
+    def set_values(
+        self, dims: Mapping[str, float] | None, reference: Mapping[str, float] | None = None
+    ) -> None:
+        self._dims, self._reference = dims, reference
+        self.update()
+
+    def values(self) -> dict[str, float]:
+        return dict(self._dims or {})
+
+    def sizeHint(self) -> QSize:
+        return QSize(380, self.ROW * len(HIERARCHY) + 4)
+
+    def paintEvent(self, _event: object) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        w = self.width()
+        normal, bold, small = self.font(), _font(self.font(), bold=True), _font(self.font(), -1.5, bold=True)
+        fm = QFontMetrics(normal)
+        word_w, score_w = fm.horizontalAdvance("excellent") + 8, fm.horizontalAdvance("0.000") + 10
+        bar_w = max(60.0, min(140.0, w * 0.24))
+        bar_x = w - word_w - score_w - bar_w - 4
+        for i, (key, depth) in enumerate(HIERARCHY):
+            y = 2 + i * self.ROW
+            value = None if self._dims is None else self._dims.get(key)
+            colour = theme.level_colour(value)
+            x = 4 + depth * 16
+            if depth:  # tree guide
+                p.setPen(QPen(theme.BORDER, 1))
+                p.drawLine(QPointF(x - 9, y + self.ROW / 2), QPointF(x - 3, y + self.ROW / 2))
+            badge = QRectF(x, y + 3, 18, self.ROW - 6)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(theme.RAISED if depth == 2 else QColor("#3a3c42"))
+            p.drawRoundedRect(badge, 4, 4)
+            p.setFont(small)
+            p.setPen(theme.MUTED if depth == 2 else theme.TEXT)
+            p.drawText(badge, Qt.AlignmentFlag.AlignCenter, BY_KEY[key].letter)
+            p.setFont(bold if depth < 2 else normal)
+            p.setPen(theme.TEXT if depth < 2 else QColor("#cfd0d3"))
+            name_rect = QRectF(x + 24, y, bar_x - x - 30, self.ROW)
+            name = "Overall" if key == "overall" else short_name(key)
+            p.drawText(
+                name_rect,
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                QFontMetrics(p.font()).elidedText(name, Qt.TextElideMode.ElideRight, int(name_rect.width())),
+            )
+            ref = None if self._reference is None else self._reference.get(key)
+            paint_bar(p, QRectF(bar_x, y + self.ROW / 2 - 4, bar_w, 8), value, colour, ref)
+            p.setFont(bold if depth < 2 else normal)
+            p.setPen(theme.TEXT)
+            text = "–" if value is None else f"{value:.3f}"
+            p.drawText(
+                QRectF(bar_x + bar_w, y, score_w, self.ROW),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                text,
+            )
+            p.setFont(normal)
+            p.setPen(colour)
+            p.drawText(
+                QRectF(w - word_w, y, word_w, self.ROW),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                "" if value is None else score_to_level(value),
+            )
+        p.end()
+
+
+class RadarChart(QWidget):
+    """The 12 dimensions on 12 spokes; rings at the level boundaries; the reference dashed."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._values: Mapping[str, float] | None = None
+        self._reference: Mapping[str, float] | None = None
+        self.setMinimumSize(220, 220)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_values(
+        self, values: Mapping[str, float] | None, reference: Mapping[str, float] | None = None
+    ) -> None:
+        self._values, self._reference = values, reference
+        self.update()
+
+    def values(self) -> dict[str, float]:
+        return dict(self._values or {})
+
+    def sizeHint(self) -> QSize:
+        return QSize(300, 270)
+
+    def _polygon(self, centre: QPointF, radius: float, values: Mapping[str, float]) -> QPolygonF:
+        poly = QPolygonF()
+        for i, key in enumerate(KEYS):
+            a = -math.pi / 2 + 2 * math.pi * i / len(KEYS)
+            r = radius * min(max(values.get(key, 0.0), 0.0), 1.0)
+            poly.append(QPointF(centre.x() + r * math.cos(a), centre.y() + r * math.sin(a)))
+        return poly
+
+    def paintEvent(self, _event: object) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        side = min(self.width(), self.height())
+        centre = QPointF(self.width() / 2, self.height() / 2)
+        radius = side / 2 - 26
+        for ring in (0.2, 0.4, 0.6, 0.8, 1.0):
+            p.setPen(QPen(theme.BORDER, 1))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            ring_poly = self._polygon(centre, radius * ring, dict.fromkeys(KEYS, 1.0))
+            p.drawPolygon(ring_poly)
+        small = _font(self.font(), -1.0, bold=True)
+        p.setFont(small)
+        for i, key in enumerate(KEYS):
+            a = -math.pi / 2 + 2 * math.pi * i / len(KEYS)
+            end = QPointF(centre.x() + radius * math.cos(a), centre.y() + radius * math.sin(a))
+            p.setPen(QPen(theme.BORDER, 1))
+            p.drawLine(centre, end)
+            label = QPointF(
+                centre.x() + (radius + 14) * math.cos(a), centre.y() + (radius + 14) * math.sin(a)
+            )
+            value = None if self._values is None else self._values.get(key)
+            p.setPen(theme.level_colour(value) if value is not None else theme.MUTED)
+            p.drawText(
+                QRectF(label.x() - 12, label.y() - 9, 24, 18),
+                Qt.AlignmentFlag.AlignCenter,
+                BY_KEY[key].letter,
+            )
+        if self._reference:
+            pen = QPen(QColor(255, 255, 255, 150), 1.2, Qt.PenStyle.DashLine)
+            p.setPen(pen)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawPolygon(self._polygon(centre, radius, self._reference))
+        if self._values:
+            colour = theme.level_colour(self._values.get("overall"))
+            fill = QColor(colour)
+            fill.setAlpha(60)
+            p.setPen(QPen(colour, 2))
+            p.setBrush(fill)
+            poly = self._polygon(centre, radius, self._values)
+            p.drawPolygon(poly)
+            p.setBrush(colour)
+            p.setPen(Qt.PenStyle.NoPen)
+            for pt in poly:
+                p.drawEllipse(pt, 2.5, 2.5)
+        p.end()
+
+
+class HeadsView(QWidget):
+    """The four head scores side by side: LM, regression, expert, MetaVoter."""
+
+    ROW = 22
+    HEADS = (("lm", "LM"), ("regression", "Regression"), ("expert", "Expert"), ("metavoter", "MetaVoter"))
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._heads: Mapping[str, float] | None = None
+        self.setFixedHeight(self.ROW * len(self.HEADS) + 4)
+
+    def set_values(self, heads: Mapping[str, float] | None) -> None:
+        self._heads = heads
+        self.update()
+
+    def values(self) -> dict[str, float]:
+        return dict(self._heads or {})
+
+    def paintEvent(self, _event: object) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fm = QFontMetrics(self.font())
+        label_w = fm.horizontalAdvance("Regression") + 16
+        score_w = fm.horizontalAdvance("0.000") + 10
+        for i, (key, label) in enumerate(self.HEADS):
+            y = 2 + i * self.ROW
+            value = None if self._heads is None else self._heads.get(key)
+            p.setPen(theme.MUTED)
+            p.drawText(QRectF(4, y, label_w, self.ROW), Qt.AlignmentFlag.AlignVCenter, label)
+            bar = QRectF(label_w, y + self.ROW / 2 - 4, self.width() - label_w - score_w - 4, 8)
+            paint_bar(p, bar, value, theme.level_colour(value))
+            p.setPen(theme.TEXT)
+            p.drawText(
+                QRectF(self.width() - score_w, y, score_w - 4, self.ROW),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                "–" if value is None else f"{value:.3f}",
+            )
+        p.end()
+
+
+class AttributionView(QWidget):
+    """Signed bars: how much each child moved its parent against the reference (exact Shapley values).
+
+    One shared scale for all bars, so a long bar under Facial Aesthetic and one under Overall mean
+    the same amount of score.
+    """
+
+    ROW = 21
+    HEADER = 28
+    PARENTS = ("overall", "facial_aesthetic", "general_appearance_aesthetic")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._attrs: Mapping[str, object] | None = None
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(self._height())
+
+    def _height(self) -> int:
+        rows = sum(len(BY_KEY[k].children) for k in self.PARENTS)
+        return rows * self.ROW + len(self.PARENTS) * (self.HEADER + 6)
+
+    def set_attributions(self, attrs: Mapping[str, object] | None) -> None:
+        """`attrs`: {parent: humanaes_core.attribution.ParentAttribution} or None to clear."""
+        self._attrs = attrs
+        self.update()
+
+    def contributions(self) -> dict[str, dict[str, float]]:
+        return {k: dict(a.contributions) for k, a in (self._attrs or {}).items()}  # type: ignore[attr-defined]
+
+    def paintEvent(self, _event: object) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if not self._attrs:
+            p.setPen(theme.MUTED)
+            p.drawText(
+                self.rect().adjusted(4, 0, -4, 0),
+                Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
+                "Attribution appears once this photo and some others in the folder are scored.",
+            )
+            p.end()
+            return
+        normal, bold = self.font(), _font(self.font(), bold=True)
+        fm = QFontMetrics(normal)
+        name_w = min(fm.horizontalAdvance("General Appearance") + 22, self.width() * 0.5)
+        value_w = fm.horizontalAdvance("+0.000") + 8
+        scale = max(
+            (abs(v) for a in self._attrs.values() for v in a.contributions.values()),  # type: ignore[attr-defined]
+            default=0.0,
+        )
+        scale = max(scale, 1e-6)
+        y = 0.0
+        for parent in self.PARENTS:
+            attr = self._attrs.get(parent)
+            if attr is None:
+                continue
+            delta = attr.delta  # type: ignore[attr-defined]
+            p.setFont(bold)
+            p.setPen(theme.TEXT)
+            head = QRectF(4, y + 4, self.width() - 8, self.HEADER - 6)
+            title = "Overall (expert head)" if parent == "overall" else short_name(parent)
+            p.drawText(head, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, title)
+            p.setFont(normal)
+            summary = f"{attr.value:.3f} vs {attr.reference_value:.3f}  "  # type: ignore[attr-defined]
+            delta_text = signed(delta)
+            dw = QFontMetrics(normal).horizontalAdvance(delta_text)
+            p.setPen(theme.MUTED)
+            p.drawText(
+                head.adjusted(0, 0, -dw, 0),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                summary,
+            )
+            p.setPen(theme.POSITIVE if delta >= 0 else theme.NEGATIVE)
+            p.drawText(head, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, delta_text)
+            y += self.HEADER
+            axis_left = name_w
+            axis_right = self.width() - value_w - 4
+            mid = (axis_left + axis_right) / 2
+            half = (axis_right - axis_left) / 2 - 2
+            p.setPen(QPen(theme.BORDER, 1))
+            rows = len(attr.contributions)  # type: ignore[attr-defined]
+            p.drawLine(QPointF(mid, y), QPointF(mid, y + rows * self.ROW))
+            for child, phi in attr.contributions.items():  # type: ignore[attr-defined]
+                p.setPen(QColor("#cfd0d3"))
+                p.drawText(
+                    QRectF(14, y, name_w - 18, self.ROW),
+                    Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                    fm.elidedText(short_name(child), Qt.TextElideMode.ElideRight, int(name_w - 18)),
+                )
+                length = half * abs(phi) / scale
+                bar = QRectF(mid if phi >= 0 else mid - length, y + 5, max(length, 1.0), self.ROW - 10)
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(theme.POSITIVE if phi >= 0 else theme.NEGATIVE)
+                p.drawRoundedRect(bar, 2, 2)
+                p.setPen(theme.POSITIVE if phi >= 0 else theme.NEGATIVE)
+                p.drawText(
+                    QRectF(axis_right, y, value_w, self.ROW),
+                    Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                    signed(phi),
+                )
+                y += self.ROW
+            y += 6
+        p.end()
+
+
+class ImageView(QWidget):
+    """A pixmap fitted into the widget, centred; a message when there is none yet."""
+
+    def __init__(self, parent: QWidget | None = None, background: QColor | None = None) -> None:
+        super().__init__(parent)
+        self._pixmap: QPixmap | None = None
+        self._message = ""
+        self._background = background
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def set_pixmap(self, pixmap: QPixmap | None, message: str = "") -> None:
+        self._pixmap, self._message = pixmap, message
+        self.update()
+
+    def pixmap(self) -> QPixmap | None:
+        return self._pixmap
+
+    def paintEvent(self, _event: object) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if self._background is not None:
+            p.fillRect(self.rect(), self._background)
+        if self._pixmap is None or self._pixmap.isNull():
+            p.setPen(theme.MUTED)
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
+            p.end()
+            return
+        size = self._pixmap.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        target = QRectF(
+            (self.width() - size.width()) / 2,
+            (self.height() - size.height()) / 2,
+            size.width(),
+            size.height(),
+        )
+        clip = QPainterPath()
+        clip.addRoundedRect(target, 6, 6)
+        p.setClipPath(clip)
+        p.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
+        p.end()
+
+
+def level_pill(p: QPainter, rect: QRectF, score: float | None, text: str) -> None:
+    """A rounded label in the level's colour with dark text, as on tiles and the panel header."""
+    colour = theme.level_colour(score)
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(colour)
+    p.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)
+    p.setPen(QColor("#111214"))
+    p.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+
+
+class ScoreBadge(QWidget):
+    """The big overall score and its level word at the top of the panel."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._score: float | None = None
+        self._caption = ""
+        self.setFixedHeight(46)
+
+    def set_score(self, score: float | None, caption: str = "") -> None:
+        self._score, self._caption = score, caption
+        self.update()
+
+    def paintEvent(self, _event: object) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        big = _font(self.font(), 12, bold=True)
+        p.setFont(big)
+        colour = theme.level_colour(self._score)
+        text = "–" if self._score is None else f"{self._score:.2f}"
+        p.setPen(colour)
+        width = QFontMetrics(big).horizontalAdvance(text)
+        p.drawText(QRectF(2, 0, width + 4, self.height()), Qt.AlignmentFlag.AlignVCenter, text)
+        x = width + 14
+        if self._score is not None:
+            p.setFont(_font(self.font(), 0, bold=True))
+            word = score_to_level(self._score)
+            ww = QFontMetrics(p.font()).horizontalAdvance(word) + 20
+            level_pill(p, QRectF(x, self.height() / 2 - 11, ww, 22), self._score, word)
+            x += ww + 10
+        p.setFont(self.font())
+        p.setPen(theme.MUTED)
+        p.drawText(
+            QRectF(x, 0, self.width() - x, self.height()),
+            Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap,
+            self._caption,
+        )
+        p.end()
+
+
+def signed(x: float, digits: int = 3) -> str:
+    """'+0.012' / '-0.034' (as in the explanation sentence), and no '-0.000' for values that round to 0."""
+    text = f"{x:+.{digits}f}"
+    return f"{0:.{digits}f}" if float(text) == 0.0 else text
+
+
+def format_duration(seconds: float | None) -> str:
+    """'45 s', '3 min', '1 h 20 min' for the status bar's time left."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def chips_text(values: Mapping[str, float], keys: Sequence[str]) -> str:
+    """'A 0.61 · B 0.42 · …' for compact overlays."""
+    return "  ·  ".join(f"{BY_KEY[k].letter} {values[k]:.2f}" for k in keys if k in values)
