@@ -9,6 +9,7 @@ means different pixels reach the model and different scores come out.
 Loading is stricter than InternVL's ``Image.open(...).convert("RGB")``: photographers' files carry EXIF
 orientation, ICC profiles, alpha, 16-bit and CMYK data, and a culling tool has to show the photo the way
 they see it and fail with a readable message (``ImageLoadError``) on a bad file instead of a traceback.
+HEIC/HEIF and camera RAW files are read through ``formats`` (pillow-heif, rawpy).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
+from humanaes_core import formats
 from humanaes_core.errors import ImageLoadError
 
 __all__ = [
@@ -293,6 +295,14 @@ def _decode(
             source.load()
             img = _upright(source)
             return _to_rgb(img), img.size
+        except Exception as exc:
+            raise _load_error(exc, name) from exc
+
+    if formats.is_raw(source):
+        # camera RAW: LibRaw decodes it (embedded preview when large enough) and applies the orientation
+        try:
+            img, full = formats.decode_raw(source, fast_decode, target_for)
+            return _to_rgb(img), full
         except Exception as exc:
             raise _load_error(exc, name) from exc
 

@@ -79,7 +79,12 @@ def _not_yet(prog: str, what: str) -> Callable[[list[str] | None], int]:
 
 train_main = _not_yet("humanaes-train", "fine-tuning HumanAesExpert on a data set or your own ratings")
 eval_main = _not_yet("humanaes-eval", "evaluating a model with the paper's metrics")
-cull_main = _not_yet("humanaes-cull", "headless culling with XMP ratings")
+
+
+def cull_main(argv: list[str] | None = None) -> int:
+    from .cull import main
+
+    return main(argv)
 
 
 def import_main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,203 @@
+"""`humanaes-cull FOLDER --model M [--keep-top P% | --min-level L] [--write-xmp] [--copy-picks DIR]`.
+
+Headless culling for batch users: score the folder (through the cache, so a second run is instant),
+keep the top P % or everything at or above a level per folder or per burst, then write the decisions
+where editors read them. Keepers get their level as a star rating, every other photo Rating -1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import HumanAesError
+from ..schema import LEVELS
+from . import EXIT_FAILED, EXIT_OK, add_model_args, guard
+
+
+def _percent(text: str) -> float:
+    """'20%', '20' or '12.5%' -> 20.0 / 12.5, for --keep-top."""
+    raw = text.strip().rstrip("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r} (e.g. 20%)") from None
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"the percentage must be above 0 and at most 100, got {text!r}")
+    return value
+
+
+def _photos(n: int) -> str:
+    return f"{n} photo" if n == 1 else f"{n} photos"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="humanaes-cull",
+        description="Cull photos with HumanAesExpert scores: keep the best, reject the rest, and write the "
+        "decisions as XMP sidecars that Lightroom Classic, darktable and digiKam read. Keepers are rated "
+        "1-5 stars from their level (bad 1 ... excellent 5); every other photo gets Rating -1 (reject). "
+        "Originals are never modified.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="FOLDER", help="folders (scanned recursively) or photos")
+    add_model_args(parser)
+    keep = parser.add_mutually_exclusive_group(required=True)
+    keep.add_argument(
+        "--keep-top", type=_percent, metavar="P%", help="keep the best P percent of each folder/burst"
+    )
+    keep.add_argument("--min-level", choices=LEVELS, help="keep every photo at or above this level")
+    parser.add_argument(
+        "--per",
+        default="folder",
+        choices=["folder", "burst", "all"],
+        help="where photos compete: each folder (default), each burst of near-identical frames, or all",
+    )
+    parser.add_argument("--write-xmp", action="store_true", help="write the decisions to XMP sidecars")
+    parser.add_argument(
+        "--sidecar",
+        default="auto",
+        choices=["auto", "name.xmp", "name.ext.xmp"],
+        help="sidecar name for photos without one: auto (default) = name.xmp for camera RAW (Lightroom), "
+        "name.ext.xmp otherwise (darktable, digiKam); an existing sidecar is always updated in place",
+    )
+    parser.add_argument("--label", default=None, help="colour label for keepers, e.g. Green")
+    parser.add_argument(
+        "--no-digikam", action="store_true", help="do not write digiKam's pick and colour labels"
+    )
+    dest = parser.add_mutually_exclusive_group()
+    dest.add_argument("--copy-picks", metavar="DIR", help="copy the keepers (and their sidecars) into DIR")
+    dest.add_argument("--move-picks", metavar="DIR", help="move the keepers (and their sidecars) into DIR")
+    parser.add_argument("--export", metavar="FILE", help="all cards with decisions: .csv, .json or .jsonl")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the plan only: no sidecars, nothing copied or moved (--export is still written)",
+    )
+    parser.add_argument(
+        "--heads", default="all", choices=["all", "overall"], help="overall: quick LM+regression only"
+    )
+    parser.add_argument("--max-gap", type=float, default=None, help="bursts: seconds between frames (2)")
+    parser.add_argument("--max-hamming", type=int, default=None, help="bursts: hash distance in bits (10)")
+    parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
+    parser.add_argument("--cache", default=None, help="cache database file (default: per-user data dir)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+@guard
+def main(argv: list[str] | None = None) -> int:
+    """humanaes-cull: keep the best photos, reject the rest, write XMP sidecars and copy the picks."""
+    args = _parser().parse_args(argv)
+
+    from tqdm import tqdm
+
+    from ..cache import ScoreCache
+    from ..cull import copy_picks, export_cards, plan_cull, write_sidecars
+    from ..grouping import DEFAULT_MAX_GAP_S, DEFAULT_MAX_HAMMING, fingerprint, group_photos
+    from ..scan import CachedScoring, collect_photos
+
+    started = time.perf_counter()
+    files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
+    if not files:
+        raise HumanAesError(f"no photos found in {', '.join(args.paths)}")
+    cache = None if args.no_cache else ScoreCache(args.cache)
+    cards: dict[Path, object] = {}
+    errors: dict[str, str] = {s.path: s.reason for s in skipped}
+    try:
+        runner = CachedScoring(
+            args.model,
+            cache=cache,
+            device=args.device,
+            precision=args.precision,
+            quantize=args.quantize,
+            max_tiles=args.max_tiles,
+            batch_size=args.batch_size,
+            heads=args.heads,
+        )
+        with tqdm(total=len(files), unit="photo", disable=args.quiet, file=sys.stderr, desc="scoring") as bar:
+            for result in runner.run(files):
+                if result.card is not None:
+                    cards[Path(result.source or "")] = result.card
+                else:
+                    errors[result.source or ""] = result.error or "unknown error"
+                bar.update(1)
+    finally:
+        if cache is not None:
+            cache.close()
+    order = {p: i for i, p in enumerate(files)}
+    cards = dict(sorted(cards.items(), key=lambda kv: order.get(kv[0], len(order))))
+    if not cards:
+        print(f"none of the {_photos(len(files))} could be scored:", file=sys.stderr)
+        for path, reason in errors.items():
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+
+    groups = None
+    if args.per == "burst":
+        items = []
+        for path in tqdm(list(cards), unit="photo", disable=args.quiet, file=sys.stderr, desc="grouping"):
+            try:
+                items.append(fingerprint(path).item())
+            except HumanAesError:  # scored a moment ago, unreadable now: it stays a group of its own
+                continue
+        groups = group_photos(
+            items,
+            max_hamming=DEFAULT_MAX_HAMMING if args.max_hamming is None else args.max_hamming,
+            max_gap_s=DEFAULT_MAX_GAP_S if args.max_gap is None else args.max_gap,
+        )
+
+    decisions = plan_cull(
+        cards, keep_top_percent=args.keep_top, min_level=args.min_level, per=args.per, groups=groups
+    )
+    n_keep = sum(d.keep for d in decisions.values())
+    by_group: dict[str, list[int]] = {}
+    for d in decisions.values():
+        counts = by_group.setdefault(d.group, [0, 0])
+        counts[0 if d.keep else 1] += 1
+    if args.per == "burst":
+        bursts = sum(1 for k, r in by_group.values() if k + r > 1)
+        where = f"{bursts} burst{'s' if bursts != 1 else ''}, {len(by_group) - bursts} single"
+    elif args.per == "folder":
+        where = f"{len(by_group)} folder{'s' if len(by_group) != 1 else ''}"
+    else:
+        where = "ranked together"
+    print(f"{_photos(len(decisions))} culled: {n_keep} kept, {len(decisions) - n_keep} rejected ({where})")
+    for label, (k, r) in by_group.items():
+        if args.per != "all" and (args.per != "burst" or k + r > 1):
+            print(f"  {label}: kept {k}, rejected {r}")
+
+    failed = False
+    verb = "would write" if args.dry_run else "wrote"
+    if args.write_xmp:
+        if args.dry_run:
+            print(f"{verb} XMP sidecars for {_photos(len(decisions))}")
+        else:
+            report = write_sidecars(decisions, args.sidecar, label=args.label, digikam=not args.no_digikam)
+            print(f"{verb} {len(set(report.written))} XMP sidecars")
+            for photo, reason in report.failed:
+                print(f"  sidecar not written for {photo}: {reason}", file=sys.stderr)
+            failed |= bool(report.failed)
+    dest = args.copy_picks or args.move_picks
+    if dest:
+        action = "move" if args.move_picks else "copy"
+        if args.dry_run:
+            print(f"would {action} {_photos(n_keep)} to {dest}")
+        else:
+            copied = copy_picks(decisions, dest, move=bool(args.move_picks))
+            print(
+                f"{'moved' if args.move_picks else 'copied'} {_photos(len(copied.copied))} to {dest}"
+                + (f" ({len(copied.already_there)} already there)" if copied.already_there else "")
+            )
+            for photo, reason in copied.failed:
+                print(f"  not {action}d: {photo}: {reason}", file=sys.stderr)
+            failed |= bool(copied.failed)
+    if args.export:
+        export_cards(cards, args.export, decisions=decisions, groups=groups, errors=errors)
+        print(f"wrote {args.export}")
+    for path, reason in errors.items():
+        print(f"  skipped {path}: {reason}", file=sys.stderr)
+    print(f"done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
