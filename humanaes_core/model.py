@@ -47,6 +47,15 @@ class HeadOutputs:
     metavoter: torch.Tensor | None  # [B]
 
 
+@dataclass
+class TrainingOutputs:
+    """What one teacher-forced training pass gives the loss (see `HumanAesModel.training_forward`)."""
+
+    ce: torch.Tensor  # [B] mean cross-entropy over each sample's answer tokens (0 where no answer)
+    answer_tokens: torch.Tensor  # [B] number of supervised tokens per sample
+    head_hidden: torch.Tensor  # [B, H] hidden state at each sample's last prompt token (what heads read)
+
+
 def _common_prefix_len(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -230,6 +239,79 @@ class HumanAesModel(nn.Module):
         return HeadOutputs(
             level_logits.cpu(), regression.cpu(), {k: expert[k].cpu() for k in KEYS}, final.cpu()
         )
+
+    # --- training -------------------------------------------------------------------------------
+    def answer_ids(self, answer: str) -> list[int]:
+        """Token ids the LM is trained to produce: the answer text, then the end-of-turn token."""
+        return [*self._encode(answer), self._single_token(self.prompt.im_end)]
+
+    def training_ids(self, n_tiles: int, question: str, answer: str | None) -> tuple[list[int], slice, int]:
+        """Full teacher-forced sequence, where its image tokens are, and the prompt length.
+
+        The prompt is tokenised exactly as in scoring (`prompt_ids`), so the last prompt token, which
+        the regression and expert heads read, is the same token the scorer reads.
+        """
+        prompt, image_slice = self.prompt_ids(n_tiles, question)
+        return prompt + (self.answer_ids(answer) if answer is not None else []), image_slice, len(prompt)
+
+    def training_forward(
+        self,
+        pixel_values: torch.Tensor,
+        tiles: list[int],
+        questions: list[str],
+        answers: list[str | None],
+    ) -> TrainingOutputs:
+        """One teacher-forced pass over a batch of (image, question, answer) with gradients.
+
+        Images may have different tile counts (`tiles[i]` tiles each, concatenated in
+        `pixel_values`); sequences are right-padded. Causal attention means a real token never sees
+        the padding after it, so each sample's hidden states equal those of an unpadded pass. Logits are
+        computed only at the positions that predict answer tokens: the prompt is never a target, and
+        the LM head over a 150k vocabulary is not run over thousands of image tokens.
+        """
+        feats = self.encode_images(pixel_values, 1)  # [sum(tiles), num_image_token, H]: per tile
+        per_sample = torch.split(feats, tiles)
+        seqs, prompt_lens = [], []
+        for n, q, a in zip(tiles, questions, answers, strict=True):
+            ids, image_slice, plen = self.training_ids(n, q, a)
+            seqs.append((ids, image_slice))
+            prompt_lens.append(plen)
+        length = max(len(ids) for ids, _ in seqs)
+        pad = self.tokenizer.pad_token_id
+        pad = self._single_token(self.prompt.im_end) if pad is None else pad
+        embed = self.backbone.model.language_model.get_input_embeddings()
+        rows, mask = [], torch.zeros(len(seqs), length, dtype=torch.long, device=self.device)
+        for i, ((ids, image_slice), img) in enumerate(zip(seqs, per_sample, strict=True)):
+            t = torch.tensor(ids + [pad] * (length - len(ids)), device=self.device)
+            e = embed(t)
+            img = img.reshape(-1, img.shape[-1]).to(e.dtype)
+            rows.append(torch.cat([e[: image_slice.start], img, e[image_slice.stop :]]))
+            mask[i, : len(ids)] = 1
+        embeds = torch.stack(rows)
+        pos = torch.arange(length, device=self.device).unsqueeze(0).expand(len(seqs), -1)
+        hidden = self._language_model(embeds, pos, mask)
+
+        batch_idx = torch.arange(len(seqs), device=self.device)
+        head_hidden = hidden[batch_idx, torch.tensor(prompt_lens, device=self.device) - 1]
+        # answer token k (k >= prompt length) is predicted from position k - 1
+        which, where, targets = [], [], []
+        for i, ((ids, _), plen) in enumerate(zip(seqs, prompt_lens, strict=True)):
+            which += [i] * (len(ids) - plen)
+            where += list(range(plen - 1, len(ids) - 1))
+            targets += ids[plen:]
+        ce = torch.zeros(len(seqs), device=self.device)
+        counts = torch.zeros(len(seqs), device=self.device)
+        if targets:
+            which_t = torch.tensor(which, device=self.device)
+            h = hidden[which_t, torch.tensor(where, device=self.device)]
+            head = self.backbone.lm_head
+            logits = head(h.to(head.weight.dtype)).float()
+            tok_ce = nn.functional.cross_entropy(
+                logits, torch.tensor(targets, device=self.device), reduction="none"
+            )
+            ce = ce.index_add(0, which_t, tok_ce)
+            counts = counts.index_add(0, which_t, torch.ones_like(tok_ce))
+        return TrainingOutputs(ce / counts.clamp(min=1), counts, head_hidden)
 
 
 def tree_attention_mask(

@@ -64,21 +64,16 @@ def score_main(argv: list[str] | None = None) -> int:
     return main(argv)
 
 
-def _not_yet(prog: str, what: str) -> Callable[[list[str] | None], int]:
-    @guard
-    def main(argv: list[str] | None = None) -> int:
-        parser = argparse.ArgumentParser(
-            prog=prog, description=f"{what} (not available in this version yet)."
-        )
-        parser.parse_known_args(argv)
-        print(f"{prog}: {what} is not available in this version of HumanAes yet.", file=sys.stderr)
-        return EXIT_FAILED
+def train_main(argv: list[str] | None = None) -> int:
+    from .train import main
 
-    return main
+    return main(argv)
 
 
-train_main = _not_yet("humanaes-train", "fine-tuning HumanAesExpert on a data set or your own ratings")
-eval_main = _not_yet("humanaes-eval", "evaluating a model with the paper's metrics")
+def eval_main(argv: list[str] | None = None) -> int:
+    from .evaluate import main
+
+    return main(argv)
 
 
 def cull_main(argv: list[str] | None = None) -> int:
