@@ -13,7 +13,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="humanaes",
         description="HumanAes desktop app: open a folder of portraits, sort it by score and see why each "
-        "photo scored as it did. Scores are cached, so reopening a folder is instant.",
+        "photo scored as it did; cull it with P / X / U and 0-5 stars, auto-cull, compare bursts, and write "
+        "XMP sidecars for Lightroom, darktable and digiKam. Scores and decisions are cached, so reopening a "
+        "folder is instant.",
     )
     parser.add_argument("folder", nargs="?", help="folder (or photo) to open")
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""How one grid tile is painted: thumbnail, overall score pill in the level's colour, file name.
+"""How one grid tile is painted: thumbnail, overall score pill in the level's colour, file name, and the
+culling state: stars, a pick or reject badge (rejects dimmed), and "×N" on a collapsed burst.
 
 Everything is painted from data already in memory (the Photo and an in-memory thumbnail), so
 painting 10,000 tiles' worth of scrolling costs no I/O.
@@ -6,18 +7,20 @@ painting 10,000 tiles' worth of scrolling costs no I/O.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from humanaes_core.decisions import Flag
 from humanaes_core.schema import BY_KEY
 
 from . import theme
-from .photos import Photo, PhotoRole
-from .widgets import level_pill
+from .photos import GroupRole, Photo, PhotoRole
+from .widgets import level_pill, paint_flag_badge, paint_stars, stars_width
 
 NAME_STRIP = 26
 PAD = 6
+STAR_SIZE = 11.0
 
 
 class TileDelegate(QStyledItemDelegate):
@@ -71,10 +74,25 @@ class TileDelegate(QStyledItemDelegate):
             p.drawRoundedRect(image_area, 4, 4)
 
         self._paint_scores(p, image_area, photo)
+        flag = photo.flag
+        if flag == Flag.REJECT:  # dimmed, as editors show rejects: still visible, clearly out
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(16, 16, 18, 150))
+            p.drawRoundedRect(image_area, 4, 4)
+        if flag != Flag.NONE:
+            paint_flag_badge(p, QPointF(image_area.left() + 6, image_area.top() + 6), flag == Flag.PICK)
+        members = index.data(GroupRole)
+        if isinstance(members, int) and members > 1:
+            self._paint_group_badge(p, image_area, members)
 
         name_rect = QRectF(
             r.left() + PAD + 2, r.bottom() - NAME_STRIP, r.width() - 2 * PAD - 4, NAME_STRIP - 2
         )
+        stars = photo.stars
+        if stars:
+            width = stars_width(stars, STAR_SIZE)
+            paint_stars(p, QPointF(name_rect.right() - width, name_rect.center().y()), stars, STAR_SIZE)
+            name_rect.setRight(name_rect.right() - width - 6)
         font = QFont(option.font)
         font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
         p.setFont(font)
@@ -127,6 +145,22 @@ class TileDelegate(QStyledItemDelegate):
         p.drawRoundedRect(rect2, h / 2, h / 2)
         p.setPen(theme.level_colour(value))
         p.drawText(rect2, Qt.AlignmentFlag.AlignCenter, text2)
+
+    def _paint_group_badge(self, p: QPainter, area: QRectF, members: int) -> None:
+        """'×N' in the top-right corner: this tile stands for a burst of N photos."""
+        bold = QFont(p.font())
+        bold.setBold(True)
+        p.setFont(bold)
+        fm = QFontMetrics(bold)
+        text = f"×{members}"
+        h = fm.height() + 6
+        w = fm.horizontalAdvance(text) + 14
+        rect = QRectF(area.right() - w - 6, area.top() + 6, w, h)
+        p.setPen(QPen(theme.ACCENT, 1.2))
+        p.setBrush(QColor(20, 20, 22, 220))
+        p.drawRoundedRect(rect, h / 2, h / 2)
+        p.setPen(theme.TEXT)
+        p.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
 
     def _paint_skipped(self, p: QPainter, area: QRectF, reason: str) -> None:
         p.setPen(QPen(QColor("#5a2a28"), 1))

@@ -5,12 +5,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .photos import Photo
-from .widgets import AttributionView, HeadsView, HierarchyView, ImageView, RadarChart, ScoreBadge
+from .widgets import (
+    AttributionView,
+    DecisionView,
+    HeadsView,
+    HierarchyView,
+    ImageView,
+    RadarChart,
+    ScoreBadge,
+)
 
 
 def _section(title: str) -> QLabel:
@@ -22,6 +39,8 @@ def _section(title: str) -> QLabel:
 
 class DetailPanel(QScrollArea):
     """Everything about the current photo; filled by the main window, never does I/O itself."""
+
+    compare_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -49,6 +68,19 @@ class DetailPanel(QScrollArea):
         self.preview.setMinimumHeight(220)
         self.preview.setMaximumHeight(280)
         self.badge = ScoreBadge()
+        self.decision = DecisionView()
+        self.decision.setToolTip("P pick · X reject · U unflag · 0–5 stars · Ctrl+Z undo")
+        self.burst = QWidget()
+        self.burst_label = QLabel()
+        self.burst_label.setObjectName("muted")
+        self.compare_button = QPushButton("Compare burst")
+        self.compare_button.setToolTip("The frames of this burst side by side (Ctrl+G)")
+        self.compare_button.clicked.connect(self.compare_requested)
+        burst_row = QHBoxLayout(self.burst)
+        burst_row.setContentsMargins(0, 0, 0, 0)
+        burst_row.addWidget(self.burst_label, 1)
+        burst_row.addWidget(self.compare_button)
+        self.burst.hide()
         self.explanation = QLabel()
         self.explanation.setObjectName("explanation")
         self.explanation.setWordWrap(True)
@@ -70,8 +102,9 @@ class DetailPanel(QScrollArea):
         self.attribution_note.setObjectName("muted")
         self.attribution_note.setWordWrap(True)
 
-        for w in (self.title, self.subtitle, self.preview, self.badge, self.explanation):
+        for w in (self.title, self.subtitle, self.preview, self.badge, self.decision, self.burst):
             layout.addWidget(w)
+        layout.addWidget(self.explanation)
         # Everything below only makes sense for a scored photo; it is hidden for pending or skipped ones.
         self.card_sections = QWidget()
         sections = QVBoxLayout(self.card_sections)
@@ -103,6 +136,7 @@ class DetailPanel(QScrollArea):
         """Show `photo` (None clears). `reference`: the folder's mean displayed scores (ticks, radar);
         `attributions`: {parent: ParentAttribution} against the folder's mean expert card."""
         self.photo = photo
+        self.set_culling(photo)
         if photo is None:
             self.title.setText("No photo selected")
             self.subtitle.setText("Open a folder with Ctrl+O or drop one on the window.")
@@ -123,6 +157,18 @@ class DetailPanel(QScrollArea):
             self.explanation.show()
             return
         self._show_card(photo, reference, attributions, explanation)
+
+    def set_culling(self, photo: Photo | None, burst_size: int = 1, best: bool = False) -> None:
+        """The photo's decision, and its burst (with the compare button) when it is part of one."""
+        self.decision.setVisible(photo is not None)
+        if photo is not None:
+            source = None if photo.rating is None else photo.rating.source
+            self.decision.set_decision(photo.stars, int(photo.flag), source)
+        self.burst.setVisible(photo is not None and burst_size > 1)
+        if burst_size > 1:
+            self.burst_label.setText(
+                f"Burst of {burst_size}" + ("  ·  the best-scoring frame" if best else "")
+            )
 
     def set_preview(self, pixmap: QPixmap | None, message: str = "") -> None:
         self.preview.set_pixmap(pixmap, message)

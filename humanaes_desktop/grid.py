@@ -31,7 +31,7 @@ class PhotoGrid(QListView):
         self.setBatchSize(400)
         self.setSpacing(SPACING)
         self.setWrapping(True)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)  # cull many at once
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         # Always on: a scroll bar appearing and disappearing would change the width and the tile size.
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)

@@ -8,19 +8,26 @@ or filter change on 10,000 photos takes milliseconds and the view's selection is
 
 `data()` never touches the disk: thumbnails come from the `ThumbnailProvider`'s memory cache and are
 requested asynchronously when missing.
+
+Culling state lives here too: each photo's decision (stars, pick/reject) as stored in the cache database
+or imported from an editor's XMP sidecar, and its burst group. With bursts collapsed, a group is one row:
+its best-scoring member, standing for the others.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
 
+from humanaes_core.decisions import Flag, PhotoDecision
 from humanaes_core.schema import BY_KEY, KEYS, LEVELS
+
+from .settings import FLAG_NAMES
 
 if TYPE_CHECKING:
     from humanaes_core.scoring import ScoreCard
@@ -29,6 +36,9 @@ if TYPE_CHECKING:
 
 PhotoRole = Qt.ItemDataRole.UserRole + 1
 ScoreRole = Qt.ItemDataRole.UserRole + 2
+GroupRole = Qt.ItemDataRole.UserRole + 3  # how many photos a row stands for (bursts collapsed), else 1
+
+_FLAG_NAME = {Flag.PICK: "pick", Flag.NONE: "none", Flag.REJECT: "reject"}
 
 HEAD_LABELS = {
     "lm": "LM head",
@@ -57,6 +67,25 @@ class Photo:
     card: ScoreCard | None = None
     error: str | None = None  # why it was skipped
     captured: float | None = None  # EXIF DateTimeOriginal (or the file's mtime), unix seconds
+    content_hash: str | None = None  # the cache's key for this file's bytes; decisions are stored under it
+    decision: PhotoDecision | None = None  # what the photographer (or auto-cull) decided, from the database
+    xmp: PhotoDecision | None = None  # an editor's sidecar rating, shown until overridden
+    group: int | None = None  # index of its burst in the model's groups (None: not part of a burst)
+
+    @property
+    def rating(self) -> PhotoDecision | None:
+        """The decision in force: the app's own, else the editor's sidecar rating, else None."""
+        return self.decision if self.decision is not None else self.xmp
+
+    @property
+    def flag(self) -> Flag:
+        rating = self.rating
+        return Flag.NONE if rating is None else rating.flag
+
+    @property
+    def stars(self) -> int:
+        rating = self.rating
+        return 0 if rating is None or rating.stars is None else rating.stars
 
     @property
     def state(self) -> str:
@@ -83,17 +112,32 @@ class Photo:
 
 @dataclass(frozen=True)
 class Filter:
-    """Which scored photos are shown; unscored and skipped ones are shown only while nothing is filtered."""
+    """Which photos are shown. Score filters (levels, minimum score) hide unscored and skipped photos;
+    decision filters (flags, minimum stars) apply to every photo, scored or not."""
 
     levels: frozenset[str] = frozenset(LEVELS)
     min_score: float = 0.0
+    flags: frozenset[str] = frozenset(FLAG_NAMES)
+    min_stars: int = 0
+
+    @property
+    def score_active(self) -> bool:
+        return self.levels != frozenset(LEVELS) or self.min_score > 0.0
+
+    @property
+    def decision_active(self) -> bool:
+        return self.flags != frozenset(FLAG_NAMES) or self.min_stars > 0
 
     @property
     def active(self) -> bool:
-        return self.levels != frozenset(LEVELS) or self.min_score > 0.0
+        return self.score_active or self.decision_active
 
     def accepts(self, photo: Photo) -> bool:
-        if not self.active:
+        if self.decision_active and (
+            _FLAG_NAME[photo.flag] not in self.flags or photo.stars < self.min_stars
+        ):
+            return False
+        if not self.score_active:
             return True
         if photo.card is None:
             return False
@@ -116,6 +160,8 @@ class PhotoModel(QAbstractListModel):
 
     #: Emitted after rows changed order or visibility (for the status bar's "N of M shown").
     layout_updated = Signal()
+    #: Emitted after decisions changed (stars, flags), for the status bar and the detail panel.
+    decisions_updated = Signal()
 
     def __init__(self, thumbnails: ImageLoader | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -128,6 +174,10 @@ class PhotoModel(QAbstractListModel):
         self._filter = Filter()
         self._reference: dict[str, float] | None = None
         self._mean_dims: dict[str, float] | None = None
+        self._by_hash: dict[str, list[int]] = {}  # content hash -> photos (identical files share a decision)
+        self._groups: list[list[int]] = []  # bursts of two or more photos, members in capture order
+        self._collapsed = False
+        self._represents: dict[int, int] = {}  # shown item -> how many photos it stands for (collapsed)
         self.thumbnails = thumbnails
         if thumbnails is not None:
             thumbnails.ready.connect(self._thumbnail_ready)
@@ -157,6 +207,8 @@ class PhotoModel(QAbstractListModel):
             return None if self.thumbnails is None else self.thumbnails.get(photo.path)
         if role == ScoreRole:
             return photo.sort_value(self._sort_key)
+        if role == GroupRole:
+            return self._represents.get(self._order[index.row()], 1)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(photo)
         return None
@@ -175,6 +227,8 @@ class PhotoModel(QAbstractListModel):
         self.beginResetModel()
         self._photos = [Photo(p, _relative(p, root)) for p in paths]
         self._by_path = {str(p.path): i for i, p in enumerate(self._photos)}
+        self._by_hash = {}
+        self._groups = []
         self._reference = self._mean_dims = None
         self._compute_order()
         self.endResetModel()
@@ -201,9 +255,113 @@ class PhotoModel(QAbstractListModel):
         if changed:
             self._reference = self._mean_dims = None
             self._rows_changed(changed)
-            if self._sort_key not in ("name", "captured") or self._filter.active:
+            if self._sort_key not in ("name", "captured") or self._filter.active or self._collapsed:
                 self._resort_timer.start()
         return [self._photos[i] for i in changed]
+
+    # ------------------------------------------------------------------ decisions
+
+    def set_hashes(self, hashes: Mapping[str, str]) -> None:
+        """Content hashes by path (computed by the scoring worker): the keys decisions are stored under."""
+        for path, content_hash in hashes.items():
+            i = self._by_path.get(path)
+            if i is not None:
+                self._photos[i].content_hash = content_hash
+                self._by_hash.setdefault(content_hash, []).append(i)
+
+    def photos_with_hash(self, content_hash: str) -> list[Photo]:
+        return [self._photos[i] for i in self._by_hash.get(content_hash, ())]
+
+    def set_decisions(
+        self, decisions: Mapping[str, PhotoDecision | None], *, imported: bool = False
+    ) -> list[Photo]:
+        """Show decisions keyed by content hash (None: cleared). `imported`: ratings read from editors'
+        sidecars, shown for photos the app has no decision of its own for. Returns the photos changed."""
+        changed: list[int] = []
+        for content_hash, decision in decisions.items():
+            for i in self._by_hash.get(content_hash, ()):
+                photo = self._photos[i]
+                if imported:
+                    photo.xmp = decision
+                else:
+                    photo.decision = decision
+                changed.append(i)
+        if changed:
+            self._rows_changed(changed)
+            if self._filter.decision_active:
+                self._resort_timer.start()
+            self.decisions_updated.emit()
+        return [self._photos[i] for i in changed]
+
+    def decision_counts(self) -> dict[str, int]:
+        """Picked, rejected and starred photos of the folder (for the status bar)."""
+        out = {"picked": 0, "rejected": 0, "starred": 0}
+        for p in self._photos:
+            flag = p.flag
+            if flag == Flag.PICK:
+                out["picked"] += 1
+            elif flag == Flag.REJECT:
+                out["rejected"] += 1
+            if p.stars:
+                out["starred"] += 1
+        return out
+
+    # ------------------------------------------------------------------ bursts
+
+    def set_groups(self, groups: Iterable[Sequence[str | os.PathLike[str]]]) -> None:
+        """Bursts from `humanaes_core.grouping.group_photos` (singletons may be included and are ignored)."""
+        for photo in self._photos:
+            photo.group = None
+        self._groups = []
+        for members in groups:
+            items = [i for i in (self._by_path.get(os.fspath(m)) for m in members) if i is not None]
+            if len(items) < 2:
+                continue
+            gid = len(self._groups)
+            self._groups.append(items)
+            for i in items:
+                self._photos[i].group = gid
+        if self._collapsed:
+            self.resort()
+        elif self._order:
+            self.dataChanged.emit(self.index(0), self.index(len(self._order) - 1))
+
+    @property
+    def has_groups(self) -> bool:
+        return bool(self._groups)
+
+    def group_count(self) -> int:
+        return len(self._groups)
+
+    def groups(self) -> list[list[Path]]:
+        """The bursts (two or more photos each) as paths, members in capture order."""
+        return [[self._photos[i].path for i in members] for members in self._groups]
+
+    def group_members(self, photo: Photo) -> list[Photo]:
+        """The photo's burst in capture order ([photo] when it is not part of one)."""
+        if photo.group is None or photo.group >= len(self._groups):
+            return [photo]
+        return [self._photos[i] for i in self._groups[photo.group]]
+
+    def best_of_group(self, photo: Photo) -> Photo:
+        """The member with the highest overall score (the earlier frame on ties; the first when unscored)."""
+        if photo.group is None or photo.group >= len(self._groups):
+            return photo
+        return self._photos[self._best(self._groups[photo.group])]
+
+    @property
+    def collapsed(self) -> bool:
+        return self._collapsed
+
+    def set_collapsed(self, collapsed: bool) -> None:
+        """Show each burst as its best-scoring member only."""
+        if collapsed != self._collapsed:
+            self._collapsed = collapsed
+            self.resort()
+
+    def represented(self, row: int) -> int:
+        """How many photos the row stands for (more than 1 only for a collapsed burst)."""
+        return self._represents.get(self._order[row], 1) if 0 <= row < len(self._order) else 0
 
     def set_capture_times(self, times: dict[str, float]) -> None:
         changed = []
@@ -271,7 +429,16 @@ class PhotoModel(QAbstractListModel):
             self.resort()
 
     def set_filter(self, levels: Iterable[str], min_score: float) -> None:
-        new = Filter(frozenset(levels) & frozenset(LEVELS), float(min_score))
+        new = replace(self._filter, levels=frozenset(levels) & frozenset(LEVELS), min_score=float(min_score))
+        if new != self._filter:
+            self._filter = new
+            self.resort()
+
+    def set_decision_filter(self, flags: Iterable[str], min_stars: int) -> None:
+        """Show only photos with one of these flags ("pick", "none", "reject") and at least `min_stars`."""
+        new = replace(
+            self._filter, flags=frozenset(flags) & frozenset(FLAG_NAMES), min_stars=min(max(min_stars, 0), 5)
+        )
         if new != self._filter:
             self._filter = new
             self.resort()
@@ -296,6 +463,9 @@ class PhotoModel(QAbstractListModel):
     def _compute_order(self) -> None:
         key, accepts = self._sort_key, self._filter.accepts
         shown = [i for i, p in enumerate(self._photos) if accepts(p)]
+        self._represents = {}
+        if self._collapsed and self._groups:
+            shown = self._collapse(shown)
         # Name order first, so photos with equal values stay in a stable, sensible order.
         shown.sort(key=lambda i: self._photos[i].name.casefold())
         known = [i for i in shown if self._photos[i].sort_value(key) is not None]
@@ -304,6 +474,27 @@ class PhotoModel(QAbstractListModel):
         known.sort(key=value, reverse=self._descending)
         self._order = known + unknown
         self._row_of = {item: row for row, item in enumerate(self._order)}
+
+    def _collapse(self, shown: list[int]) -> list[int]:
+        """Keep each burst's best-scoring shown member; the others are represented by it."""
+        visible = set(shown)
+        kept = [i for i in shown if self._photos[i].group is None]
+        for members in self._groups:
+            present = [i for i in members if i in visible]
+            if present:
+                best = self._best(present)
+                kept.append(best)
+                self._represents[best] = len(present)
+        return kept
+
+    def _best(self, items: Sequence[int]) -> int:
+        """Highest overall score; the earlier frame on ties; the first frame when none is scored."""
+        best = items[0]
+        for i in items[1:]:
+            score, top = self._photos[i].overall, self._photos[best].overall
+            if score is not None and (top is None or score > top):
+                best = i
+        return best
 
     # ------------------------------------------------------------------ helpers
 
@@ -333,7 +524,10 @@ class PhotoModel(QAbstractListModel):
         if photo.card is None:
             return f"{photo.path}\nnot scored yet"
         card = photo.card
-        return f"{photo.path}\noverall {card.dims['overall']:.3f} ({card.level})"
+        text = f"{photo.path}\noverall {card.dims['overall']:.3f} ({card.level})"
+        if photo.group is not None:
+            text += f"\nburst of {len(self.group_members(photo))}"
+        return text
 
 
 def _relative(path: Path, root: Path | None) -> str:

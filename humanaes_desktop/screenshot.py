@@ -6,8 +6,9 @@ No released weights are needed (or downloaded): the window scores ~24 demo photo
 initialised tiny checkpoint whose heads are *calibrated for display* — leaves rescaled so the demo
 photos spread over the five levels, parent FFNs fitted to weighted means of their children, and the
 MetaVoter fitted to a blend of the three heads. The numbers in the picture therefore show what the
-app looks like, not an aesthetic judgement. Everything is written under a scratch folder; the
-user's cache, settings and thumbnails are not touched.
+app looks like, not an aesthetic judgement. A culling session is shown in progress: the best photos
+picked and starred, a few rated, the weakest rejected (dimmed). Everything is written under a scratch
+folder; the user's cache, settings and thumbnails are not touched.
 """
 
 from __future__ import annotations
@@ -169,6 +170,26 @@ def _most_telling(window: object) -> Path:
     return best
 
 
+def demo_decisions(window: object) -> None:
+    """A culling session in progress, so the tiles show stars, picks and dimmed rejects: the best
+    photos picked and starred, the weakest rejected, a few in between rated."""
+    from humanaes_core.decisions import Flag
+
+    ranked = sorted(
+        (p for p in window.model.photos if p.card is not None),  # type: ignore[attr-defined]
+        key=lambda p: -p.overall,
+    )
+    plan = [
+        (ranked[:2], {"flag": Flag.PICK, "stars": 5}),
+        (ranked[2:5], {"flag": Flag.PICK, "stars": 4}),
+        (ranked[7:9], {"stars": 3}),
+        (ranked[-4:], {"flag": Flag.REJECT}),
+    ]
+    for photos, fields in plan:
+        items = [(p.content_hash, p.path) for p in photos if p.content_hash]
+        window.decisions.update(items, "demo", **fields)  # type: ignore[attr-defined]
+
+
 def save_small_png(image: object, out: Path, max_bytes: int = 500_000) -> None:
     """PNG under `max_bytes` for the README: lossless if it fits, else 256 colours with dithering."""
     import io
@@ -206,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["HUMANAES_CACHE"] = str(work / "cache.sqlite")
     os.environ["HUMANAES_THUMBNAILS"] = str(work / "thumbnails")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for stale in work.glob("cache.sqlite*"):  # score afresh, so the status bar shows a real scoring run
-        stale.unlink()
+    for stale in work.glob("cache.sqlite*"):  # score afresh (the status bar shows a real scoring run), no
+        stale.unlink()  # decisions left from an earlier run
     photos = make_demo_photos(work / "photos")
     model = make_demo_model(work / "HumanAes-demo-tiny", photos)
 
@@ -224,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     settings.scoring.device = "cpu"
     settings.scoring.max_tiles = 2
     settings.geometry = settings.splitter = ""
+    settings.tile_size = 150  # six columns: the whole demo folder, picks at the top and rejects at the bottom
     window = MainWindow(settings)
     window.resize(*DEMO_SIZE)
     window.show()
@@ -238,11 +260,16 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.01)
 
     pump(120, lambda: not window.controller.running and window.model.photos)
+    pump(30, lambda: all(p.content_hash for p in window.model.photos) and not window.decisions.busy)
+    demo_decisions(window)
+    pump(30, lambda: not window.decisions.busy and not window.scanner.busy)
     window.set_sort("overall", True)
     pump(1.0)
     window.select_path(work / "photos" / args.select if args.select != "auto" else _most_telling(window))
     pump(30, lambda: not window.thumbnails.busy and not window.previews.busy)
     pump(0.5)
+    window.statusBar().clearMessage()  # the demo decisions' notices
+    pump(0.2)
     save_small_png(window.grab().toImage(), Path(args.out))
     if args.icon:
         theme.app_icon().pixmap(256, 256).save(args.icon, "PNG")

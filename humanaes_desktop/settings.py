@@ -16,6 +16,7 @@ from pathlib import Path
 import platformdirs
 
 from humanaes_core.schema import LEVELS
+from humanaes_core.xmp import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,11 @@ MAX_RECENT = 10
 MODEL_PRESETS = ("KwaiVGI/HumanAesExpert-1B", "KwaiVGI/HumanAesExpert-8B")
 #: "4bit" means bitsandbytes NF4 on a CUDA GPU; the others are the compute dtype.
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "4bit")
+#: Flag filter names, in the order the toolbar shows them.
+FLAG_NAMES: tuple[str, ...] = ("pick", "none", "reject")
+#: Where auto-cull ranks photos against each other (humanaes_core.cull.PARTITIONS).
+CULL_PER = ("folder", "burst", "all")
+SIDECAR_CONVENTIONS = ("auto", "name.xmp", "name.ext.xmp")
 
 
 def config_dir() -> Path:
@@ -87,6 +93,16 @@ class AppSettings:
     levels: list[str] = field(default_factory=lambda: list(LEVELS))
     min_score: float = 0.0
     tile_size: int = 184
+    flags: list[str] = field(default_factory=lambda: list(FLAG_NAMES))
+    min_stars: int = 0
+    collapse_bursts: bool = False
+    cull_by: str = "percent"  # "percent": keep the top N %; "level": keep at or above a level
+    cull_keep_top: float = 30.0
+    cull_min_level: str = "good"
+    cull_per: str = "folder"
+    cull_overwrite_manual: bool = False
+    sidecar_convention: str = "auto"
+    keeper_label: str = ""  # colour label given to picks in sidecars ("" none)
     geometry: str = ""  # base64 of QWidget.saveGeometry()
     splitter: str = ""  # base64 of QSplitter.saveState()
     path: Path | None = field(default=None, repr=False, compare=False)
@@ -128,6 +144,21 @@ class AppSettings:
         settings.levels = [lv for lv in settings.levels if lv in LEVELS]
         settings.recent_folders = [str(p) for p in settings.recent_folders if isinstance(p, str)][:MAX_RECENT]
         settings.min_score = min(max(settings.min_score, 0.0), 1.0)
+        settings.flags = [f for f in FLAG_NAMES if f in settings.flags]
+        settings.min_stars = min(max(settings.min_stars, 0), 5)
+        defaults = cls()
+        if settings.cull_by not in ("percent", "level"):
+            settings.cull_by = defaults.cull_by
+        if not 0 < settings.cull_keep_top <= 100:
+            settings.cull_keep_top = defaults.cull_keep_top
+        if settings.cull_min_level not in LEVELS:
+            settings.cull_min_level = defaults.cull_min_level
+        if settings.cull_per not in CULL_PER:
+            settings.cull_per = defaults.cull_per
+        if settings.sidecar_convention not in SIDECAR_CONVENTIONS:
+            settings.sidecar_convention = defaults.sidecar_convention
+        if settings.keeper_label not in ("", *LABELS):
+            settings.keeper_label = defaults.keeper_label
         return settings
 
     def save(self) -> None:

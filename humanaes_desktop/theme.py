@@ -22,6 +22,9 @@ FAINT = QColor("#5f6167")
 ACCENT = QColor("#5b9dff")
 POSITIVE = QColor("#4cc38a")
 NEGATIVE = QColor("#f0645a")
+STAR = QColor("#f2c14e")  # star ratings, as editors show them
+PICK = QColor("#3fbf7f")
+REJECT = QColor("#ef5a50")
 
 #: bad → excellent: red, orange, amber, yellow-green, green; all readable on the dark greys.
 LEVEL_COLOURS: dict[str, QColor] = {
@@ -105,6 +108,9 @@ QLabel#explanation {{ background: {RAISED.name()}; border-radius: 8px; padding: 
 QCheckBox::indicator {{ width: 14px; height: 14px; border: 1px solid {BORDER.name()}; border-radius: 3px;
     background: {BASE.name()}; }}
 QCheckBox::indicator:checked {{ background: {ACCENT.name()}; border-color: {ACCENT.name()}; }}
+QRadioButton::indicator {{ width: 12px; height: 12px; border: 1px solid {BORDER.name()}; border-radius: 7px;
+    background: {BASE.name()}; }}
+QRadioButton::indicator:checked {{ background: {ACCENT.name()}; border-color: {ACCENT.name()}; }}
 """
 
 

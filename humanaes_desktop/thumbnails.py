@@ -18,7 +18,7 @@ import tempfile
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image
@@ -27,8 +27,6 @@ from PySide6.QtGui import QImage, QPixmap
 
 log = logging.getLogger(__name__)
 
-_EXIF_IFD = 0x8769
-_DATETIME_ORIGINAL = 36867
 _THUMB_VERSION = 1  # bump when the way thumbnails are made changes, so old files are not reused
 
 
@@ -219,20 +217,24 @@ class ImageLoader(QObject):
 
 
 def capture_time(path: Path) -> float:
-    """EXIF DateTimeOriginal as unix seconds (local time), else the file's mtime (0.0 if unreadable)."""
-    try:
-        with Image.open(path) as img:
-            value = img.getexif().get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL)
-        if isinstance(value, bytes):
-            value = value.decode("ascii", "replace")
-        if isinstance(value, str):
-            return datetime.strptime(value.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S").timestamp()
-    except Exception:  # no EXIF, malformed dates, unreadable files: fall back to the mtime
-        pass
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
+    """Capture time as unix seconds for sorting and display; the file's mtime when it has none, 0.0 when
+    it cannot even be stat'ed.
+
+    Read by `humanaes_core.grouping.capture_time`, which knows RAW files (through Exiv2) and sub-second
+    times. An EXIF time without a UTC offset comes back as wall-clock read as UTC; it is turned into
+    local time here, so the detail panel shows the time the camera's clock showed. (A time with an
+    offset comes back as the true instant, so it shows as that instant's UTC clock time; sorting within
+    a shoot is unaffected either way.)
+    """
+    from humanaes_core.grouping import capture_time as exif_time
+
+    seconds, source = exif_time(path)
+    if seconds is None:
         return 0.0
+    if source == "exif":
+        wall = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+        return wall.timestamp()  # naive datetime -> local time
+    return seconds
 
 
 class _MetaSignals(QObject):

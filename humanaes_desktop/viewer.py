@@ -1,19 +1,21 @@
 """The full-screen view: one photo as large as the screen allows, its score along the bottom edge.
 
-Arrow keys step through the grid's current order (sorted and filtered), Esc or Enter go back.
+Arrow keys step through the grid's current order (sorted and filtered), Esc or Enter go back; the
+culling keys (P, X, U, 0–5) work here too, and the strip shows the photo's flag and stars.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import QWidget
 
+from humanaes_core.decisions import Flag
 from humanaes_core.schema import KEYS
 
 from . import theme
 from .photos import Photo
-from .widgets import chips_text, level_pill
+from .widgets import chips_text, level_pill, paint_flag_badge, paint_stars
 
 
 class FullView(QWidget):
@@ -93,6 +95,11 @@ class FullView(QWidget):
             QRectF(x, strip.top(), name_w + 4, strip_h), Qt.AlignmentFlag.AlignVCenter, self.photo.path.name
         )
         x += name_w + 20
+        if self.photo.flag != Flag.NONE:
+            paint_flag_badge(p, QPointF(x, strip.center().y() - 11), self.photo.flag == Flag.PICK, 22.0)
+            x += 32
+        if self.photo.stars:
+            x += paint_stars(p, QPointF(x, strip.center().y()), self.photo.stars, 16.0) + 18
         p.setFont(self.font())
         p.setPen(theme.MUTED)
         if self.photo.error is not None:

@@ -39,6 +39,19 @@ SHORT_NAMES = {
 }
 
 
+#: Names for the compact card, where the hierarchy says what "Facial" would.
+MINI_NAMES = {
+    "overall": "Overall",
+    "facial_aesthetic": "Face",
+    "facial_brightness": "Brightness",
+    "facial_feature_clarity": "Feature Clarity",
+    "facial_skin_tone": "Skin Tone",
+    "facial_structure": "Structure",
+    "facial_contour_clarity": "Contour Clarity",
+    "general_appearance_aesthetic": "Appearance",
+}
+
+
 def short_name(key: str) -> str:
     return SHORT_NAMES.get(key, BY_KEY[key].name)
 
@@ -411,6 +424,110 @@ class ImageView(QWidget):
         p.end()
 
 
+def star_path(centre: QPointF, radius: float) -> QPainterPath:
+    """A five-pointed star (drawn, not a font glyph: every platform and font shows the same star)."""
+    path = QPainterPath()
+    for i in range(10):
+        r = radius if i % 2 == 0 else radius * 0.45
+        a = -math.pi / 2 + i * math.pi / 5
+        point = QPointF(centre.x() + r * math.cos(a), centre.y() + r * math.sin(a))
+        if i == 0:
+            path.moveTo(point)
+        else:
+            path.lineTo(point)
+    path.closeSubpath()
+    return path
+
+
+def stars_width(count: int, size: float) -> float:
+    return count * (size + 2)
+
+
+def paint_stars(p: QPainter, origin: QPointF, filled: int, size: float, total: int = 0) -> float:
+    """`filled` gold stars from `origin` (left edge, vertical centre), then outlines up to `total`;
+    returns the width used."""
+    p.save()
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    n = max(filled, total)
+    for i in range(n):
+        centre = QPointF(origin.x() + i * (size + 2) + size / 2, origin.y())
+        if i < filled:
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(theme.STAR)
+        else:
+            p.setPen(QPen(theme.FAINT, 1))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawPath(star_path(centre, size / 2))
+    p.restore()
+    return stars_width(n, size)
+
+
+def paint_flag_badge(p: QPainter, top_left: QPointF, picked: bool, size: float = 20.0) -> QRectF:
+    """A round badge: a white tick on green for a pick, a white cross on red for a reject."""
+    rect = QRectF(top_left.x(), top_left.y(), size, size)
+    p.save()
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setPen(QPen(QColor(15, 15, 17, 200), 1.5))
+    p.setBrush(theme.PICK if picked else theme.REJECT)
+    p.drawEllipse(rect)
+    pen = QPen(QColor("#ffffff"), max(1.6, size / 10))
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    p.setPen(pen)
+    c, k = rect.center(), size * 0.22
+    if picked:
+        tick = QPolygonF(
+            [
+                QPointF(c.x() - k, c.y()),
+                QPointF(c.x() - k * 0.25, c.y() + k * 0.8),
+                QPointF(c.x() + k, c.y() - k),
+            ]
+        )
+        p.drawPolyline(tick)
+    else:
+        p.drawLine(QPointF(c.x() - k, c.y() - k), QPointF(c.x() + k, c.y() + k))
+        p.drawLine(QPointF(c.x() - k, c.y() + k), QPointF(c.x() + k, c.y() - k))
+    p.restore()
+    return rect
+
+
+def paint_mini_card(p: QPainter, rect: QRectF, dims: Mapping[str, float] | None) -> None:
+    """The 12 dimensions as compact rows (letter, name when there is room, bar, value), in the panel's
+    hierarchy order: overall first, children indented under their parent."""
+    row_h = rect.height() / len(HIERARCHY)
+    small = _font(p.font(), -1.5)
+    p.save()
+    p.setFont(small)
+    fm = QFontMetrics(small)
+    value_w = fm.horizontalAdvance("0.00") + 6
+    name_w = rect.width() * 0.45 if rect.width() >= 200 else 0.0
+    for i, (key, depth) in enumerate(HIERARCHY):
+        y = rect.top() + i * row_h
+        value = None if dims is None else dims.get(key)
+        x = rect.left() + depth * 8
+        p.setPen(theme.TEXT if depth < 2 else theme.MUTED)
+        p.drawText(QRectF(x, y, 14, row_h), Qt.AlignmentFlag.AlignVCenter, BY_KEY[key].letter)
+        if name_w:
+            name = MINI_NAMES.get(key) or short_name(key)
+            width = int(rect.left() + name_w - x - 16)
+            p.drawText(
+                QRectF(x + 14, y, width, row_h),
+                Qt.AlignmentFlag.AlignVCenter,
+                fm.elidedText(name, Qt.TextElideMode.ElideRight, width),
+            )
+        left = rect.left() + (name_w or 18)
+        bar_h = min(6.0, row_h * 0.45)
+        bar = QRectF(left, y + (row_h - bar_h) / 2, rect.right() - value_w - left, bar_h)
+        paint_bar(p, bar, value, theme.level_colour(value))
+        p.setPen(theme.TEXT)
+        p.drawText(
+            QRectF(rect.right() - value_w, y, value_w, row_h),
+            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+            "–" if value is None else f"{value:.2f}",
+        )
+    p.restore()
+
+
 def level_pill(p: QPainter, rect: QRectF, score: float | None, text: str) -> None:
     """A rounded label in the level's colour with dark text, as on tiles and the panel header."""
     colour = theme.level_colour(score)
@@ -482,3 +599,53 @@ def format_duration(seconds: float | None) -> str:
 def chips_text(values: Mapping[str, float], keys: Sequence[str]) -> str:
     """'A 0.61 · B 0.42 · …' for compact overlays."""
     return "  ·  ".join(f"{BY_KEY[k].letter} {values[k]:.2f}" for k in keys if k in values)
+
+
+#: Who made a decision, as the detail panel says it.
+DECISION_SOURCES = {"user": "by you", "auto": "by auto-cull", "xmp": "from the XMP sidecar"}
+
+
+class DecisionView(QWidget):
+    """The photo's stars (five, filled up to the rating), pick/reject badge and who decided."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._stars = 0
+        self._flag = 0
+        self._source: str | None = None
+        self.setFixedHeight(28)
+
+    def set_decision(self, stars: int, flag: int, source: str | None) -> None:
+        """`flag`: 1 pick, -1 reject, 0 none (humanaes_core.decisions.Flag values)."""
+        self._stars, self._flag, self._source = stars, int(flag), source
+        self.update()
+
+    def _who(self) -> str:
+        if not self._source or not (self._flag or self._stars):
+            return ""
+        return DECISION_SOURCES.get(self._source, self._source)
+
+    def text(self) -> str:
+        """What the view shows, in words (tests, accessibility)."""
+        what = {1: "Picked", -1: "Rejected", 0: "Not flagged"}[self._flag]
+        stars = f"{self._stars} star{'s' if self._stars != 1 else ''}" if self._stars else "no stars"
+        who = self._who()
+        return f"{what}, {stars}" + (f", {who}" if who else "")
+
+    def paintEvent(self, _event: object) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        y = self.height() / 2
+        x = 2 + paint_stars(p, QPointF(2, y), self._stars, 15.0, total=5) + 12
+        if self._flag:
+            paint_flag_badge(p, QPointF(x, y - 10), self._flag > 0)
+            x += 26
+        who = self._who()
+        label = {1: "Picked", -1: "Rejected", 0: "Not flagged"}[self._flag] + (f"  ·  {who}" if who else "")
+        p.setPen(theme.TEXT if self._flag else theme.MUTED)
+        p.drawText(
+            QRectF(x, 0, self.width() - x, self.height()),
+            Qt.AlignmentFlag.AlignVCenter,
+            QFontMetrics(self.font()).elidedText(label, Qt.TextElideMode.ElideRight, int(self.width() - x)),
+        )
+        p.end()

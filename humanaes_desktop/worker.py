@@ -70,6 +70,7 @@ class ScoringWorker(QObject):
     """Runs one ScoringJob in its thread; pause, resume and cancel are safe to call from any thread."""
 
     files_found = Signal(int, list, list)  # generation, [Path], [(path, reason)]
+    hashes = Signal(int, dict)  # generation, {path str: content hash} (decisions are keyed by it)
     model_ready = Signal(int, object)  # generation, ModelInfo
     results = Signal(int, list)  # generation, [(path str, ScoreCard | None, error | None)]
     progress = Signal(int, object)  # generation, Progress
@@ -137,6 +138,12 @@ class ScoringWorker(QObject):
         if not files or self._cancel.is_set():
             return
         with ScoreCache() as cache:
+            # Hashed here, before the model is even resolved, so decisions show at once (and still show
+            # when the model cannot be loaded); the scoring run below finds them on the cache's fast path.
+            hashes = cache.content_hashes(files)
+            self.hashes.emit(gen, {str(p): h for p, h in hashes.items() if isinstance(h, str)})
+            if self._cancel.is_set():
+                return
             scoring = self._make_scoring(gen, cache)
             if self._cancel.is_set():
                 return
@@ -267,6 +274,7 @@ class ScoringController(QObject):
     """
 
     files_found = Signal(list, list)
+    hashes = Signal(dict)
     model_ready = Signal(object)
     results = Signal(list)
     progress = Signal(object)
@@ -349,6 +357,7 @@ class ScoringController(QObject):
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.files_found.connect(self._on_files_found)
+        worker.hashes.connect(self._on_hashes)
         worker.model_ready.connect(self._on_model_ready)
         worker.results.connect(self._on_results)
         worker.progress.connect(self._on_progress)
@@ -366,6 +375,11 @@ class ScoringController(QObject):
     def _on_files_found(self, gen: int, files: list, problems: list) -> None:
         if self._current(gen):
             self.files_found.emit(files, problems)
+
+    @Slot(int, dict)
+    def _on_hashes(self, gen: int, hashes: dict) -> None:
+        if self._current(gen):
+            self.hashes.emit(hashes)
 
     @Slot(int, object)
     def _on_model_ready(self, gen: int, info: ModelInfo) -> None:

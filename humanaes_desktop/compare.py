@@ -1,0 +1,225 @@
+"""The compare view: the frames of one burst side by side, each with its score, decision and 12-dim card.
+
+Choosing the keeper of a burst is a comparison, not a series of separate judgements, so the members
+are shown together: picture, overall score and level, stars and flag, and the 12 dimensions as compact
+bars (the best-scoring frame is marked). ← → move between frames; P, X, U and 0–5 work on the chosen
+frame as everywhere else; Esc goes back to the grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+)
+from PySide6.QtWidgets import QWidget
+
+from humanaes_core.decisions import Flag
+
+from . import theme
+from .photos import Photo
+from .widgets import level_pill, paint_flag_badge, paint_mini_card, paint_stars
+
+COLUMN_MIN = 240  # narrower than this and the mini card's bars stop being readable
+HEADER = 34
+FOOTER = 30
+INFO = 36
+CARD_ROW = 16
+
+
+class CompareView(QWidget):
+    """Painted columns, one per burst member; as many as fit, paged around the chosen one."""
+
+    closed = Signal()
+    current_changed = Signal(object)  # Photo
+
+    def __init__(self, pixmap_for: Callable[[Photo], QPixmap | None], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._pixmap_for = pixmap_for
+        self._members: list[Photo] = []
+        self._best: Photo | None = None
+        self._current = 0
+        self._columns: list[tuple[int, QRectF]] = []  # (member index, rect) painted last
+
+    # ------------------------------------------------------------------ content
+
+    def set_members(self, members: Sequence[Photo], best: Photo | None, current: Photo | None = None) -> None:
+        self._members = list(members)
+        self._best = best
+        self._current = self._members.index(current) if current in self._members else 0
+        self.update()
+
+    def members(self) -> list[Photo]:
+        return list(self._members)
+
+    @property
+    def best(self) -> Photo | None:
+        return self._best
+
+    def current(self) -> Photo | None:
+        return self._members[self._current] if self._members else None
+
+    def set_current(self, index: int) -> None:
+        if not self._members:
+            return
+        index = min(max(index, 0), len(self._members) - 1)
+        if index != self._current:
+            self._current = index
+            self.update()
+            self.current_changed.emit(self._members[index])
+
+    def columns_shown(self) -> range:
+        """The members on screen: a page of as many as fit, containing the current one."""
+        n = len(self._members)
+        fit = max(1, min(n, int(self.width() // COLUMN_MIN)))
+        start = (self._current // fit) * fit
+        start = max(0, min(start, n - fit))
+        return range(start, start + fit)
+
+    # ------------------------------------------------------------------ input
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key in (Qt.Key.Key_Right, Qt.Key.Key_Down, Qt.Key.Key_Tab):
+            self.set_current(self._current + 1)
+        elif key in (Qt.Key.Key_Left, Qt.Key.Key_Up, Qt.Key.Key_Backtab):
+            self.set_current(self._current - 1)
+        elif key == Qt.Key.Key_Home:
+            self.set_current(0)
+        elif key == Qt.Key.Key_End:
+            self.set_current(len(self._members) - 1)
+        elif key in (Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.closed.emit()
+        else:
+            super().keyPressEvent(event)
+
+    def focusNextPrevChild(self, _next: bool) -> bool:
+        return False  # Tab moves between frames, not out of the view
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        for index, rect in self._columns:
+            if rect.contains(event.position()):
+                self.set_current(index)
+                return
+        super().mousePressEvent(event)
+
+    # ------------------------------------------------------------------ painting
+
+    def paintEvent(self, _event: object) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        p.fillRect(self.rect(), theme.BASE)
+        self._columns = []
+        if not self._members:
+            p.setPen(theme.MUTED)
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No burst to compare")
+            p.end()
+            return
+        shown = self.columns_shown()
+        width = (self.width() - 12) / len(shown)
+        body = QRectF(6, 6, self.width() - 12, self.height() - FOOTER - 6)
+        for col, index in enumerate(shown):
+            rect = QRectF(body.left() + col * width + 3, body.top(), width - 6, body.height())
+            self._columns.append((index, rect))
+            self._paint_column(p, rect, self._members[index], index == self._current)
+        p.setPen(theme.MUTED)
+        footer = QRectF(12, self.height() - FOOTER, self.width() - 24, FOOTER)
+        n = len(self._members)
+        where = f"frames {shown.start + 1}–{shown.stop} of {n}" if len(shown) < n else f"burst of {n}"
+        p.drawText(footer, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, where)
+        p.drawText(
+            footer,
+            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+            "← → choose  ·  P pick  ·  X reject  ·  U unflag  ·  0–5 stars  ·  Esc back",
+        )
+        p.end()
+
+    def _paint_column(self, p: QPainter, rect: QRectF, photo: Photo, current: bool) -> None:
+        p.setPen(QPen(theme.ACCENT, 2) if current else QPen(theme.BORDER, 1))
+        p.setBrush(QColor("#2a2b2f") if current else theme.PANEL)
+        p.drawRoundedRect(rect, 8, 8)
+        inner = rect.adjusted(10, 8, -10, -10)
+        bold = QFont(self.font())
+        bold.setBold(True)
+        p.setFont(bold)
+        fm = QFontMetrics(bold)
+        tag = "best" if photo is self._best else ""
+        tag_w = fm.horizontalAdvance(tag) + 16 if tag else 0
+        header = QRectF(inner.left(), inner.top(), inner.width(), HEADER - 8)
+        p.setPen(theme.TEXT)
+        p.drawText(
+            header.adjusted(0, 0, -tag_w - 4, 0),
+            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+            fm.elidedText(photo.path.name, Qt.TextElideMode.ElideMiddle, int(header.width() - tag_w - 4)),
+        )
+        if tag:
+            pill = QRectF(header.right() - tag_w, header.top() + 3, tag_w, header.height() - 6)
+            p.setPen(QPen(theme.ACCENT, 1.2))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
+            p.setPen(theme.ACCENT)
+            p.drawText(pill, Qt.AlignmentFlag.AlignCenter, tag)
+
+        card_h = CARD_ROW * 12
+        # As tall as the frames need (a portrait frame a little taller than wide), the rest left below.
+        image_h = min(inner.height() - HEADER - INFO - card_h - 14, inner.width() * 1.25)
+        image = QRectF(inner.left(), inner.top() + HEADER, inner.width(), max(60.0, image_h))
+        self._paint_image(p, image, photo)
+
+        info = QRectF(inner.left(), image.bottom() + 6, inner.width(), INFO - 6)
+        x = info.left()
+        if photo.card is not None:
+            overall = photo.card.dims["overall"]
+            text = f"{overall:.2f}  {photo.card.level}"
+            w = fm.horizontalAdvance(text) + 18
+            level_pill(p, QRectF(x, info.top() + 4, w, info.height() - 8), overall, text)
+            x += w + 10
+        else:
+            p.setPen(theme.MUTED)
+            label = "skipped" if photo.error is not None else "not scored yet"
+            p.drawText(QRectF(x, info.top(), 120, info.height()), Qt.AlignmentFlag.AlignVCenter, label)
+            x += 120
+        flag = photo.flag
+        if flag != Flag.NONE:
+            paint_flag_badge(p, QPointF(x, info.center().y() - 10), flag == Flag.PICK)
+            x += 26
+        paint_stars(p, QPointF(x, info.center().y()), photo.stars, 12.0, total=5)
+
+        card = QRectF(inner.left(), info.bottom() + 8, inner.width(), card_h)
+        p.setFont(self.font())
+        paint_mini_card(p, card, None if photo.card is None else photo.card.dims)
+
+    def _paint_image(self, p: QPainter, area: QRectF, photo: Photo) -> None:
+        pixmap = self._pixmap_for(photo)
+        if pixmap is None or pixmap.isNull():
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(theme.BASE)
+            p.drawRoundedRect(area, 4, 4)
+            return
+        size = pixmap.size().scaled(area.size().toSize(), Qt.AspectRatioMode.KeepAspectRatio)
+        target = QRectF(
+            area.left() + (area.width() - size.width()) / 2,
+            area.top() + (area.height() - size.height()) / 2,
+            size.width(),
+            size.height(),
+        )
+        clip = QPainterPath()
+        clip.addRoundedRect(target, 4, 4)
+        p.save()
+        p.setClipPath(clip)
+        p.drawPixmap(target, pixmap, QRectF(pixmap.rect()))
+        if photo.flag == Flag.REJECT:
+            p.fillRect(target, QColor(16, 16, 18, 150))
+        p.restore()
