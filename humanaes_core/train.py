@@ -705,6 +705,7 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
+        self._stop_requested = threading.Event()
         config.validate()
         if not config.data or not config.base:
             raise HumanAesError("--data and --base are required")
@@ -803,6 +804,21 @@ class Trainer:
             "version": __version__,
         }
 
+    def request_stop(self) -> None:
+        """Ask a running stage 1 to stop after the current step, saving a resumable state (as Ctrl-C
+        does); safe to call from another thread, e.g. an app's cancel button."""
+        self._stop_requested.set()
+
+    def close(self) -> None:
+        """Forget accelerate's process-wide settings so the same process can train again."""
+        forget_accelerator_settings()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def run(self) -> TrainResult:
         if self.stage == "stage1":
             self.run_stage1()
@@ -872,7 +888,7 @@ class Trainer:
                     )
                     if self.on_step is not None:
                         self.on_step(self.step, logs)
-                    if _stop_everywhere(acc, stop.requested):
+                    if _stop_everywhere(acc, stop.requested or self._stop_requested.is_set()):
                         where = _save_state(acc, self.out, self._snapshot("stage1"))
                         raise TrainingInterrupted(
                             f"interrupted at step {self.step}/{self.total_steps}; resumable state saved in "
@@ -994,11 +1010,11 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict], None] | None = 
     """
     try:
         return Trainer(config, on_step).run()
-    finally:
-        _forget_accelerator_settings()
+    finally:  # also when the constructor fails half-way through setting accelerate up
+        forget_accelerator_settings()
 
 
-def _forget_accelerator_settings() -> None:
+def forget_accelerator_settings() -> None:
     """accelerate keeps one process-wide AcceleratorState and refuses a second Accelerator with other
     settings (precision, CPU); a program that trains twice (an app, the tests) must start afresh. The
     process group (PartialState) is kept, so this is harmless in a distributed run too."""

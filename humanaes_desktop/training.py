@@ -197,14 +197,21 @@ class TrainThread(QThread):
             log.exception("training failed")
             self.failed.emit(self._discard(f"Training stopped: {e.__class__.__name__}: {e}"))
         finally:
-            _reset_accelerate()
             gc.collect()
 
     def _train(self) -> None:
-        from humanaes_core.train import Trainer
+        from humanaes_core.train import Trainer, forget_accelerator_settings
 
         self.stage.emit("Loading the base model and your ratings…")
-        trainer = Trainer(self.config, on_step=self._on_step)
+        try:
+            trainer = Trainer(self.config, on_step=self._on_step)
+        except BaseException:
+            forget_accelerator_settings()
+            raise
+        with trainer:
+            self._run(trainer)
+
+    def _run(self, trainer: Any) -> None:
         self.total_steps = trainer.total_steps
         self.prepared.emit(trainer.total_steps, len(trainer.train_samples))
         if self._cancel.is_set():
@@ -239,19 +246,6 @@ class TrainThread(QThread):
         if self.ratings_csv is not None:
             self.ratings_csv.unlink(missing_ok=True)
         return f"{message}. Nothing was saved; the current model stays in use."
-
-
-def _reset_accelerate() -> None:
-    """accelerate keeps process-wide state that refuses a second run with other settings; the core
-    resets it after its `train()` function, and so must an app that runs `Trainer` itself."""
-    try:
-        from humanaes_core import train as core_train
-
-        reset = getattr(core_train, "_forget_accelerator_settings", None)
-        if reset is not None:
-            reset()
-    except Exception as e:  # only matters for a second run with other settings
-        log.debug("could not reset accelerate: %s", e)
 
 
 class TrainDialog(QDialog):

@@ -550,3 +550,15 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(small_da
     one = load_scorer(single.output, device="cpu", max_tiles=1).model.score_batch(x, 1)
     two = load_scorer(out, device="cpu", max_tiles=1).model.score_batch(x, 1)
     assert torch.allclose(one.metavoter, two.metavoter, atol=1e-4)
+
+
+def test_request_stop_saves_a_resumable_state_like_ctrl_c(small_data, tiny_model, tmp_path):
+    """An app's cancel button: stop after the current step with a resumable state, as Ctrl-C does."""
+    from humanaes_core.train import Trainer
+
+    config = _config(small_data, tiny_model, tmp_path / "stopped", epochs=2)
+    trainer = Trainer(config, on_step=lambda step, logs: trainer.request_stop() if step == 2 else None)
+    with trainer, pytest.raises(TrainingInterrupted, match="--resume"):
+        trainer.run()
+    progress = json.loads((tmp_path / "stopped" / "resume" / "progress.json").read_text())
+    assert progress["global_step"] == 2 and progress["stage"] == "stage1"
