@@ -238,9 +238,14 @@ def _publish(tmp: Path, dst: Path) -> None:
     except FileExistsError:
         raise
     except OSError:  # no hard links here (FAT/exFAT cards, some network shares)
-        if dst.exists():
-            raise FileExistsError(errno.EEXIST, "file exists", str(dst)) from None
-        os.replace(tmp, dst)
+        # reserve the name exclusively first: checking exists() and then renaming would overwrite a file
+        # another program created in between; now the rename can only replace our own empty placeholder
+        os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        try:
+            os.replace(tmp, dst)
+        except BaseException:
+            dst.unlink(missing_ok=True)
+            raise
         return
     tmp.unlink()
 

@@ -426,12 +426,17 @@ def rating_score(rating: Rating) -> float | None:
 
 
 def load_rated_folder(
-    folder: str | os.PathLike, *, recursive: bool = True, check_images: bool = True
+    folder: str | os.PathLike,
+    *,
+    recursive: bool = True,
+    check_images: bool = True,
+    allow_outside_root: bool = False,
 ) -> DataSet:
     """Photos with star ratings or reject flags as overall-only samples; unrated photos are skipped.
 
     Ratings are read by `xmp.read_rating`, the reader culling uses: the photo's own sidecar
-    (``name.ext.xmp`` or ``name.xmp``, the newest first), else XMP embedded in the file.
+    (``name.ext.xmp`` or ``name.xmp``, the newest first), else XMP embedded in the file. A photo that
+    is a symlink leading out of the folder is skipped, like a label path leading out of a data root.
     """
     from .scan import collect_photos
     from .xmp import read_rating
@@ -441,6 +446,11 @@ def load_rated_folder(
     skipped = [(s.path, s.reason) for s in skipped_files]
     samples: list[Sample] = []
     for photo in files:
+        if not allow_outside_root:
+            _, why = _resolve_image(os.path.relpath(photo, folder), folder, allow_outside_root=False)
+            if why is not None:
+                skipped.append((str(photo), why))
+                continue
         rating = read_rating(photo)
         score = rating_score(rating)
         if score is None:
@@ -504,7 +514,7 @@ def load_data(
     others = sorted(p.name for p in path.glob("*_label.jsonl"))
     if others:
         raise DataError(f"{path}: no {labels.name} in this HumanBeauty root (found {', '.join(others)})")
-    return load_rated_folder(path, check_images=check_images)
+    return load_rated_folder(path, check_images=check_images, allow_outside_root=allow_outside_root)
 
 
 def split_train_val(

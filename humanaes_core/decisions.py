@@ -6,9 +6,12 @@ was seen at is kept beside it so exports and sidecar writes know where it is. Ev
 step of a persistent undo history: a key press on one photo and an auto-cull of a whole folder are
 each undone with one ``undo()``, even after the app was restarted.
 
-The tables are created with IF NOT EXISTS next to the cache's own and the cache's ``schema_version``
-is not touched: an older HumanAes opening the file simply does not see them. Their own version is
-``decisions_schema_version`` in the cache's ``meta`` table, checked the same way.
+The tables live next to the cache's own and the cache's ``schema_version`` is not touched: an older
+HumanAes opening the file simply does not see them. Their own version is ``decisions_schema_version`` in
+the cache's ``meta`` table, migrated by the cache's runner (``cache.DECISIONS_COMPONENT``). Opening,
+locking, retries and the replacement of a damaged file are the cache's too (``cache.SQLiteStore``):
+every change is one ``BEGIN IMMEDIATE`` transaction, so the decision read, the new decision and its undo
+step are consistent even with the app and a CLI writing at the same time.
 """
 
 from __future__ import annotations
@@ -19,41 +22,30 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from types import TracebackType
 
-from sqlalchemy import (
-    URL,
-    Engine,
-    Float,
-    Index,
-    Integer,
-    String,
-    Text,
-    create_engine,
-    delete,
-    event,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import Float, Index, Integer, String, Text, delete, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from humanaes_core.cache import CACHE_ENV_VAR, Meta, ScoreCache, _set_sqlite_pragmas, default_cache_path
-from humanaes_core.errors import HumanAesError
+from humanaes_core.cache import (
+    DECISIONS_COMPONENT,
+    DecisionsVersionError,
+    ScoreCache,
+    SQLiteStore,
+    decode_path,
+    encode_path,
+)
 
 __all__ = [
     "DECISIONS_SCHEMA_VERSION",
     "Change",
     "DecisionStore",
+    "DecisionsVersionError",
     "Flag",
     "PhotoDecision",
 ]
 
-DECISIONS_SCHEMA_VERSION = 1
-_VERSION_KEY = "decisions_schema_version"
+DECISIONS_SCHEMA_VERSION = DECISIONS_COMPONENT.head
 _MAX_PARAMS = 500
 #: Undo steps kept; older ones are dropped (a step can hold thousands of photos, e.g. an auto-cull).
 DEFAULT_MAX_HISTORY = 200
@@ -110,10 +102,6 @@ class Change:
     decision: PhotoDecision | None
 
 
-class DecisionsVersionError(HumanAesError):
-    """The decision tables were written by a newer HumanAes."""
-
-
 class _Base(DeclarativeBase):
     """Metadata of the decision tables only; the cache's tables stay the cache's."""
 
@@ -162,8 +150,10 @@ def _row_decision(row: _DecisionRow) -> PhotoDecision:
     return PhotoDecision(row.stars, Flag(row.flag), row.label, row.source)
 
 
-class DecisionStore:
+class DecisionStore(SQLiteStore):
     """Per-photo decisions with a persistent, linear undo/redo history; thread- and process-safe."""
+
+    component = DECISIONS_COMPONENT
 
     def __init__(
         self,
@@ -173,50 +163,11 @@ class DecisionStore:
     ) -> None:
         if isinstance(path, ScoreCache):
             path = path.path
-        self.path = Path(path).expanduser() if path is not None else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_history = max_history
-        self._engine: Engine = create_engine(URL.create("sqlite+pysqlite", database=str(self.path)))
-        event.listen(self._engine, "connect", _set_sqlite_pragmas)
-        self._sessions: sessionmaker[Session] = sessionmaker(self._engine, expire_on_commit=False)
-        try:
-            self._init_schema()
-        except BaseException:
-            self._engine.dispose()
-            raise
-
-    def _init_schema(self) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(CreateTable(Meta.__table__, if_not_exists=True))
-            for table in _Base.metadata.sorted_tables:
-                conn.execute(CreateTable(table, if_not_exists=True))
-                for index in table.indexes:
-                    conn.execute(CreateIndex(index, if_not_exists=True))
-            conn.execute(
-                sqlite_insert(Meta)
-                .values(key=_VERSION_KEY, value=str(DECISIONS_SCHEMA_VERSION))
-                .on_conflict_do_nothing(index_elements=[Meta.key])
-            )
-            stored = conn.execute(select(Meta.value).where(Meta.key == _VERSION_KEY)).scalar_one()
-        if not stored.isdigit() or int(stored) > DECISIONS_SCHEMA_VERSION:
-            raise DecisionsVersionError(
-                f"{self.path}: its decisions were written by a newer HumanAes (decisions schema {stored}). "
-                f"Update HumanAes or point {CACHE_ENV_VAR} at another file."
-            )
-
-    def close(self) -> None:
-        self._engine.dispose()
+        super().__init__(path)
 
     def __enter__(self) -> DecisionStore:
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"DecisionStore({str(self.path)!r})"
 
     # ---------------------------------------------------------------- reading
 
@@ -227,22 +178,23 @@ class DecisionStore:
     def get_many(self, content_hashes: Iterable[str]) -> dict[str, PhotoDecision]:
         """Decisions of many photos; photos without one are absent."""
         wanted = list(dict.fromkeys(content_hashes))
-        found: dict[str, PhotoDecision] = {}
-        with self._sessions() as session:
-            for start in range(0, len(wanted), _MAX_PARAMS):
-                chunk = wanted[start : start + _MAX_PARAMS]
-                for row in session.scalars(select(_DecisionRow).where(_DecisionRow.content_hash.in_(chunk))):
-                    found[row.content_hash] = _row_decision(row)
-        return found
+        return self._read(lambda session: self._current(session, wanted))
 
     def all(self) -> dict[str, tuple[str, PhotoDecision]]:
         """Every stored decision with the last path it was seen at: content hash -> (path, decision)."""
-        with self._sessions() as session:
-            return {r.content_hash: (r.path, _row_decision(r)) for r in session.scalars(select(_DecisionRow))}
+        return self._read(
+            lambda session: {
+                r.content_hash: (decode_path(r.path), _row_decision(r))
+                for r in session.scalars(select(_DecisionRow))
+            }
+        )
 
     def count(self) -> int:
-        with self._sessions() as session:
-            return int(session.execute(select(func.count()).select_from(_DecisionRow)).scalar_one())
+        return int(
+            self._read(
+                lambda session: session.execute(select(func.count()).select_from(_DecisionRow)).scalar_one()
+            )
+        )
 
     # ---------------------------------------------------------------- changing
 
@@ -261,38 +213,42 @@ class DecisionStore:
             wanted[content_hash] = (os.fspath(path), decision)
         if not wanted:
             return []
+        return self._write(lambda session: self._apply_in(session, wanted, description))
+
+    def _apply_in(
+        self, session: Session, wanted: dict[str, tuple[str, PhotoDecision | None]], description: str
+    ) -> list[Change]:
         now = time.time()
         done: list[Change] = []
-        with self._sessions.begin() as session:
-            current = self._current(session, list(wanted))
-            history: list[dict] = []
-            for content_hash, (path, decision) in wanted.items():
-                before = current.get(content_hash)
-                if before == decision:
-                    if decision is not None:  # unchanged, but remember where the photo is now
-                        session.execute(
-                            update(_DecisionRow)
-                            .where(_DecisionRow.content_hash == content_hash)
-                            .values(path=path)
-                        )
-                    continue
-                self._write(session, content_hash, path, decision, now)
-                history.append(
-                    {
-                        "content_hash": content_hash,
-                        "path": path,
-                        "before_json": _dump(before),
-                        "after_json": _dump(decision),
-                    }
-                )
-                done.append(Change(content_hash, path, decision))
-            if history:
-                session.execute(delete(_HistoryRow).where(_HistoryRow.undone == 1))
-                step = (session.execute(select(func.max(_HistoryRow.step))).scalar_one() or 0) + 1
-                for row in history:
-                    row.update(step=step, description=description, undone=0, created_at=now)
-                session.execute(sqlite_insert(_HistoryRow), history)
-                self._prune(session, step)
+        current = self._current(session, list(wanted))
+        history: list[dict] = []
+        for content_hash, (path, decision) in wanted.items():
+            before = current.get(content_hash)
+            if before == decision:
+                if decision is not None:  # unchanged, but remember where the photo is now
+                    session.execute(
+                        update(_DecisionRow)
+                        .where(_DecisionRow.content_hash == content_hash)
+                        .values(path=encode_path(path))
+                    )
+                continue
+            self._write_row(session, content_hash, path, decision, now)
+            history.append(
+                {
+                    "content_hash": content_hash,
+                    "path": encode_path(path),
+                    "before_json": _dump(before),
+                    "after_json": _dump(decision),
+                }
+            )
+            done.append(Change(content_hash, path, decision))
+        if history:
+            session.execute(delete(_HistoryRow).where(_HistoryRow.undone == 1))
+            step = (session.execute(select(func.max(_HistoryRow.step))).scalar_one() or 0) + 1
+            for row in history:
+                row.update(step=step, description=description, undone=0, created_at=now)
+            session.execute(sqlite_insert(_HistoryRow), history)
+            self._prune(session, step)
         return done
 
     def _update_fields(
@@ -347,7 +303,8 @@ class DecisionStore:
 
     # ---------------------------------------------------------------- internals
 
-    def _current(self, session: Session, hashes: Sequence[str]) -> dict[str, PhotoDecision]:
+    @staticmethod
+    def _current(session: Session, hashes: Sequence[str]) -> dict[str, PhotoDecision]:
         found: dict[str, PhotoDecision] = {}
         for start in range(0, len(hashes), _MAX_PARAMS):
             chunk = hashes[start : start + _MAX_PARAMS]
@@ -356,7 +313,7 @@ class DecisionStore:
         return found
 
     @staticmethod
-    def _write(
+    def _write_row(
         session: Session, content_hash: str, path: str, decision: PhotoDecision | None, now: float
     ) -> None:
         if decision is None:
@@ -364,7 +321,7 @@ class DecisionStore:
             return
         values = {
             "content_hash": content_hash,
-            "path": path,
+            "path": encode_path(path),
             "stars": decision.stars,
             "flag": int(decision.flag),
             "label": decision.label,
@@ -379,8 +336,7 @@ class DecisionStore:
         session.execute(stmt)
 
     def _edge_step(self, *, undone: bool) -> int | None:
-        with self._sessions() as session:
-            return self._edge_step_in(session, undone=undone)
+        return self._read(lambda session: self._edge_step_in(session, undone=undone))
 
     @staticmethod
     def _edge_step_in(session: Session, *, undone: bool) -> int | None:
@@ -393,28 +349,28 @@ class DecisionStore:
     def _description(self, step: int | None) -> str | None:
         if step is None:
             return None
-        with self._sessions() as session:
-            return session.execute(
+        return self._read(
+            lambda session: session.execute(
                 select(_HistoryRow.description).where(_HistoryRow.step == step).limit(1)
             ).scalar_one_or_none()
+        )
 
     def _travel(self, *, undone: bool) -> list[Change]:
+        return self._write(lambda session: self._travel_in(session, undone=undone))
+
+    def _travel_in(self, session: Session, *, undone: bool) -> list[Change]:
         now = time.time()
-        with self._sessions.begin() as session:
-            step = self._edge_step_in(session, undone=undone)
-            if step is None:
-                return []
-            rows = session.scalars(
-                select(_HistoryRow).where(_HistoryRow.step == step).order_by(_HistoryRow.id)
-            )
-            changes: list[Change] = []
-            for row in rows:
-                target = _load(row.after_json if undone else row.before_json)
-                self._write(session, row.content_hash, row.path, target, now)
-                changes.append(Change(row.content_hash, row.path, target))
-            session.execute(
-                update(_HistoryRow).where(_HistoryRow.step == step).values(undone=0 if undone else 1)
-            )
+        step = self._edge_step_in(session, undone=undone)
+        if step is None:
+            return []
+        rows = session.scalars(select(_HistoryRow).where(_HistoryRow.step == step).order_by(_HistoryRow.id))
+        changes: list[Change] = []
+        for row in rows:
+            target = _load(row.after_json if undone else row.before_json)
+            path = decode_path(row.path)
+            self._write_row(session, row.content_hash, path, target, now)
+            changes.append(Change(row.content_hash, path, target))
+        session.execute(update(_HistoryRow).where(_HistoryRow.step == step).values(undone=0 if undone else 1))
         return changes
 
     def _prune(self, session: Session, newest: int) -> None:

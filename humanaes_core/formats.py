@@ -10,6 +10,11 @@ tool that shows and scores hundreds of photos uses that preview whenever it is a
 what the caller will resize to, and falls back to a full decode (camera white balance, 8-bit sRGB)
 only when it is too small, missing or unreadable.
 
+Files are opened without blocking and checked to be regular files first (``check_regular``): a named
+pipe or a link to ``/dev/zero`` with a photo's name must be reported, not read forever. A file with a
+RAW suffix that LibRaw does not recognise is handed to Pillow by ``preprocess`` (a JPEG saved as
+``.CR2`` is still a photo).
+
 Orientation: LibRaw reports the camera's orientation as ``sizes.flip`` and a full decode applies it.
 Embedded previews are normally stored in sensor orientation, but LibRaw adds its own EXIF block to the
 preview it hands out and a few converters store previews already upright, so the preview's own EXIF is
@@ -18,8 +23,10 @@ not trusted: ``flip`` is applied exactly once, unless the preview's shape shows 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,10 +37,14 @@ from humanaes_core.errors import ImageLoadError
 
 __all__ = [
     "HEIF_SUFFIXES",
+    "NOT_RAW",
+    "NOT_REGULAR",
     "RAW_SUFFIXES",
+    "check_regular",
     "decode_raw",
     "heif_supported",
     "is_raw",
+    "nonblocking_opener",
     "open_raw",
     "raw_size",
 ]
@@ -42,6 +53,27 @@ __all__ = [
 RAW_SUFFIXES = frozenset({".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf", ".orf", ".rw2"})
 #: HEIF containers read through pillow-heif (.hif is Fujifilm's name for HEIF).
 HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
+
+#: Reason for a file with a RAW suffix that LibRaw does not recognise.
+NOT_RAW = "not a supported camera RAW file"
+#: Reason for a named pipe, device or socket with a photo's name.
+NOT_REGULAR = "not a regular file (a pipe, device or socket)"
+
+
+def nonblocking_opener(path: str, flags: int) -> int:
+    """``open(..., opener=)`` that never blocks: opening a named pipe for reading otherwise waits forever."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def check_regular(fd: int, name: str) -> None:
+    """Raise unless ``fd`` is a regular file: folders as ``IsADirectoryError``, pipes and devices as
+    ``ImageLoadError`` (reading ``/dev/zero`` would never end, a pipe may never deliver a byte)."""
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
+    if not stat.S_ISREG(mode):
+        raise ImageLoadError(name, NOT_REGULAR)
+
 
 # LibRaw's documented flip values -> the Pillow transpose that makes sensor-oriented pixels upright.
 _FLIP_TRANSPOSE = {
@@ -89,8 +121,10 @@ def _open(path: str | os.PathLike[str]):
     """A LibRaw handle; by path where that is safe (LibRaw streams the file), else from memory."""
     rawpy = _rawpy()
     name = os.fspath(path)
-    with open(name, "rb"):  # LibRaw reports a missing or unreadable file as an I/O error; the OS says which
-        pass
+    # LibRaw reports a missing or unreadable file as an I/O error; the OS says which. And LibRaw would
+    # block on a named pipe: only regular files go on.
+    with open(name, "rb", opener=nonblocking_opener) as fh:
+        check_regular(fh.fileno(), name)
     if os.name == "nt" and not name.isascii():
         # LibRaw's narrow-character file API cannot open every Unicode path on Windows
         with open(name, "rb") as fh:
@@ -122,11 +156,13 @@ def _raw_error(exc: BaseException, name: str) -> BaseException:
         return ImageLoadError(name, str(exc))
     kind = type(exc).__name__
     if kind in ("LibRawFileUnsupportedError", "NotSupportedError"):
-        return ImageLoadError(name, "not a supported camera RAW file")
+        return ImageLoadError(name, NOT_RAW)
     if kind in ("LibRawIOError", "LibRawDataError", "LibRawUnspecifiedError"):
         return ImageLoadError(name, "truncated or corrupt RAW data")
     if kind == "LibRawTooBigError":
         return ImageLoadError(name, "too large")
+    if kind in ("LibRawUnsufficientMemoryError", "LibRawMemPoolOverflowError"):
+        return ImageLoadError(name, "too large (out of memory)")
     return ImageLoadError(name, f"cannot decode RAW data ({kind})")
 
 

@@ -10,16 +10,27 @@ Loading is stricter than InternVL's ``Image.open(...).convert("RGB")``: photogra
 orientation, ICC profiles, alpha, 16-bit and CMYK data, and a culling tool has to show the photo the way
 they see it and fail with a readable message (``ImageLoadError``) on a bad file instead of a traceback.
 HEIC/HEIF and camera RAW files are read through ``formats`` (pillow-heif, rawpy).
+
+Every file decode has a time limit (``decode_timeout``: 30 s unless configured). Python cannot kill a
+thread, so the decode runs in a helper thread that the caller stops waiting for at the deadline (the
+photo is reported as "decoding took too long" and the scan goes on); the helper's file reads fail from
+then on, so Pillow's chunked decoders give up at their next read instead of finishing a useless decode.
+A decoder stuck inside one C call (LibRaw, libheif) finishes in the background, abandoned. Animated
+GIF/WebP/PNG files are scored by their first frame, which is what Pillow decodes when a file is opened.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,18 +40,25 @@ from humanaes_core import formats
 from humanaes_core.errors import ImageLoadError
 
 __all__ = [
+    "DECODE_TIMEOUT_ENV",
     "DEFAULT_CONFIG",
+    "DEFAULT_DECODE_TIMEOUT_S",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "TOO_SLOW",
     "ImageSource",
     "TileConfig",
+    "abandoned_decodes",
     "candidate_grids",
     "closest_grid",
+    "decode_timeout",
     "load_image",
     "preprocess",
     "tile_count",
     "tile_image",
 ]
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,6 +71,14 @@ _WHITE = (255, 255, 255)
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _BICUBIC = Image.Resampling.BICUBIC
 
+#: Environment variable with the per-file decode limit in seconds (0 or "none": no limit).
+DECODE_TIMEOUT_ENV = "HUMANAES_DECODE_TIMEOUT"
+DEFAULT_DECODE_TIMEOUT_S = 30.0
+#: Reason for a photo whose decoding was abandoned at the time limit.
+TOO_SLOW = "decoding took too long"
+
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class TileConfig:
@@ -63,6 +89,7 @@ class TileConfig:
     min_tiles: int = 1
     use_thumbnail: bool = True
     fast_decode: bool = True  # JPEG draft mode (reduced-size DCT decoding) when the target is much smaller
+    decode_timeout: float | None = None  # seconds per file; None: $HUMANAES_DECODE_TIMEOUT or 30 s
 
     def __post_init__(self) -> None:
         if self.image_size < 1:
@@ -165,7 +192,9 @@ def _load_error(exc: BaseException, name: str) -> ImageLoadError:
     """Turn whatever Pillow or the OS raised into a short reason a photographer can act on."""
     if isinstance(exc, ImageLoadError):
         return exc
-    if isinstance(exc, Image.DecompressionBombError):
+    if isinstance(exc, _DecodeTimeout):
+        reason = TOO_SLOW
+    elif isinstance(exc, Image.DecompressionBombError):
         reason = _too_large(exc)
     elif isinstance(exc, MemoryError):
         reason = "too large (out of memory)"
@@ -181,6 +210,118 @@ def _load_error(exc: BaseException, name: str) -> ImageLoadError:
     else:
         reason = "truncated or corrupt image data"
     return ImageLoadError(name, reason)
+
+
+def decode_timeout(seconds: float | None = None) -> float | None:
+    """The per-file decode limit: ``seconds`` if given, else ``$HUMANAES_DECODE_TIMEOUT``, else 30 s.
+
+    Zero, a negative value or "none" means no limit (a decode may then take as long as it takes).
+    """
+    if seconds is None:
+        raw = os.environ.get(DECODE_TIMEOUT_ENV, "").strip().lower()
+        if not raw:
+            return DEFAULT_DECODE_TIMEOUT_S
+        if raw in ("none", "off", "inf"):
+            return None
+        try:
+            seconds = float(raw)
+        except ValueError:
+            log.warning("ignoring %s=%r (not a number of seconds)", DECODE_TIMEOUT_ENV, raw)
+            return DEFAULT_DECODE_TIMEOUT_S
+    return seconds if seconds > 0 else None
+
+
+class _DecodeTimeout(Exception):
+    """Raised inside an abandoned decode at its next file read."""
+
+
+class _Deadline:
+    """A point in time after which the decode's reads fail; ``expire`` ends it at once."""
+
+    __slots__ = ("_at", "expired")
+
+    def __init__(self, seconds: float) -> None:
+        self._at = time.monotonic() + seconds
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+
+    def check(self) -> None:
+        if self.expired or time.monotonic() > self._at:
+            self.expired = True
+            raise _DecodeTimeout
+
+
+class _DeadlineFile(io.BufferedReader):
+    """A buffered file whose reads fail once its deadline has passed: Pillow's decoders read in chunks
+    (64 KiB), so an over-long decode stops at its next chunk and its thread and memory are freed."""
+
+    def __init__(self, raw: io.RawIOBase, deadline: _Deadline | None) -> None:
+        super().__init__(raw)
+        self._deadline = deadline
+
+    def _check(self) -> None:
+        if self._deadline is not None:
+            self._deadline.check()
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check()
+        return super().read(size)
+
+    def read1(self, size: int = -1) -> bytes:
+        self._check()
+        return super().read1(size)
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        self._check()
+        return super().readinto(buffer)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        self._check()
+        return super().readline(size)
+
+
+#: Helper threads whose callers gave up on them at the time limit (pruned when they have finished).
+_abandoned: set[threading.Thread] = set()
+_abandoned_lock = threading.Lock()
+
+
+def abandoned_decodes() -> int:
+    """How many decodes passed their time limit and are still running in the background."""
+    with _abandoned_lock:
+        _abandoned.difference_update([t for t in _abandoned if not t.is_alive()])
+        return len(_abandoned)
+
+
+def _with_time_limit(work: Callable[[_Deadline | None], T], seconds: float | None, name: str) -> T:
+    """``work(deadline)`` in a helper thread; at ``seconds`` stop waiting and raise ImageLoadError."""
+    if seconds is None:
+        return work(None)
+    deadline = _Deadline(seconds)
+    outcome: list[tuple[bool, object]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, work(deadline)))
+        except BaseException as e:  # handed to the waiting caller, or dropped if it gave up
+            outcome.append((False, e))
+        finally:
+            done.set()
+
+    helper = threading.Thread(target=run, name="humanaes-decode", daemon=True)
+    helper.start()
+    if not done.wait(seconds):
+        deadline.expire()
+        with _abandoned_lock:
+            _abandoned.add(helper)
+        log.warning("%s: decoding took longer than %g s; skipping this photo", name, seconds)
+        raise ImageLoadError(name, TOO_SLOW)
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[return-value]
+    raise value  # type: ignore[misc]
 
 
 def _orientation(img: Image.Image) -> int:
@@ -282,12 +423,13 @@ def _decode(
     source: ImageSource,
     fast_decode: bool,
     target_for: Callable[[tuple[int, int]], tuple[int, int] | None],
+    timeout: float | None = None,
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Open, draft, fully decode, orient and convert; returns (RGB image, upright size of the full file).
 
     ``target_for`` gets the upright full-resolution size from the header (before any pixel is decoded)
     and returns the upright size the pixels will be resized to, so JPEG draft mode can decode at the
-    smallest DCT scale that still covers it.
+    smallest DCT scale that still covers it. Files are decoded under ``decode_timeout(timeout)``.
     """
     name = _source_name(source)
     if isinstance(source, Image.Image):
@@ -297,17 +439,50 @@ def _decode(
             return _to_rgb(img), img.size
         except Exception as exc:
             raise _load_error(exc, name) from exc
+    return _with_time_limit(
+        lambda deadline: _decode_file(source, name, fast_decode, target_for, deadline),
+        decode_timeout(timeout),
+        name,
+    )
 
-    if formats.is_raw(source):
-        # camera RAW: LibRaw decodes it (embedded preview when large enough) and applies the orientation
-        try:
-            img, full = formats.decode_raw(source, fast_decode, target_for)
-            return _to_rgb(img), full
-        except Exception as exc:
-            raise _load_error(exc, name) from exc
 
+def _decode_file(
+    source: str | os.PathLike[str],
+    name: str,
+    fast_decode: bool,
+    target_for: Callable[[tuple[int, int]], tuple[int, int] | None],
+    deadline: _Deadline | None,
+) -> tuple[Image.Image, tuple[int, int]]:
+    if not formats.is_raw(source):
+        return _decode_pillow(source, name, fast_decode, target_for, deadline)
+    # camera RAW: LibRaw decodes it (embedded preview when large enough) and applies the orientation
     try:
-        with open(source, "rb") as fp:
+        img, full = formats.decode_raw(source, fast_decode, target_for)
+        return _to_rgb(img), full
+    except Exception as exc:
+        err = _load_error(exc, name)
+        if err.reason != formats.NOT_RAW:
+            raise err from exc
+    # LibRaw does not know it: a JPEG or TIFF that was given a RAW suffix is still a photo
+    try:
+        return _decode_pillow(source, name, fast_decode, target_for, deadline)
+    except ImageLoadError:
+        raise err from None
+
+
+def _decode_pillow(
+    source: str | os.PathLike[str],
+    name: str,
+    fast_decode: bool,
+    target_for: Callable[[tuple[int, int]], tuple[int, int] | None],
+    deadline: _Deadline | None,
+) -> tuple[Image.Image, tuple[int, int]]:
+    try:
+        with (
+            open(source, "rb", buffering=0, opener=formats.nonblocking_opener) as raw,
+            _DeadlineFile(raw, deadline) as fp,
+        ):
+            formats.check_regular(fp.fileno(), name)
             img = Image.open(fp)
             jpeg = isinstance(img, JpegImagePlugin.JpegImageFile)
             if not jpeg:
@@ -329,7 +504,11 @@ def _decode(
 
 
 def load_image(
-    source: ImageSource, *, target: tuple[int, int] | None = None, fast_decode: bool = True
+    source: ImageSource,
+    *,
+    target: tuple[int, int] | None = None,
+    fast_decode: bool = True,
+    timeout: float | None = None,
 ) -> Image.Image:
     """Read a photo as upright 8-bit sRGB, or raise ImageLoadError with a short human reason.
 
@@ -337,9 +516,10 @@ def load_image(
     decoded at a reduced DCT scale that is still at least that large (several times faster on camera
     files). A PIL image is converted and oriented without re-reading. Files up to Pillow's hard
     decompression-bomb limit (2 × ``Image.MAX_IMAGE_PIXELS``, ~179 MP) load, so 100–150 MP
-    medium-format photos work; beyond it the file is reported as too large.
+    medium-format photos work; beyond it the file is reported as too large. ``timeout``: seconds the
+    decode may take (see ``decode_timeout``) before the photo is reported as "decoding took too long".
     """
-    img, _ = _decode(source, fast_decode, lambda _full: target)
+    img, _ = _decode(source, fast_decode, lambda _full: target, timeout)
     return img
 
 
@@ -381,5 +561,5 @@ def preprocess(source: ImageSource, cfg: TileConfig = DEFAULT_CONFIG) -> torch.T
         # the thumbnail is S×S, never larger than the grid, so the grid size is what must be covered
         return cols * size, rows * size
 
-    img, full = _decode(source, cfg.fast_decode, target_for)
+    img, full = _decode(source, cfg.fast_decode, target_for, cfg.decode_timeout)
     return _to_tensor(img, closest_grid(full[0], full[1], cfg), cfg)

@@ -3,6 +3,13 @@
 Cached photos come back first and without loading the model; the model is loaded only when some
 photo actually needs scoring, and every new card is written to the cache as soon as it exists, so
 an interrupted run loses at most the batch in flight.
+
+A folder is not a snapshot: photos are deleted, renamed over or rewritten while a scan runs (an editor
+saving, a sync client, a card reader). A card is cached under the content hash only when the file's
+signature (size, mtime, ctime, inode) after decoding is the one it had before it was hashed; otherwise
+the bytes decoded may not be the bytes hashed, so the photo is hashed and scored once more, and reported
+with a reason if it keeps changing or disappears. Folder walking never follows symlinked folders (no
+loops) and reports broken links, link loops and non-regular files by name instead of failing.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .cache import ScoreCache
+from .cache import FileSignature, HashedFile, ScoreCache, file_signature
 from .devices import resolve
 from .formats import HEIF_SUFFIXES, RAW_SUFFIXES
 from .scoring import (
@@ -45,12 +52,23 @@ class Skipped:
     reason: str
 
 
-def _os_reason(e: OSError) -> str:
+#: Reason for a photo whose file changed again while it was being scored a second time.
+KEPT_CHANGING = "the file kept changing while it was being scored"
+#: Reason for a photo deleted (or moved away) after it was found.
+VANISHED = "file not found (it was removed during the scan)"
+
+
+def _os_reason(e: OSError, path: str | os.PathLike | None = None) -> str:
+    if e.errno == errno.ENOENT and path is not None and os.path.islink(path):
+        return "broken symbolic link"
     reasons = {
         errno.ENOENT: "file not found",
         errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
         errno.EISDIR: "is a directory",
         errno.ELOOP: "symbolic link loop",
+        errno.ENAMETOOLONG: "file name too long",
+        errno.ENOTDIR: "a folder in its path is a file",
     }
     return reasons.get(e.errno or 0, e.strerror or e.__class__.__name__)
 
@@ -60,28 +78,35 @@ def collect_photos(
 ) -> tuple[list[Path], list[Skipped]]:
     """Expand files and folders into photo files (sorted, no duplicates) and the arguments that failed.
 
-    Folders are walked without following symlinked folders (no loops); hidden entries are skipped.
+    Folders are walked without following symlinked folders (no loops) and without recursion (any
+    depth); hidden entries are skipped. A folder whose name looks like a photo's is walked as a folder.
     """
     found: dict[Path, None] = {}
     problems: list[Skipped] = []
 
-    def walk(folder: Path) -> None:
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as e:
-            problems.append(Skipped(str(folder), _os_reason(e)))
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
+    def walk(top: Path) -> None:
+        pending = [top]
+        while pending:
+            folder = pending.pop()
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    if recursive:
-                        walk(Path(entry.path))
-                elif Path(entry.name).suffix.lower() in PHOTO_SUFFIXES:
-                    found[Path(entry.path)] = None
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
             except OSError as e:
-                problems.append(Skipped(entry.path, _os_reason(e)))
+                problems.append(Skipped(str(folder), _os_reason(e, folder)))
+                continue
+            subfolders: list[Path] = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if recursive:
+                            subfolders.append(Path(entry.path))
+                    elif Path(entry.name).suffix.lower() in PHOTO_SUFFIXES:
+                        found[Path(entry.path)] = None
+                except OSError as e:
+                    problems.append(Skipped(entry.path, _os_reason(e, entry.path)))
+            pending.extend(reversed(subfolders))  # depth first, in name order
 
     for raw in paths:
         path = Path(raw).expanduser()
@@ -92,6 +117,13 @@ def collect_photos(
         else:
             problems.append(Skipped(str(path), "file not found"))
     return list(found), problems
+
+
+def _now(path: Path) -> FileSignature | OSError:
+    try:
+        return file_signature(path)
+    except OSError as e:
+        return e
 
 
 @dataclass
@@ -174,17 +206,24 @@ class CachedScoring:
     def run(self, files: Sequence[Path]) -> Iterator[ScoreResult]:
         """Results for every file: cache hits first, then newly scored photos as their batches finish."""
         self.stats.total += len(files)
+        yield from self._run(files, last_try=False)
+
+    def _run(self, files: Sequence[Path], *, last_try: bool) -> Iterator[ScoreResult]:
         if self.cache is None:
             todo: dict[str, list[Path]] = {str(p): [p] for p in files}
+            signatures: dict[Path, FileSignature] = {}
         else:
             todo = {}
-            hashes = self.cache.content_hashes(files)
+            signatures = {}
+            hashed = self.cache.hash_files(files)
             for path in files:
-                h = hashes[Path(path)]
+                h = hashed[Path(path)]
                 if isinstance(h, OSError):
-                    yield self._fail(path, _os_reason(h))
-                else:
-                    todo.setdefault(h, []).append(path)
+                    yield self._fail(path, _os_reason(h, path))
+                    continue
+                assert isinstance(h, HashedFile)
+                todo.setdefault(h.content_hash, []).append(path)
+                signatures[Path(path)] = h.signature
             hits = self.cache.get_many(list(todo), self.model_fp, self.settings_fp)
             for h, card_dict in hits.items():
                 for path in todo.pop(h):
@@ -196,19 +235,41 @@ class CachedScoring:
             return
         keys = list(todo)
         firsts = [todo[k][0] for k in keys]  # identical photos are scored once
+        changed: list[Path] = []
         for result in self._score_lazily(firsts):
             key = keys[result.index]
             if result.card is None:
+                first = Path(todo[key][0])
+                now = _now(first) if first in signatures and not last_try else None
+                if isinstance(now, FileSignature) and now != signatures[first]:
+                    changed.extend(todo[key])  # e.g. still being copied in when it was read: once more
+                    continue
                 for path in todo[key]:
                     yield self._fail(path, result.error or "unknown error")
                 continue
             if self.cache is not None:
+                # The decoder read the file after it was hashed: cache the card only if it still is
+                # the file that was hashed, else the card could belong to other bytes than the key.
+                scored = Path(todo[key][0])
+                now = _now(scored)
+                if now != signatures[scored]:
+                    if isinstance(now, OSError):
+                        for path in todo[key]:
+                            yield self._fail(path, VANISHED if now.errno == errno.ENOENT else _os_reason(now))
+                    elif last_try:
+                        for path in todo[key]:
+                            yield self._fail(path, KEPT_CHANGING)
+                    else:
+                        changed.extend(todo[key])
+                    continue
                 self.cache.put(key, self.model_fp, self.settings_fp, result.card.to_dict())
             for path in todo[key]:
                 card = ScoreCard.from_dict(result.card.to_dict())
                 card.source = str(path)
                 self.stats.scored += 1
                 yield ScoreResult(-1, str(path), card=card)
+        if changed:
+            yield from self._run(changed, last_try=True)
 
     def _score_lazily(self, files: Sequence[Path]) -> Iterator[ScoreResult]:
         """Decode first, load the model when a photo decodes: a folder of broken files never loads it."""

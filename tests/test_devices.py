@@ -17,7 +17,7 @@ def test_auto_falls_back_to_cpu_fp32():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
 def test_cpu_warning_is_one_line(tiny_model, caplog):
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING", logger="humanaes_core.devices"):
         load_scorer(tiny_model, device="auto")
     messages = [r.getMessage() for r in caplog.records if "CPU" in r.getMessage()]
     assert len(messages) == 1 and "\n" not in messages[0]
