@@ -2,11 +2,13 @@
 
 One score card needs the overall question (LM and regression heads) and the 12-dimension question
 (expert head). Both share everything up to the point where their question texts differ — the system
-turn, the image block and the common words. The released code runs two full forward passes; here
-the two suffixes ride on the shared prefix in a *single* forward pass with a tree-shaped attention
-mask: each suffix attends to the prefix and to itself, never to the other suffix, and both suffixes
-start at the same position id. Numerically this equals two separate passes, at the cost of one
-pass over the prefix.
+turn, the image block and the common words. The released code runs two full forward passes and
+encodes the image twice; here the image is encoded once and the shared prefix (thousands of image
+tokens) goes through the language model once, with plain causal attention so the fused attention
+kernels can skip the masked half. Its keys and values are kept, and both question suffixes (a few
+dozen tokens) then run in one small pass on top of them with a tree-shaped mask: each suffix attends
+to the prefix and to itself, never to the other suffix, and both start at the same position id.
+Numerically this equals two separate passes, at the cost of one pass over the prefix.
 """
 
 from __future__ import annotations
@@ -167,11 +169,10 @@ class HumanAesModel(nn.Module):
         feats = out.pooler_output
         return feats.reshape(-1, n_tiles * self.num_image_token, feats.shape[-1])
 
-    def _prefix_embeds(self, pixel_values: torch.Tensor, n_tiles: int, lay: _Layout) -> torch.Tensor:
-        """Embeddings of the shared prefix with the image features in place of the context tokens."""
-        feats = self.encode_images(pixel_values, n_tiles)
+    def _prefix_embeds(self, feats: torch.Tensor, lay: _Layout) -> torch.Tensor:
+        """The shared prefix's embeddings with the image features [B, n*T, H] at the context tokens."""
         prefix = self._embed(lay.prefix_ids, feats.shape[0]).clone()
-        prefix[:, lay.image_slice] = feats.to(prefix.dtype)
+        prefix[:, lay.image_slice] = feats.to(prefix.device, prefix.dtype)
         return prefix
 
     def _embed(self, ids: list[int], batch: int) -> torch.Tensor:
@@ -179,12 +180,40 @@ class HumanAesModel(nn.Module):
         emb = self.backbone.model.language_model.get_input_embeddings()(t)
         return emb.unsqueeze(0).expand(batch, -1, -1)
 
-    def _language_model(self, embeds: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor | None):
+    def _language_model(
+        self,
+        embeds: torch.Tensor,
+        position_ids: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: object | None = None,
+    ) -> torch.Tensor:
+        """Language-model hidden states; with `cache` (a transformers Cache) it reads and extends it."""
         lm = self.backbone.model.language_model
-        kwargs = {"inputs_embeds": embeds, "position_ids": position_ids, "use_cache": False}
+        kwargs = {"inputs_embeds": embeds, "position_ids": position_ids, "use_cache": cache is not None}
+        if cache is not None:
+            kwargs["past_key_values"] = cache
         if mask is not None:
             kwargs["attention_mask"] = mask
         return lm(**kwargs).last_hidden_state
+
+    def _shared_prefix_pass(self, prefix: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prefix once (causal, keys/values kept), then both suffixes in one pass with the tree mask.
+
+        Returns the hidden states of the overall suffix and of the 12-dimension suffix.
+        """
+        from transformers import DynamicCache
+
+        batch, p = prefix.shape[0], prefix.shape[1]
+        so, sd = len(lay.overall_ids), len(lay.dims_ids)
+        cache = DynamicCache(config=self.backbone.model.language_model.config)
+        pos = torch.arange(p, device=self.device).unsqueeze(0).expand(batch, -1)
+        self._language_model(prefix, pos, None, cache)
+        suffix = torch.cat([self._embed(lay.overall_ids, batch), self._embed(lay.dims_ids, batch)], 1)
+        pos = torch.cat([torch.arange(p, p + so), torch.arange(p, p + sd)]).to(self.device)
+        # every suffix token sees the prefix, then its own branch
+        mask = tree_attention_mask(p, so, sd, self.dtype, self.device, first_row=p).expand(batch, 1, -1, -1)
+        h = self._language_model(suffix, pos.unsqueeze(0).expand(batch, -1), mask, cache)
+        return h[:, :so], h[:, so:]
 
     def _level_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits of the five level words at one position per image: [B, H] → [B, 5]."""
@@ -193,41 +222,50 @@ class HumanAesModel(nn.Module):
     @torch.inference_mode()
     def score_batch(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None,
         n_tiles: int,
         heads: str = "all",
         shared_prefix: bool = True,
         question_index: int | None = None,
+        *,
+        image_features: torch.Tensor | None = None,
     ) -> HeadOutputs:
         """All head outputs for a batch of images that share a tile count.
 
         `heads="overall"` runs the overall question only (LM + regression). `shared_prefix=False`
-        reproduces the released two-pass approach; it exists to test and benchmark the fast path.
+        reproduces the released two-pass approach (image encoded twice); it exists to test and
+        benchmark the fast path. `image_features` ([B, n_tiles * tokens, H], from `encode_images`)
+        replaces `pixel_values` and skips the vision tower, so a photo scored once can be scored with
+        the other question at the language model's cost only.
         """
+        if heads not in ("all", "overall"):
+            raise ValueError(f"heads must be 'all' or 'overall', got {heads!r}")
         lay = self.layout(n_tiles, question_index)
-        prefix = self._prefix_embeds(pixel_values, n_tiles, lay)
+        if image_features is None:
+            if pixel_values is None:
+                raise ValueError("score_batch needs pixel_values or image_features")
+            feats = self.encode_images(pixel_values, n_tiles)
+        else:
+            feats = image_features.to(self.device)
+        prefix = self._prefix_embeds(feats, lay)
         batch = prefix.shape[0]
         p, so, sd = len(lay.prefix_ids), len(lay.overall_ids), len(lay.dims_ids)
-        reg_at, lm_at = p + lay.overall_reg_offset, p + so - 1
 
         if heads == "overall" or not shared_prefix:
             seq = torch.cat([prefix, self._embed(lay.overall_ids, batch)], dim=1)
             pos = torch.arange(p + so, device=self.device).unsqueeze(0).expand(batch, -1)
-            h_over = self._language_model(seq, pos, None)
-            reg_h, lm_h = h_over[:, reg_at], h_over[:, lm_at]
+            h_over = self._language_model(seq, pos, None)[:, p:]
             exp_h = None
             if heads != "overall":  # the released way: a second full pass, image encoded again
-                prefix = self._prefix_embeds(pixel_values, n_tiles, lay)
+                if image_features is None:
+                    prefix = self._prefix_embeds(self.encode_images(pixel_values, n_tiles), lay)
                 seq = torch.cat([prefix, self._embed(lay.dims_ids, batch)], dim=1)
                 pos = torch.arange(p + sd, device=self.device).unsqueeze(0).expand(batch, -1)
                 exp_h = self._language_model(seq, pos, None)[:, -1]
         else:
-            suffixes = [self._embed(lay.overall_ids, batch), self._embed(lay.dims_ids, batch)]
-            seq = torch.cat([prefix, *suffixes], 1)
-            pos = torch.cat([torch.arange(p + so), torch.arange(p, p + sd)]).to(self.device)
-            mask = tree_attention_mask(p, so, sd, self.dtype, self.device).expand(batch, 1, -1, -1)
-            h = self._language_model(seq, pos.unsqueeze(0).expand(batch, -1), mask)
-            reg_h, lm_h, exp_h = h[:, reg_at], h[:, lm_at], h[:, -1]
+            h_over, h_dims = self._shared_prefix_pass(prefix, lay)
+            exp_h = h_dims[:, -1]
+        reg_h, lm_h = h_over[:, lay.overall_reg_offset], h_over[:, so - 1]
 
         level_logits = self._level_logits(lm_h)
         regression = self.heads.regression(reg_h.float())
@@ -315,12 +353,16 @@ class HumanAesModel(nn.Module):
 
 
 def tree_attention_mask(
-    prefix: int, a: int, b: int, dtype: torch.dtype, device: torch.device
+    prefix: int, a: int, b: int, dtype: torch.dtype, device: torch.device, first_row: int = 0
 ) -> torch.Tensor:
-    """Additive mask [1, 1, L, L] for prefix + branch a + branch b; each branch sees the prefix and itself."""
+    """Additive mask [1, 1, L - first_row, L] for prefix + branch a + branch b (L tokens); each branch
+    sees the prefix and itself. `first_row=prefix` gives only the branches' rows, for a pass that runs
+    them on top of the prefix's cached keys and values (the full mask would be L² for a few rows)."""
     n = prefix + a + b
-    allowed = torch.ones(n, n, dtype=torch.bool, device=device).tril()
-    allowed[prefix + a :, prefix : prefix + a] = False  # branch b never sees branch a
-    mask = torch.zeros(n, n, dtype=dtype, device=device)
+    rows = torch.arange(first_row, n, device=device).unsqueeze(1)
+    cols = torch.arange(n, device=device).unsqueeze(0)
+    allowed = cols <= rows
+    allowed &= ~((rows >= prefix + a) & (cols >= prefix) & (cols < prefix + a))  # b never sees a
+    mask = torch.zeros(n - first_row, n, dtype=dtype, device=device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[None, None]

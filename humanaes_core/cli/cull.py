@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import HumanAesError
 from ..schema import LEVELS
 from . import EXIT_FAILED, EXIT_OK, add_model_args, guard
+from .score import add_preset_arg
 
 
 def _percent(text: str) -> float:
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--heads", default="all", choices=["all", "overall"], help="overall: quick LM+regression only"
     )
+    add_preset_arg(parser)
     parser.add_argument("--max-gap", type=float, default=None, help="bursts: seconds between frames (2)")
     parser.add_argument("--max-hamming", type=int, default=None, help="bursts: hash distance in bits (10)")
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
@@ -98,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..cull import copy_picks, export_cards, plan_cull, write_sidecars
     from ..grouping import DEFAULT_MAX_GAP_S, DEFAULT_MAX_HAMMING, fingerprint, group_photos
     from ..scan import CachedScoring, collect_photos
+    from ..scoring import resolve_max_tiles
 
+    max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
     started = time.perf_counter()
     files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
     if not files:
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             precision=args.precision,
             quantize=args.quantize,
-            max_tiles=args.max_tiles,
+            max_tiles=max_tiles,
             batch_size=args.batch_size,
             heads=args.heads,
         )

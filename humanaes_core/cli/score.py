@@ -12,8 +12,25 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import HumanAesError
 from ..schema import KEYS
 from . import EXIT_OK, add_model_args, guard
+
+#: Names of `scoring.PRESETS`, repeated here so that --help does not import torch (a test keeps them equal).
+PRESET_NAMES = ("accurate", "balanced", "fast")
+
+
+def add_preset_arg(parser: argparse.ArgumentParser) -> None:
+    """--preset, which sets --max-tiles (so --max-tiles has no default of its own any more)."""
+    parser.add_argument(
+        "--preset",
+        choices=PRESET_NAMES,
+        default=None,
+        help="speed/accuracy: accurate = up to 12 tiles (default), balanced = 4, fast = 1 "
+        "(one 448 px view of the whole photo; several times faster, see BENCHMARKS.md)",
+    )
+    parser.set_defaults(max_tiles=None)
+
 
 HEAD_NAMES = ("lm", "regression", "expert", "metavoter")
 CSV_COLUMNS = ["path", "error", "level", *KEYS, *(f"head_{h}" for h in HEAD_NAMES), "tiles", "mode", "model"]
@@ -34,11 +51,37 @@ def card_row(path: str, card: dict | None, error: str | None) -> dict:
     return row
 
 
+def json_line(row: dict) -> str:
+    """One JSON line, readable UTF-8; a path with undecodable bytes (lone surrogates in Python) is
+    written with ``\\udcXX`` escapes instead, which ``json.loads`` + ``os.fsencode`` turn back into the
+    exact file name (and which every UTF-8 writer accepts)."""
+    text = json.dumps(row, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(row, ensure_ascii=True)
+    return text + "\n"
+
+
+def _csv_text(value: object) -> object:
+    """Undecodable bytes of a file name as ``\\xNN`` (the byte itself), so the CSV stays valid UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(value).decode("utf-8", "backslashreplace")
+    return value
+
+
 def write_rows(rows: Sequence[dict], out: str) -> None:
-    """CSV when `out` ends in .csv, else JSON lines ('-': to stdout). Files are replaced atomically."""
+    """CSV when `out` ends in .csv, else JSON lines ('-': to stdout). Files are replaced atomically.
+
+    The CSV stays valid UTF-8: undecodable bytes of a file name appear as ``\\xNN`` there (JSON lines
+    keep the exact name, see ``json_line``).
+    """
     if out == "-":
         for row in rows:
-            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(row))
         return
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -48,10 +91,10 @@ def write_rows(rows: Sequence[dict], out: str) -> None:
             if target.suffix.lower() == ".csv":
                 writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
                 writer.writeheader()
-                writer.writerows(rows)
+                writer.writerows({k: _csv_text(v) for k, v in row.items()} for row in rows)
             else:
                 for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    f.write(json_line(row))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -74,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--heads", default="all", choices=["all", "overall"], help="overall: quick LM+regression only"
     )
+    add_preset_arg(parser)
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
     parser.add_argument("--cache", default=None, help="cache database file (default: per-user data dir)")
@@ -83,8 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from ..cache import ScoreCache
-    from ..scan import CachedScoring, collect_photos
+    from ..scan import PHOTO_SUFFIXES, CachedScoring, collect_photos
+    from ..scoring import resolve_max_tiles
 
+    max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
+    if args.out != "-" and Path(args.out).suffix.lower() in PHOTO_SUFFIXES | {".xmp"}:
+        # results replace --out atomically: a slip of the keyboard must not replace a photo or a sidecar
+        raise HumanAesError(f"--out {args.out}: that is a photo's or sidecar's name; write to .jsonl or .csv")
     files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
     started = time.perf_counter()
     cache = None if args.no_cache else ScoreCache(args.cache)
@@ -95,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             precision=args.precision,
             quantize=args.quantize,
-            max_tiles=args.max_tiles,
+            max_tiles=max_tiles,
             batch_size=args.batch_size,
             heads=args.heads,
         )
