@@ -161,8 +161,9 @@ def feature_cache(model: Path, paths: list[Path], repeats: int, label: str) -> S
     sec.row("overall question after a full card", ms(warm_over), 0, ratio(cold_over, warm_over))
     sec.notes += [
         "The Scorer keeps the projected vision features of recent photos (LRU bounded by bytes, 256 MiB by "
-        "default, on the CPU) keyed by the file's path, device, inode, size, mtime and ctime and the tile settings; a photo found "
-        "there is neither decoded nor run through the vision tower again. Cards are identical (tested).",
+        "default, on the CPU) keyed by the file's path, device, inode, size, mtime and ctime and the "
+        "tile settings; a photo found there is neither decoded nor run through the vision tower again. "
+        "Cards are identical (tested).",
         f"Vision-tower runs counted per photo over the {n} photos of the timed call.",
     ]
     return sec
