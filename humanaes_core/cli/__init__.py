@@ -10,8 +10,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import HumanAesError
+
+if TYPE_CHECKING:
+    from ..cache import ScoreCache
+    from ..scan import CachedScoring
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -56,6 +61,22 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--max-tiles", type=int, default=12, help="448px tiles per photo, 1-40 (fewer is faster)"
     )
     parser.add_argument("--batch-size", type=int, default=8)
+
+
+def cached_scoring(args: argparse.Namespace, cache: ScoreCache | None, max_tiles: int) -> CachedScoring:
+    """The cached scorer that --model/--device/--precision/--quantize/--batch-size/--heads ask for."""
+    from ..scan import CachedScoring
+
+    return CachedScoring(
+        args.model,
+        cache=cache,
+        device=args.device,
+        precision=args.precision,
+        quantize=args.quantize,
+        max_tiles=max_tiles,
+        batch_size=args.batch_size,
+        heads=args.heads,
+    )
 
 
 def score_main(argv: list[str] | None = None) -> int:

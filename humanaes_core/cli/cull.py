@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import HumanAesError
 from ..schema import LEVELS
-from . import EXIT_FAILED, EXIT_OK, add_model_args, guard
+from . import EXIT_FAILED, EXIT_OK, add_model_args, cached_scoring, guard
 from .score import add_preset_arg
 
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..cache import ScoreCache
     from ..cull import copy_picks, export_cards, plan_cull, write_sidecars
     from ..grouping import DEFAULT_MAX_GAP_S, DEFAULT_MAX_HAMMING, fingerprint, group_photos
-    from ..scan import CachedScoring, collect_photos
+    from ..scan import collect_photos
     from ..scoring import resolve_max_tiles
 
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
@@ -111,16 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     cards: dict[Path, object] = {}
     errors: dict[str, str] = {s.path: s.reason for s in skipped}
     try:
-        runner = CachedScoring(
-            args.model,
-            cache=cache,
-            device=args.device,
-            precision=args.precision,
-            quantize=args.quantize,
-            max_tiles=max_tiles,
-            batch_size=args.batch_size,
-            heads=args.heads,
-        )
+        runner = cached_scoring(args, cache, max_tiles)
         with tqdm(total=len(files), unit="photo", disable=args.quiet, file=sys.stderr, desc="scoring") as bar:
             for result in runner.run(files):
                 if result.card is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import HumanAesError
 from ..schema import KEYS
-from . import EXIT_OK, add_model_args, guard
+from . import EXIT_OK, add_model_args, cached_scoring, guard
 
 #: Names of `scoring.PRESETS`, repeated here so that --help does not import torch (a test keeps them equal).
 PRESET_NAMES = ("accurate", "balanced", "fast")
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from ..cache import ScoreCache
-    from ..scan import PHOTO_SUFFIXES, CachedScoring, collect_photos
+    from ..scan import PHOTO_SUFFIXES, collect_photos
     from ..scoring import resolve_max_tiles
 
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
@@ -138,16 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     cache = None if args.no_cache else ScoreCache(args.cache)
     try:
-        runner = CachedScoring(
-            args.model,
-            cache=cache,
-            device=args.device,
-            precision=args.precision,
-            quantize=args.quantize,
-            max_tiles=max_tiles,
-            batch_size=args.batch_size,
-            heads=args.heads,
-        )
+        runner = cached_scoring(args, cache, max_tiles)
         order = {str(p): i for i, p in enumerate(files)}
         rows: list[dict] = [card_row(s.path, None, s.reason) for s in skipped]
         by_file: dict[str, dict] = {}
