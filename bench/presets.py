@@ -80,7 +80,7 @@ def speed(model: Path, paths: list[Path], repeats: int, label: str) -> Section:
     for name, preset in PRESETS.items():
         tiles = mean_tiles(preset.max_tiles)
         sec.row(
-            f"ours, preset `{name}` (max {preset.max_tiles} tiles)",
+            f"ours, preset `{name}` (max {preset.max_tiles} tile{'s' if preset.max_tiles != 1 else ''})",
             tiles,
             ms(t[name]),
             f"{1 / t[name]:.2f}",

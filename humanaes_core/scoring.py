@@ -270,6 +270,16 @@ def decode_stream(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def batch_size_for(device: torch.device) -> int:
+    """Photos per forward pass when the caller does not say.
+
+    A GPU needs batches to stay busy. A CPU does not: one photo's matrix products already fill it, and
+    larger batches measured no faster, sometimes slower (BENCHMARKS.md), so photos go one at a time,
+    which also shows each result as soon as it exists.
+    """
+    return 1 if device.type == "cpu" else 8
+
+
 def decode_workers_for(device: torch.device) -> int:
     """Decode threads to run ahead of the model on `device`.
 
@@ -491,7 +501,7 @@ def load_scorer(
     *,
     preset: str | None = None,
     precision: str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     fast_decode: bool = True,
     feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
     progress: type | None = None,
@@ -500,7 +510,8 @@ def load_scorer(
 
     `preset` ("accurate", "balanced", "fast"; see `PRESETS`) or `max_tiles` sets how many tiles a
     photo is cut into; neither means "accurate" (12). `feature_cache_bytes` bounds the CPU memory
-    that keeps vision features for re-scoring a photo with the other question (0: off).
+    that keeps vision features for re-scoring a photo with the other question (0: off). `batch_size`
+    None picks one for the device (`batch_size_for`).
     """
     max_tiles = resolve_max_tiles(preset, max_tiles)
     if not 1 <= max_tiles <= 40:
@@ -519,7 +530,7 @@ def load_scorer(
         model_path=path,
         fingerprint=ckpt.fingerprint(path),
         max_tiles=max_tiles,
-        batch_size=batch_size,
+        batch_size=batch_size or batch_size_for(placement.device),
         decode_workers=decode_workers_for(placement.device),
         fast_decode=fast_decode,
         feature_cache_bytes=feature_cache_bytes,

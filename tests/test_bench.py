@@ -232,6 +232,14 @@ def test_presets_resolve_to_tile_limits(tiny_model, photo_dir):
     assert load_scorer(tiny_model, device="cpu").max_tiles == 12
 
 
+def test_device_defaults_for_batches_and_decode_threads(tiny_model):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert scoring.batch_size_for(cpu) == 1 and scoring.batch_size_for(cuda) == 8
+    assert scoring.decode_workers_for(cpu) == 2 and scoring.decode_workers_for(cuda) >= 2
+    assert load_scorer(tiny_model, device="cpu").batch_size == 1
+    assert load_scorer(tiny_model, device="cpu", batch_size=4).batch_size == 4
+
+
 def test_cli_preset(tiny_model, photo_dir, tmp_path, capsys):
     from humanaes_core.cli.score import PRESET_NAMES
 

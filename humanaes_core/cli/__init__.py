@@ -60,7 +60,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-tiles", type=int, default=12, help="448px tiles per photo, 1-40 (fewer is faster)"
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="photos per forward pass (default: 1 on a CPU, 8 on a GPU)"
+    )
 
 
 def cached_scoring(args: argparse.Namespace, cache: ScoreCache | None, max_tiles: int) -> CachedScoring:
