@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from humanaes_core.scoring import Scorer, _Decoded
+from humanaes_core.scoring.scorer import Scorer, _Decoded
 
 from . import released
 from .common import Section, ratio
@@ -56,10 +56,10 @@ def build_checkpoint(arch: Arch, path: Path, device: str, dtype: torch.dtype) ->
     from transformers import InternVLConfig, InternVLForConditionalGeneration, LlamaConfig, Qwen2Config
     from transformers.models.internvl.configuration_internvl import InternVLVisionConfig
 
-    from humanaes_core.checkpoint import CheckpointMeta, save_checkpoint
-    from humanaes_core.heads import Heads, HeadsConfig
-    from humanaes_core.model import HumanAesModel
-    from humanaes_core.prompts import PromptConfig
+    from humanaes_core.model.checkpoint import CheckpointMeta, save_checkpoint
+    from humanaes_core.model.heads import Heads, HeadsConfig
+    from humanaes_core.model.modeling import HumanAesModel
+    from humanaes_core.model.prompts import PromptConfig
     from humanaes_core.testing import build_tokenizer
 
     prompt = PromptConfig()
@@ -252,7 +252,7 @@ def run(archs: list[str], work: Path, camera: list[Path] | None, photos: int = 3
         measure_arch(ARCHS[name], work, sec, photos=photos, camera=camera if name == archs[0] else None)
     sec.notes += [
         "Peak memory: `torch.cuda.max_memory_allocated` (weights included). 4-bit: NF4 language model, "
-        "16-bit vision tower, projector and LM head (`humanaes_core.devices.bnb_4bit_config`).",
+        "16-bit vision tower, projector and LM head (`humanaes_core.model.devices.bnb_4bit_config`).",
         "Best batch: the fastest of batch 1, 2, 4 … 32 before throughput stops improving or memory runs out.",
     ]
     return sec

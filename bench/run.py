@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else _default_cache()
     cache_dir.mkdir(parents=True, exist_ok=True)
 
-    logging.getLogger("humanaes_core.devices").setLevel(logging.ERROR)  # "no GPU in use", once per load
+    logging.getLogger("humanaes_core.model.devices").setLevel(logging.ERROR)  # "no GPU in use", once per load
     started = time.perf_counter()
     info = machine_info()
     sections: list[Section] = []

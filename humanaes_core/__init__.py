@@ -12,12 +12,12 @@ __version__ = "0.1.0"
 __all__ = ["ScoreCard", "ScoreResult", "Scorer", "load_scorer"]
 
 if TYPE_CHECKING:
-    from .scoring import ScoreCard, Scorer, ScoreResult, load_scorer
+    from humanaes_core.scoring.scorer import ScoreCard, Scorer, ScoreResult, load_scorer
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from . import scoring
+        from humanaes_core.scoring import scorer as scoring
 
         return getattr(scoring, name)
     raise AttributeError(f"module 'humanaes_core' has no attribute {name!r}")

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .checkpoint import HEADS_FILE, read_meta
-from .errors import CheckpointError
-from .heads import ExpertHead
-from .schema import BY_KEY, KEYS, PARENT_KEYS
+from humanaes_core.errors import CheckpointError
+from humanaes_core.model.checkpoint import HEADS_FILE, read_meta
+from humanaes_core.model.heads import ExpertHead
+from humanaes_core.schema import BY_KEY, KEYS, PARENT_KEYS
 
 __all__ = [
     "ExpertAttributor",

@@ -20,11 +20,17 @@ from transformers import (
 )
 from transformers.models.internvl.configuration_internvl import InternVLVisionConfig
 
-from .checkpoint import CheckpointMeta, save_checkpoint
-from .heads import Heads, HeadsConfig
-from .model import HumanAesModel
-from .prompts import DIMS_QUESTIONS, OVERALL_QUESTIONS, PromptConfig, dims_answer, overall_answer
-from .schema import KEYS
+from humanaes_core.model.checkpoint import CheckpointMeta, save_checkpoint
+from humanaes_core.model.heads import Heads, HeadsConfig
+from humanaes_core.model.modeling import HumanAesModel
+from humanaes_core.model.prompts import (
+    DIMS_QUESTIONS,
+    OVERALL_QUESTIONS,
+    PromptConfig,
+    dims_answer,
+    overall_answer,
+)
+from humanaes_core.schema import KEYS
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>")
 

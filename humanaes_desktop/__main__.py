@@ -37,7 +37,7 @@ def _warm_up() -> None:
         from transformers import InternVLForConditionalGeneration  # noqa: F401
 
         import humanaes_core.attribution
-        import humanaes_core.scan  # noqa: F401
+        import humanaes_core.scoring.scan  # noqa: F401
     except Exception as e:  # the worker reports real problems when it runs; this is only a head start
         logging.getLogger(__name__).debug("warm-up import failed: %s", e)
 

@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from humanaes_core.formats.xmp import LABELS
 from humanaes_core.schema import LEVELS
-from humanaes_core.xmp import LABELS
 
 from .culling import Background
 from .settings import CULL_PER, AppSettings

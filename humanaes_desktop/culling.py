@@ -3,7 +3,7 @@
 Three kinds of work, each on a worker thread of its own so that none waits behind another:
 
 - decisions (`DecisionKeeper`): every key press, auto-cull, undo and redo is a small SQLite transaction
-  in `humanaes_core.decisions.DecisionStore`, run in order on one thread. The grid shows what the store
+  in `humanaes_core.store.decisions.DecisionStore`, run in order on one thread. The grid shows what the store
   says changed, never a guess made before the write, so an undo right after a quick series of key
   presses always shows what the database holds.
 - folder scans (`FolderScanner`): ratings in editors' XMP sidecars for photos the app has no decision
@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
-from humanaes_core.decisions import Change, DecisionStore, Flag, PhotoDecision
+from humanaes_core.store.decisions import Change, DecisionStore, Flag, PhotoDecision
 
 if TYPE_CHECKING:
-    from humanaes_core.cull import Decision
-    from humanaes_core.xmp import Rating
+    from humanaes_core.culling.plan import Decision
+    from humanaes_core.formats.xmp import Rating
 
     from .photos import Photo
 
@@ -136,7 +136,7 @@ class DecisionKeeper(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        from humanaes_core.cache import default_cache_path
+        from humanaes_core.store.cache import default_cache_path
 
         self._path = default_cache_path()
         self._store: DecisionStore | None = None
@@ -285,7 +285,7 @@ class FolderScanner(QObject):
 
     def import_ratings(self, items: Sequence[tuple[str, Path]]) -> None:
         """Read the sidecar (or embedded XMP) rating of each (content hash, path)."""
-        from humanaes_core.xmp import XmpError, read_rating
+        from humanaes_core.formats.xmp import XmpError, read_rating
 
         gen, items = self._generation, list(items)
 
@@ -315,7 +315,12 @@ class FolderScanner(QObject):
         max_gap_s: float | None = None,
     ) -> None:
         """Fingerprint the (content hash, path) items not fingerprinted before, then group all of them."""
-        from humanaes_core.grouping import DEFAULT_MAX_GAP_S, DEFAULT_MAX_HAMMING, fingerprint, group_photos
+        from humanaes_core.culling.bursts import (
+            DEFAULT_MAX_GAP_S,
+            DEFAULT_MAX_HAMMING,
+            fingerprint,
+            group_photos,
+        )
 
         gen, items, known = self._generation, list(items), dict(self._prints)
         hamming = DEFAULT_MAX_HAMMING if max_hamming is None else max_hamming
@@ -364,7 +369,7 @@ class FolderScanner(QObject):
 
 def level_stars_of(photo: Photo) -> int | None:
     """Stars the photo's level is worth (bad 1 … excellent 5); None when it is not scored."""
-    from humanaes_core.cull import level_stars
+    from humanaes_core.culling.plan import level_stars
 
     return None if photo.card is None else level_stars(photo.card.level)
 
@@ -418,9 +423,9 @@ def write_sidecar_entries(
     """Merge each entry into its photo's sidecar(s) (`xmp.write_decision`); failures are collected.
 
     `keeper_label` colours picks (unless the photographer gave the photo a label of its own) and is
-    taken off rejects that carry it from an earlier run, as `humanaes_core.cull.write_sidecars` does.
+    taken off rejects that carry it from an earlier run, as `humanaes_core.culling.plan.write_sidecars` does.
     """
-    from humanaes_core.xmp import XmpError, existing_sidecars, read_rating, write_decision
+    from humanaes_core.formats.xmp import XmpError, existing_sidecars, read_rating, write_decision
 
     report = SidecarReport()
     for n, entry in enumerate(entries, start=1):
@@ -456,7 +461,7 @@ def write_sidecar_entries(
 
 
 def _decision_for_export(photo: Photo) -> Decision | None:
-    from humanaes_core.cull import Decision
+    from humanaes_core.culling.plan import Decision
 
     rating = photo.rating
     if rating is None or (rating.flag == Flag.NONE and not rating.stars):
@@ -474,7 +479,7 @@ def _decision_for_export(photo: Photo) -> Decision | None:
 
 
 def picks_plan(photos: Iterable[Photo]) -> dict[Path, Decision]:
-    """The picked photos as keepers for `humanaes_core.cull.copy_picks`."""
+    """The picked photos as keepers for `humanaes_core.culling.plan.copy_picks`."""
     plan = {}
     for photo in photos:
         if photo.flag == Flag.PICK:
@@ -487,7 +492,7 @@ def picks_plan(photos: Iterable[Photo]) -> dict[Path, Decision]:
 def export_plan(
     photos: Iterable[Photo],
 ) -> tuple[dict[Path, Any], dict[Path, Decision], dict[str, str]]:
-    """(cards, decisions, errors) for `humanaes_core.cull.export_cards`: every scored photo's card, the
+    """(cards, decisions, errors) for `humanaes_core.culling.export_cards`: every scored photo's card, the
     decision of each photo that has a flag or stars, and why skipped photos were skipped."""
     cards: dict[Path, Any] = {}
     decisions: dict[Path, Decision] = {}
@@ -511,9 +516,9 @@ def cull_plan(
     per: str = "folder",
     groups: Sequence[Sequence[Path]] | None = None,
 ) -> dict[Path, Decision]:
-    """`humanaes_core.cull.plan_cull` over the scored photos (only their overall score and level are
+    """`humanaes_core.culling.plan.plan_cull` over the scored photos (only their overall score and level are
     passed: converting 10,000 full cards to dicts would cost more than the ranking itself)."""
-    from humanaes_core.cull import plan_cull
+    from humanaes_core.culling.plan import plan_cull
 
     cards = {
         p.path: {"dims": {"overall": p.card.dims["overall"]}, "level": p.card.level}

@@ -11,8 +11,8 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRectF, 
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from humanaes_core.decisions import Flag
 from humanaes_core.schema import BY_KEY
+from humanaes_core.store.decisions import Flag
 
 from . import theme
 from .photos import GroupRole, Photo, PhotoRole

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
 
-from humanaes_core.decisions import Flag, PhotoDecision
 from humanaes_core.schema import BY_KEY, KEYS, LEVELS
+from humanaes_core.store.decisions import Flag, PhotoDecision
 
 from .settings import FLAG_NAMES
 
 if TYPE_CHECKING:
-    from humanaes_core.scoring import ScoreCard
+    from humanaes_core.scoring.scorer import ScoreCard
 
     from .thumbnails import ImageLoader
 
@@ -309,7 +309,7 @@ class PhotoModel(QAbstractListModel):
     # ------------------------------------------------------------------ bursts
 
     def set_groups(self, groups: Iterable[Sequence[str | os.PathLike[str]]]) -> None:
-        """Bursts from `humanaes_core.grouping.group_photos` (singletons may be included and are ignored)."""
+        """Bursts from `humanaes_core.culling.group_photos` (singletons may be included and are ignored)."""
         for photo in self._photos:
             photo.group = None
         self._groups = []

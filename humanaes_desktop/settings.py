@@ -15,8 +15,8 @@ from pathlib import Path
 
 import platformdirs
 
+from humanaes_core.formats.xmp import LABELS
 from humanaes_core.schema import LEVELS
-from humanaes_core.xmp import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ MODEL_PRESETS = ("KwaiVGI/HumanAesExpert-1B", "KwaiVGI/HumanAesExpert-8B")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "4bit")
 #: Flag filter names, in the order the toolbar shows them.
 FLAG_NAMES: tuple[str, ...] = ("pick", "none", "reject")
-#: Where auto-cull ranks photos against each other (humanaes_core.cull.PARTITIONS).
+#: Where auto-cull ranks photos against each other (humanaes_core.culling.plan.PARTITIONS).
 CULL_PER = ("folder", "burst", "all")
 SIDECAR_CONVENTIONS = ("auto", "name.xmp", "name.ext.xmp")
 

@@ -40,7 +40,7 @@ def pil_to_qimage(img: Image.Image) -> QImage:
 
 def load_scaled(path: Path, size: int) -> QImage:
     """Decode upright sRGB (EXIF orientation, ICC, alpha handled by humanaes_core) and fit into size²."""
-    from humanaes_core.preprocess import load_image
+    from humanaes_core.model.preprocess import load_image
 
     img = load_image(path, target=(size, size), fast_decode=True)
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
@@ -220,13 +220,13 @@ def capture_time(path: Path) -> float:
     """Capture time as unix seconds for sorting and display; the file's mtime when it has none, 0.0 when
     it cannot even be stat'ed.
 
-    Read by `humanaes_core.grouping.capture_time`, which knows RAW files (through Exiv2) and sub-second
+    Read by `humanaes_core.culling.bursts.capture_time`, which knows RAW files (through Exiv2) and sub-second
     times. An EXIF time without a UTC offset comes back as wall-clock read as UTC; it is turned into
     local time here, so the detail panel shows the time the camera's clock showed. (A time with an
     offset comes back as the true instant, so it shows as that instant's UTC clock time; sorting within
     a shoot is unaffected either way.)
     """
-    from humanaes_core.grouping import capture_time as exif_time
+    from humanaes_core.culling.bursts import capture_time as exif_time
 
     seconds, source = exif_time(path)
     if seconds is None:

@@ -10,8 +10,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import QWidget
 
-from humanaes_core.decisions import Flag
 from humanaes_core.schema import KEYS
+from humanaes_core.store.decisions import Flag
 
 from . import theme
 from .photos import Photo

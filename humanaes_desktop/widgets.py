@@ -616,7 +616,7 @@ class DecisionView(QWidget):
         self.setFixedHeight(28)
 
     def set_decision(self, stars: int, flag: int, source: str | None) -> None:
-        """`flag`: 1 pick, -1 reject, 0 none (humanaes_core.decisions.Flag values)."""
+        """`flag`: 1 pick, -1 reject, 0 none (humanaes_core.store.decisions.Flag values)."""
         self._stars, self._flag, self._source = stars, int(flag), source
         self.update()
 

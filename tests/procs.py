@@ -28,8 +28,8 @@ from PIL import Image
 PRELOAD = [
     "tests.procs",
     "humanaes_core.cli.score",
-    "humanaes_core.scan",
-    "humanaes_core.decisions",
+    "humanaes_core.scoring.scan",
+    "humanaes_core.store.decisions",
     "transformers.models.internvl.modeling_internvl",
     "transformers.models.auto.tokenization_auto",
     "tqdm",
@@ -109,9 +109,9 @@ def app_like_child(
 
 
 def app_like_writer(model: Path, folder: Path, db: Path, seed: int, steps: int) -> int:
-    from humanaes_core.cache import ScoreCache
-    from humanaes_core.decisions import DecisionStore, Flag
-    from humanaes_core.scan import CachedScoring, collect_photos
+    from humanaes_core.scoring.scan import CachedScoring, collect_photos
+    from humanaes_core.store.cache import ScoreCache
+    from humanaes_core.store.decisions import DecisionStore, Flag
 
     rng = random.Random(seed)
     files, _ = collect_photos([folder])
@@ -149,8 +149,8 @@ def hammer_child(db: str, seed: int, seconds: float, env: dict[str, str], log: s
     _enter_child(env, log)
     code = 1
     try:
-        from humanaes_core.cache import ScoreCache
-        from humanaes_core.decisions import DecisionStore, Flag
+        from humanaes_core.store.cache import ScoreCache
+        from humanaes_core.store.decisions import DecisionStore, Flag
 
         rng = random.Random(seed)
         ops = 0
@@ -183,7 +183,7 @@ def hammer_child(db: str, seed: int, seconds: float, env: dict[str, str], log: s
 
 
 def _decision(rng: random.Random, flag_type):
-    from humanaes_core.decisions import PhotoDecision
+    from humanaes_core.store.decisions import PhotoDecision
 
     return PhotoDecision(rng.randint(0, 5), rng.choice(list(flag_type)))
 

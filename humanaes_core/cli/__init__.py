@@ -12,11 +12,11 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import HumanAesError
+from humanaes_core.errors import HumanAesError
 
 if TYPE_CHECKING:
-    from ..cache import ScoreCache
-    from ..scan import CachedScoring
+    from humanaes_core.scoring.scan import CachedScoring
+    from humanaes_core.store.cache import ScoreCache
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -61,13 +61,16 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--max-tiles", type=int, default=12, help="448px tiles per photo, 1-40 (fewer is faster)"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="photos per forward pass (default: 1 on a CPU, 8 on a GPU)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="photos per forward pass (default: 1 on a CPU, 8 on a GPU)",
     )
 
 
 def cached_scoring(args: argparse.Namespace, cache: ScoreCache | None, max_tiles: int) -> CachedScoring:
     """The cached scorer that --model/--device/--precision/--quantize/--batch-size/--heads ask for."""
-    from ..scan import CachedScoring
+    from humanaes_core.scoring.scan import CachedScoring
 
     return CachedScoring(
         args.model,
@@ -82,30 +85,30 @@ def cached_scoring(args: argparse.Namespace, cache: ScoreCache | None, max_tiles
 
 
 def score_main(argv: list[str] | None = None) -> int:
-    from .score import main
+    from humanaes_core.cli.score import main
 
     return main(argv)
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    from .train import main
+    from humanaes_core.cli.train import main
 
     return main(argv)
 
 
 def eval_main(argv: list[str] | None = None) -> int:
-    from .evaluate import main
+    from humanaes_core.cli.evaluate import main
 
     return main(argv)
 
 
 def cull_main(argv: list[str] | None = None) -> int:
-    from .cull import main
+    from humanaes_core.cli.cull import main
 
     return main(argv)
 
 
 def import_main(argv: list[str] | None = None) -> int:
-    from .imports import main
+    from humanaes_core.cli.imports import main
 
     return main(argv)

@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import HumanAesError
-from ..schema import LEVELS
-from . import EXIT_FAILED, EXIT_OK, add_model_args, cached_scoring, guard
-from .score import add_preset_arg
+from humanaes_core.cli import EXIT_FAILED, EXIT_OK, add_model_args, cached_scoring, guard
+from humanaes_core.cli.score import add_preset_arg
+from humanaes_core.errors import HumanAesError
+from humanaes_core.schema import LEVELS
 
 
 def _percent(text: str) -> float:
@@ -96,11 +96,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from ..cache import ScoreCache
-    from ..cull import copy_picks, export_cards, plan_cull, write_sidecars
-    from ..grouping import DEFAULT_MAX_GAP_S, DEFAULT_MAX_HAMMING, fingerprint, group_photos
-    from ..scan import collect_photos
-    from ..scoring import resolve_max_tiles
+    from humanaes_core.culling.bursts import DEFAULT_MAX_GAP_S, DEFAULT_MAX_HAMMING, fingerprint, group_photos
+    from humanaes_core.culling.plan import copy_picks, export_cards, plan_cull, write_sidecars
+    from humanaes_core.scoring.scan import collect_photos
+    from humanaes_core.scoring.scorer import resolve_max_tiles
+    from humanaes_core.store.cache import ScoreCache
 
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
     started = time.perf_counter()

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import EXIT_OK, add_model_args, guard
+from humanaes_core.cli import EXIT_OK, add_model_args, guard
 
 EPILOG = """\
 D: a HumanBeauty root (its test_label.jsonl by default, see --split), a .jsonl label file, a CSV (path +
@@ -23,7 +23,7 @@ compare with the paper's tables. Accuracy and macro precision/recall/F1 on the f
 
 
 def _write_json(report: dict, out: Path) -> None:
-    from ..evaluate import json_safe
+    from humanaes_core.evaluation.metrics import json_safe
 
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from ..data import load_data
-    from ..evaluate import evaluate, table2, table3, write_csv
+    from humanaes_core.data.loaders import load_data
+    from humanaes_core.evaluation.metrics import evaluate, table2, table3, write_csv
 
     data = load_data(
         args.data,

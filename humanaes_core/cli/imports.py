@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import EXIT_OK, guard
+from humanaes_core.cli import EXIT_OK, guard
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 # The importer's choices, repeated here so that --help does not import torch (a test keeps them equal).
@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from ..importer import ImportReport, import_checkpoint, plan_import
+    from humanaes_core.importer.convert import ImportReport, import_checkpoint, plan_import
 
     src = Path(args.src).expanduser()
     provenance: dict = {}
     if not src.exists() and _HUB_ID.fullmatch(args.src):
-        from ..sources import download
+        from humanaes_core.model.sources import download
 
         src = download(args.src, progress=None if args.quiet else tqdm)
         provenance = {"hub_id": args.src, "revision": src.name}

@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import HumanAesError
-from ..schema import KEYS
-from . import EXIT_OK, add_model_args, cached_scoring, guard
+from humanaes_core.cli import EXIT_OK, add_model_args, cached_scoring, guard
+from humanaes_core.errors import HumanAesError
+from humanaes_core.schema import KEYS
 
 #: Names of `scoring.PRESETS`, repeated here so that --help does not import torch (a test keeps them equal).
 PRESET_NAMES = ("accurate", "balanced", "fast")
@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from ..cache import ScoreCache
-    from ..scan import PHOTO_SUFFIXES, collect_photos
-    from ..scoring import resolve_max_tiles
+    from humanaes_core.scoring.scan import PHOTO_SUFFIXES, collect_photos
+    from humanaes_core.scoring.scorer import resolve_max_tiles
+    from humanaes_core.store.cache import ScoreCache
 
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
     if args.out != "-" and Path(args.out).suffix.lower() in PHOTO_SUFFIXES | {".xmp"}:

@@ -1,0 +1,283 @@
+"""Scoring many files with the cache: what `humanaes-score` and the desktop app both run.
+
+Cached photos come back first and without loading the model; the model is loaded only when some
+photo actually needs scoring, and every new card is written to the cache as soon as it exists, so
+an interrupted run loses at most the batch in flight.
+
+A folder is not a snapshot: photos are deleted, renamed over or rewritten while a scan runs (an editor
+saving, a sync client, a card reader). A card is cached under the content hash only when the file's
+signature (size, mtime, ctime, inode) after decoding is the one it had before it was hashed; otherwise
+the bytes decoded may not be the bytes hashed, so the photo is hashed and scored once more, and reported
+with a reason if it keeps changing or disappears. Folder walking never follows symlinked folders (no
+loops) and reports broken links, link loops and non-regular files by name instead of failing.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from humanaes_core.formats.decoders import HEIF_SUFFIXES, RAW_SUFFIXES
+from humanaes_core.model import checkpoint as ckpt
+from humanaes_core.model.devices import resolve
+from humanaes_core.model.sources import resolve_model
+from humanaes_core.scoring.scorer import (
+    ScoreCard,
+    Scorer,
+    ScoreResult,
+    decode_stream,
+    load_scorer,
+    settings_fingerprint,
+    tile_config_for,
+)
+from humanaes_core.store.cache import FileSignature, HashedFile, ScoreCache, file_signature
+
+#: Suffixes scanned in folders (files named explicitly are always tried): Pillow's formats (AVIF included),
+#: HEIC/HEIF through pillow-heif and camera RAW through rawpy (see ``formats``).
+PHOTO_SUFFIXES = (
+    frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".avif"})
+    | HEIF_SUFFIXES
+    | RAW_SUFFIXES
+)
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+
+#: Reason for a photo whose file changed again while it was being scored a second time.
+KEPT_CHANGING = "the file kept changing while it was being scored"
+#: Reason for a photo deleted (or moved away) after it was found.
+VANISHED = "file not found (it was removed during the scan)"
+
+
+def _os_reason(e: OSError, path: str | os.PathLike | None = None) -> str:
+    if e.errno == errno.ENOENT and path is not None and os.path.islink(path):
+        return "broken symbolic link"
+    reasons = {
+        errno.ENOENT: "file not found",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EISDIR: "is a directory",
+        errno.ELOOP: "symbolic link loop",
+        errno.ENAMETOOLONG: "file name too long",
+        errno.ENOTDIR: "a folder in its path is a file",
+    }
+    return reasons.get(e.errno or 0, e.strerror or e.__class__.__name__)
+
+
+def collect_photos(
+    paths: Iterable[str | os.PathLike], recursive: bool = True
+) -> tuple[list[Path], list[Skipped]]:
+    """Expand files and folders into photo files (sorted, no duplicates) and the arguments that failed.
+
+    Folders are walked without following symlinked folders (no loops) and without recursion (any
+    depth); hidden entries are skipped. A folder whose name looks like a photo's is walked as a folder.
+    """
+    found: dict[Path, None] = {}
+    problems: list[Skipped] = []
+
+    def walk(top: Path) -> None:
+        pending = [top]
+        while pending:
+            folder = pending.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as e:
+                problems.append(Skipped(str(folder), _os_reason(e, folder)))
+                continue
+            subfolders: list[Path] = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if recursive:
+                            subfolders.append(Path(entry.path))
+                    elif Path(entry.name).suffix.lower() in PHOTO_SUFFIXES:
+                        found[Path(entry.path)] = None
+                except OSError as e:
+                    problems.append(Skipped(entry.path, _os_reason(e, entry.path)))
+            pending.extend(reversed(subfolders))  # depth first, in name order
+
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            walk(path)
+        elif path.exists() or path.is_symlink():
+            found[path] = None
+        else:
+            problems.append(Skipped(str(path), "file not found"))
+    return list(found), problems
+
+
+def _now(path: Path) -> FileSignature | OSError:
+    try:
+        return file_signature(path)
+    except OSError as e:
+        return e
+
+
+@dataclass
+class RunStats:
+    total: int = 0
+    cached: int = 0
+    scored: int = 0
+    failed: int = 0
+    model_loaded: bool = False
+    load_seconds: float = 0.0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+class CachedScoring:
+    """Scores files through the cache; loads the model only for photos the cache does not have."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        cache: ScoreCache | None,
+        device: str = "auto",
+        precision: str = "auto",
+        quantize: str | None = None,
+        max_tiles: int = 12,
+        batch_size: int = 8,
+        heads: str = "all",
+        fast_decode: bool = True,
+        progress: type | None = None,
+        on_model_load: Callable[[bool], None] | None = None,
+    ) -> None:
+        """`on_model_load(True)` is called before the model starts loading and `(False)` after, so a UI
+        can say "Loading the model…"; it loads lazily, only when some photo is not in the cache."""
+        self.on_model_load = on_model_load
+        self.model_path = resolve_model(model, progress=progress)
+        self.model_fp = ckpt.fingerprint(self.model_path)
+        meta = ckpt.read_meta(self.model_path)
+        self.placement = resolve(device, precision, quantize)
+        self.settings_fp = settings_fingerprint(
+            heads=heads,
+            max_tiles=max_tiles,
+            question_index=meta.prompt.question_index,
+            placement=self.placement,
+            fast_decode=fast_decode,
+        )
+        self.cache = cache
+        self.heads = heads
+        self.tile_config = tile_config_for(meta, max_tiles, fast_decode)
+        self._batch_size = batch_size
+        self._load_args = {
+            "device": device,
+            "precision": precision,
+            "quantize": quantize,
+            "max_tiles": max_tiles,
+            "batch_size": batch_size,
+            "fast_decode": fast_decode,
+        }
+        self.scorer: Scorer | None = None
+        self.stats = RunStats()
+
+    def _scorer(self) -> Scorer:
+        if self.scorer is None:
+            if self.on_model_load is not None:
+                self.on_model_load(True)
+            start = time.perf_counter()
+            try:
+                self.scorer = load_scorer(self.model_path, **self._load_args)
+            finally:
+                if self.on_model_load is not None:
+                    self.on_model_load(False)
+            self.stats.model_loaded = True
+            self.stats.load_seconds = time.perf_counter() - start
+        return self.scorer
+
+    def _fail(self, path: Path, reason: str) -> ScoreResult:
+        self.stats.failed += 1
+        self.stats.skipped.append(Skipped(str(path), reason))
+        return ScoreResult(-1, str(path), error=reason)
+
+    def run(self, files: Sequence[Path]) -> Iterator[ScoreResult]:
+        """Results for every file: cache hits first, then newly scored photos as their batches finish."""
+        self.stats.total += len(files)
+        yield from self._run(files, last_try=False)
+
+    def _run(self, files: Sequence[Path], *, last_try: bool) -> Iterator[ScoreResult]:
+        if self.cache is None:
+            todo: dict[str, list[Path]] = {str(p): [p] for p in files}
+            signatures: dict[Path, FileSignature] = {}
+        else:
+            todo = {}
+            signatures = {}
+            hashed = self.cache.hash_files(files)
+            for path in files:
+                h = hashed[Path(path)]
+                if isinstance(h, OSError):
+                    yield self._fail(path, _os_reason(h, path))
+                    continue
+                assert isinstance(h, HashedFile)
+                todo.setdefault(h.content_hash, []).append(path)
+                signatures[Path(path)] = h.signature
+            hits = self.cache.get_many(list(todo), self.model_fp, self.settings_fp)
+            for h, card_dict in hits.items():
+                for path in todo.pop(h):
+                    card = ScoreCard.from_dict(card_dict)
+                    card.source = str(path)
+                    self.stats.cached += 1
+                    yield ScoreResult(-1, str(path), card=card)
+        if not todo:
+            return
+        keys = list(todo)
+        firsts = [todo[k][0] for k in keys]  # identical photos are scored once
+        changed: list[Path] = []
+        for result in self._score_lazily(firsts):
+            key = keys[result.index]
+            if result.card is None:
+                first = Path(todo[key][0])
+                now = _now(first) if first in signatures and not last_try else None
+                if isinstance(now, FileSignature) and now != signatures[first]:
+                    changed.extend(todo[key])  # e.g. still being copied in when it was read: once more
+                    continue
+                for path in todo[key]:
+                    yield self._fail(path, result.error or "unknown error")
+                continue
+            if self.cache is not None:
+                # The decoder read the file after it was hashed: cache the card only if it still is
+                # the file that was hashed, else the card could belong to other bytes than the key.
+                scored = Path(todo[key][0])
+                now = _now(scored)
+                if now != signatures[scored]:
+                    if isinstance(now, OSError):
+                        for path in todo[key]:
+                            yield self._fail(path, VANISHED if now.errno == errno.ENOENT else _os_reason(now))
+                    elif last_try:
+                        for path in todo[key]:
+                            yield self._fail(path, KEPT_CHANGING)
+                    else:
+                        changed.extend(todo[key])
+                    continue
+                self.cache.put(key, self.model_fp, self.settings_fp, result.card.to_dict())
+            for path in todo[key]:
+                card = ScoreCard.from_dict(result.card.to_dict())
+                card.source = str(path)
+                self.stats.scored += 1
+                yield ScoreResult(-1, str(path), card=card)
+        if changed:
+            yield from self._run(changed, last_try=True)
+
+    def _score_lazily(self, files: Sequence[Path]) -> Iterator[ScoreResult]:
+        """Decode first, load the model when a photo decodes: a folder of broken files never loads it."""
+        window = 2 * self._batch_size
+        stream = decode_stream(files, self.tile_config, window=window)
+        for item in stream:
+            if item.error is not None:
+                yield ScoreResult(item.index, item.source, error=item.error)
+                continue
+            yield from self._scorer().score_decoded(itertools.chain([item], stream), heads=self.heads)
+            return

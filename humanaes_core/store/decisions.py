@@ -1,0 +1,379 @@
+"""The photographer's decisions (stars, pick/reject, colour label), stored with an undo history.
+
+Decisions live in the same SQLite file as the score cache, in tables of their own, keyed like the
+cards by the photo's content hash: renaming or moving a photo keeps its decision, and the last path it
+was seen at is kept beside it so exports and sidecar writes know where it is. Every change is one
+step of a persistent undo history: a key press on one photo and an auto-cull of a whole folder are
+each undone with one ``undo()``, even after the app was restarted.
+
+The tables live next to the cache's own and the cache's ``schema_version`` is not touched: an older
+HumanAes opening the file simply does not see them. Their own version is ``decisions_schema_version`` in
+the cache's ``meta`` table, migrated by the cache's runner (``cache.DECISIONS_COMPONENT``). Opening,
+locking, retries and the replacement of a damaged file are the cache's too (``cache.SQLiteStore``):
+every change is one ``BEGIN IMMEDIATE`` transaction, so the decision read, the new decision and its undo
+step are consistent even with the app and a CLI writing at the same time.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from sqlalchemy import Float, Index, Integer, String, Text, delete, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from humanaes_core.store.cache import (
+    DECISIONS_COMPONENT,
+    DecisionsVersionError,
+    ScoreCache,
+    SQLiteStore,
+    decode_path,
+    encode_path,
+)
+
+__all__ = [
+    "DECISIONS_SCHEMA_VERSION",
+    "Change",
+    "DecisionStore",
+    "DecisionsVersionError",
+    "Flag",
+    "PhotoDecision",
+]
+
+DECISIONS_SCHEMA_VERSION = DECISIONS_COMPONENT.head
+_MAX_PARAMS = 500
+#: Undo steps kept; older ones are dropped (a step can hold thousands of photos, e.g. an auto-cull).
+DEFAULT_MAX_HISTORY = 200
+
+
+class Flag(enum.IntEnum):
+    """Pick state, as the P / U / X keys set it."""
+
+    REJECT = -1
+    NONE = 0
+    PICK = 1
+
+
+@dataclass(frozen=True)
+class PhotoDecision:
+    """One photo's state: stars 0-5 (None: unrated), flag, colour label (None: none), who set it."""
+
+    stars: int | None = None
+    flag: Flag = Flag.NONE
+    label: str | None = None
+    source: str = "user"  # "user", "auto" (auto-cull), "xmp" (imported from an editor's sidecar)
+
+    def __post_init__(self) -> None:
+        if self.stars is not None and (
+            isinstance(self.stars, bool) or not isinstance(self.stars, int) or not 0 <= self.stars <= 5
+        ):
+            raise ValueError(f"stars must be 0-5 or None, got {self.stars!r}")
+        object.__setattr__(self, "flag", Flag(self.flag))
+
+    @property
+    def rejected(self) -> bool:
+        return self.flag == Flag.REJECT
+
+    @property
+    def picked(self) -> bool:
+        return self.flag == Flag.PICK
+
+    def to_dict(self) -> dict:
+        return {"stars": self.stars, "flag": int(self.flag), "label": self.label, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> PhotoDecision:
+        return cls(
+            data.get("stars"), Flag(int(data.get("flag", 0))), data.get("label"), data.get("source", "user")
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """A photo whose decision a step changed (or an undo/redo restored); ``decision`` None: cleared."""
+
+    content_hash: str
+    path: str
+    decision: PhotoDecision | None
+
+
+class _Base(DeclarativeBase):
+    """Metadata of the decision tables only; the cache's tables stay the cache's."""
+
+
+class _DecisionRow(_Base):
+    __tablename__ = "decisions"
+
+    content_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    stars: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    flag: Mapped[int] = mapped_column(Integer, default=0)
+    label: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(Text, default="user")
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_decisions_path", "path"),)
+
+
+class _HistoryRow(_Base):
+    """One photo's before/after in one undo step; ``undone`` rows are the redo stack."""
+
+    __tablename__ = "decision_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    step: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(40))
+    path: Mapped[str] = mapped_column(Text)
+    before_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    after_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    undone: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_decision_history_step", "step"),)
+
+
+def _dump(decision: PhotoDecision | None) -> str | None:
+    return None if decision is None else json.dumps(decision.to_dict(), separators=(",", ":"))
+
+
+def _load(text: str | None) -> PhotoDecision | None:
+    return None if text is None else PhotoDecision.from_dict(json.loads(text))
+
+
+def _row_decision(row: _DecisionRow) -> PhotoDecision:
+    return PhotoDecision(row.stars, Flag(row.flag), row.label, row.source)
+
+
+class DecisionStore(SQLiteStore):
+    """Per-photo decisions with a persistent, linear undo/redo history; thread- and process-safe."""
+
+    component = DECISIONS_COMPONENT
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | ScoreCache | None = None,
+        *,
+        max_history: int = DEFAULT_MAX_HISTORY,
+    ) -> None:
+        if isinstance(path, ScoreCache):
+            path = path.path
+        self.max_history = max_history
+        super().__init__(path)
+
+    def __enter__(self) -> DecisionStore:
+        return self
+
+    # ---------------------------------------------------------------- reading
+
+    def get(self, content_hash: str) -> PhotoDecision | None:
+        """The photo's decision, or None when it has none."""
+        return self.get_many([content_hash]).get(content_hash)
+
+    def get_many(self, content_hashes: Iterable[str]) -> dict[str, PhotoDecision]:
+        """Decisions of many photos; photos without one are absent."""
+        wanted = list(dict.fromkeys(content_hashes))
+        return self._read(lambda session: self._current(session, wanted))
+
+    def all(self) -> dict[str, tuple[str, PhotoDecision]]:
+        """Every stored decision with the last path it was seen at: content hash -> (path, decision)."""
+        return self._read(
+            lambda session: {
+                r.content_hash: (decode_path(r.path), _row_decision(r))
+                for r in session.scalars(select(_DecisionRow))
+            }
+        )
+
+    def count(self) -> int:
+        return int(
+            self._read(
+                lambda session: session.execute(select(func.count()).select_from(_DecisionRow)).scalar_one()
+            )
+        )
+
+    # ---------------------------------------------------------------- changing
+
+    def apply(
+        self,
+        changes: Iterable[tuple[str, str | os.PathLike[str], PhotoDecision | None]],
+        description: str = "",
+    ) -> list[Change]:
+        """Set (or clear, with None) the decisions of many photos as ONE undo step.
+
+        ``changes`` are (content hash, current path, new decision). Photos whose decision does not
+        actually change are left out of the step; returns what changed. A new step drops the redo stack.
+        """
+        wanted: dict[str, tuple[str, PhotoDecision | None]] = {}
+        for content_hash, path, decision in changes:
+            wanted[content_hash] = (os.fspath(path), decision)
+        if not wanted:
+            return []
+        return self._write(lambda session: self._apply_in(session, wanted, description))
+
+    def _apply_in(
+        self, session: Session, wanted: dict[str, tuple[str, PhotoDecision | None]], description: str
+    ) -> list[Change]:
+        now = time.time()
+        done: list[Change] = []
+        current = self._current(session, list(wanted))
+        history: list[dict] = []
+        for content_hash, (path, decision) in wanted.items():
+            before = current.get(content_hash)
+            if before == decision:
+                if decision is not None:  # unchanged, but remember where the photo is now
+                    session.execute(
+                        update(_DecisionRow)
+                        .where(_DecisionRow.content_hash == content_hash)
+                        .values(path=encode_path(path))
+                    )
+                continue
+            self._write_row(session, content_hash, path, decision, now)
+            history.append(
+                {
+                    "content_hash": content_hash,
+                    "path": encode_path(path),
+                    "before_json": _dump(before),
+                    "after_json": _dump(decision),
+                }
+            )
+            done.append(Change(content_hash, path, decision))
+        if history:
+            session.execute(delete(_HistoryRow).where(_HistoryRow.undone == 1))
+            step = (session.execute(select(func.max(_HistoryRow.step))).scalar_one() or 0) + 1
+            for row in history:
+                row.update(step=step, description=description, undone=0, created_at=now)
+            session.execute(sqlite_insert(_HistoryRow), history)
+            self._prune(session, step)
+        return done
+
+    def _update_fields(
+        self, items: Iterable[tuple[str, str | os.PathLike[str]]], description: str, **fields: object
+    ) -> list[Change]:
+        items = list(items)
+        current = self.get_many([h for h, _ in items])
+        changes = []
+        for content_hash, path in items:
+            base = current.get(content_hash, PhotoDecision())
+            changes.append((content_hash, path, replace(base, source="user", **fields)))
+        return self.apply(changes, description)
+
+    def set_stars(
+        self, items: Iterable[tuple[str, str | os.PathLike[str]]], stars: int | None
+    ) -> list[Change]:
+        """Keys 0-5: stars for the (content hash, path) items, one undo step; 0 means no stars."""
+        return self._update_fields(items, f"{stars or 0} stars", stars=stars)
+
+    def set_flag(self, items: Iterable[tuple[str, str | os.PathLike[str]]], flag: Flag) -> list[Change]:
+        """Keys P / X / U: pick, reject or unflag the items, one undo step."""
+        return self._update_fields(items, Flag(flag).name.lower(), flag=Flag(flag))
+
+    def set_label(
+        self, items: Iterable[tuple[str, str | os.PathLike[str]]], label: str | None
+    ) -> list[Change]:
+        """Colour label ("Green", ...; None removes it), one undo step."""
+        return self._update_fields(items, f"label {label or 'none'}", label=label or None)
+
+    # ---------------------------------------------------------------- undo / redo
+
+    def can_undo(self) -> bool:
+        return self._edge_step(undone=False) is not None
+
+    def can_redo(self) -> bool:
+        return self._edge_step(undone=True) is not None
+
+    def undo_description(self) -> str | None:
+        """What ``undo()`` would undo ("reject", "auto-cull ..."), for an Edit menu; None: nothing."""
+        return self._description(self._edge_step(undone=False))
+
+    def redo_description(self) -> str | None:
+        return self._description(self._edge_step(undone=True))
+
+    def undo(self) -> list[Change]:
+        """Undo the latest step; returns the restored decisions (empty when there is nothing to undo)."""
+        return self._travel(undone=False)
+
+    def redo(self) -> list[Change]:
+        """Redo the step undone last; returns the re-applied decisions."""
+        return self._travel(undone=True)
+
+    # ---------------------------------------------------------------- internals
+
+    @staticmethod
+    def _current(session: Session, hashes: Sequence[str]) -> dict[str, PhotoDecision]:
+        found: dict[str, PhotoDecision] = {}
+        for start in range(0, len(hashes), _MAX_PARAMS):
+            chunk = hashes[start : start + _MAX_PARAMS]
+            for row in session.scalars(select(_DecisionRow).where(_DecisionRow.content_hash.in_(chunk))):
+                found[row.content_hash] = _row_decision(row)
+        return found
+
+    @staticmethod
+    def _write_row(
+        session: Session, content_hash: str, path: str, decision: PhotoDecision | None, now: float
+    ) -> None:
+        if decision is None:
+            session.execute(delete(_DecisionRow).where(_DecisionRow.content_hash == content_hash))
+            return
+        values = {
+            "content_hash": content_hash,
+            "path": encode_path(path),
+            "stars": decision.stars,
+            "flag": int(decision.flag),
+            "label": decision.label,
+            "source": decision.source,
+            "updated_at": now,
+        }
+        stmt = sqlite_insert(_DecisionRow).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[_DecisionRow.content_hash],
+            set_={k: stmt.excluded[k] for k in values if k != "content_hash"},
+        )
+        session.execute(stmt)
+
+    def _edge_step(self, *, undone: bool) -> int | None:
+        return self._read(lambda session: self._edge_step_in(session, undone=undone))
+
+    @staticmethod
+    def _edge_step_in(session: Session, *, undone: bool) -> int | None:
+        # undo takes the newest applied step, redo the oldest undone one
+        agg = func.min if undone else func.max
+        return session.execute(
+            select(agg(_HistoryRow.step)).where(_HistoryRow.undone == int(undone))
+        ).scalar_one()
+
+    def _description(self, step: int | None) -> str | None:
+        if step is None:
+            return None
+        return self._read(
+            lambda session: session.execute(
+                select(_HistoryRow.description).where(_HistoryRow.step == step).limit(1)
+            ).scalar_one_or_none()
+        )
+
+    def _travel(self, *, undone: bool) -> list[Change]:
+        return self._write(lambda session: self._travel_in(session, undone=undone))
+
+    def _travel_in(self, session: Session, *, undone: bool) -> list[Change]:
+        now = time.time()
+        step = self._edge_step_in(session, undone=undone)
+        if step is None:
+            return []
+        rows = session.scalars(select(_HistoryRow).where(_HistoryRow.step == step).order_by(_HistoryRow.id))
+        changes: list[Change] = []
+        for row in rows:
+            target = _load(row.after_json if undone else row.before_json)
+            path = decode_path(row.path)
+            self._write_row(session, row.content_hash, path, target, now)
+            changes.append(Change(row.content_hash, path, target))
+        session.execute(update(_HistoryRow).where(_HistoryRow.step == step).values(undone=0 if undone else 1))
+        return changes
+
+    def _prune(self, session: Session, newest: int) -> None:
+        oldest_kept = newest - self.max_history + 1
+        if oldest_kept > 1:
+            session.execute(delete(_HistoryRow).where(_HistoryRow.step < oldest_kept))

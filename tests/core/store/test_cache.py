@@ -1,0 +1,276 @@
+"""Score cache: content-keyed cards, the (size, mtime_ns) fast path, WAL, upserts and rescan speed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from humanaes_core.store import cache as cache_mod
+from humanaes_core.store.cache import CacheVersionError, ScoreCache, content_hash_file, default_cache_path
+
+MODEL = "internvl-1b@abc123"
+SETTINGS = "tiles=6;prompt=0"
+
+CARD = {
+    "overall": 0.71,
+    "dims": {"facial_brightness": {"score": 0.62, "level": "good"}, "environment": {"score": 0.18}},
+    "levels": ["bad", "poor", "fair", "good", "excellent"],
+    "note": "ünïcødé ok",
+    "flags": {"face_found": True, "crop": None},
+}
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[ScoreCache]:
+    with ScoreCache(tmp_path / "db" / "cache.sqlite") as c:
+        yield c
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every full read of a file the cache performs."""
+    calls: list[str] = []
+    real = cache_mod.content_hash_file
+
+    def counting(path: str | Path) -> str:
+        calls.append(os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(cache_mod, "content_hash_file", counting)
+    return calls
+
+
+def _write(path: Path, data: bytes, mtime_s: int = 1_600_000_000) -> Path:
+    """Write a file with an explicit, old mtime so tests never depend on timestamp granularity."""
+    path.write_bytes(data)
+    os.utime(path, ns=(mtime_s * 10**9, mtime_s * 10**9))
+    return path
+
+
+def test_content_hash_file_is_blake2b_160(tmp_path: Path) -> None:
+    data = os.urandom(3 * (1 << 20) + 123)  # spans several 1 MiB chunks and a partial one
+    f = _write(tmp_path / "big.bin", data)
+    assert content_hash_file(f) == hashlib.blake2b(data, digest_size=20).hexdigest()
+    assert len(content_hash_file(f)) == 40
+
+
+def test_round_trip_nested_card(cache: ScoreCache, tmp_path: Path) -> None:
+    h = cache.content_hash(_write(tmp_path / "a.jpg", b"photo-a"))
+    assert cache.get(h, MODEL, SETTINGS) is None
+    cache.put(h, MODEL, SETTINGS, CARD)
+    assert cache.get(h, MODEL, SETTINGS) == CARD
+    assert cache.path == tmp_path / "db" / "cache.sqlite"
+    assert cache.path.exists()
+
+
+def test_keys_separate_by_model_and_settings(cache: ScoreCache) -> None:
+    h = "0" * 40
+    cache.put(h, MODEL, SETTINGS, {"v": 1})
+    cache.put(h, "internvl-8b@def456", SETTINGS, {"v": 2})
+    cache.put(h, MODEL, "tiles=12;prompt=0", {"v": 3})
+    assert cache.get(h, MODEL, SETTINGS) == {"v": 1}
+    assert cache.get(h, "internvl-8b@def456", SETTINGS) == {"v": 2}
+    assert cache.get(h, MODEL, "tiles=12;prompt=0") == {"v": 3}
+    assert cache.get(h, "internvl-8b@def456", "tiles=12;prompt=0") is None
+    assert cache.count() == 3
+    assert cache.count(MODEL) == 2
+    assert cache.count("internvl-8b@def456") == 1
+    assert cache.count("nope") == 0
+
+
+def test_same_content_two_paths_shares_card(cache: ScoreCache, tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.jpg", b"identical bytes")
+    (tmp_path / "copy").mkdir()
+    b = _write(tmp_path / "copy" / "renamed.jpg", b"identical bytes", mtime_s=1_700_000_000)
+    other = _write(tmp_path / "c.jpg", b"different bytes")
+    ha, hb = cache.content_hash(a), cache.content_hash(b)
+    assert ha == hb
+    assert cache.content_hash(other) != ha
+    cache.put(ha, MODEL, SETTINGS, CARD)
+    assert cache.get(hb, MODEL, SETTINGS) == CARD
+
+
+def test_modified_file_gets_new_hash(cache: ScoreCache, tmp_path: Path, reads: list[str]) -> None:
+    f = _write(tmp_path / "a.jpg", b"version-1")
+    h1 = cache.content_hash(f)
+    # Same size, different bytes, newer mtime: must be detected and re-read.
+    _write(f, b"version-2", mtime_s=1_600_000_100)
+    h2 = cache.content_hash(f)
+    assert h2 != h1
+    assert h2 == content_hash_file(f)
+    # Size change alone (mtime restored) is also a change.
+    _write(f, b"version-2 but longer", mtime_s=1_600_000_100)
+    h3 = cache.content_hash(f)
+    assert h3 not in (h1, h2)
+    assert len(reads) == 3
+    # The row was updated, not duplicated: the new hash is now served from the fast path.
+    assert cache.content_hash(f) == h3
+    assert len(reads) == 3
+
+
+def test_fast_path_avoids_reading(cache: ScoreCache, tmp_path: Path, reads: list[str]) -> None:
+    f = _write(tmp_path / "a.jpg", b"x" * 5000)
+    first = cache.content_hash(f)
+    assert len(reads) == 1
+    assert cache.content_hash(f) == first
+    assert cache.content_hash(str(f)) == first
+    assert len(reads) == 1  # second and third calls: no reads
+
+
+def test_fast_path_is_persistent_across_instances(tmp_path: Path, reads: list[str]) -> None:
+    db = tmp_path / "cache.sqlite"
+    f = _write(tmp_path / "a.jpg", b"persist")
+    with ScoreCache(db) as c1:
+        h = c1.content_hash(f)
+    with ScoreCache(db) as c2:
+        assert c2.content_hash(f) == h
+    assert len(reads) == 1
+
+
+def test_content_hashes_1000_files_cached_rescan(cache: ScoreCache, tmp_path: Path, reads: list[str]) -> None:
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    files = [_write(folder / f"IMG_{i:04d}.jpg", f"photo {i}".encode() * 20) for i in range(1000)]
+
+    first = cache.content_hashes(files)
+    assert len(reads) == 1000
+    assert all(isinstance(v, str) for v in first.values())
+    assert len(set(first.values())) == 1000
+    assert first[files[7]] == content_hash_file(files[7])
+
+    reads.clear()
+    t0 = time.perf_counter()
+    second = cache.content_hashes(files)
+    elapsed = time.perf_counter() - t0
+    assert reads == []
+    assert second == first
+    assert list(second) == files  # caller's order
+    per_file_ms = elapsed * 1000 / len(files)
+    print(f"cached rescan: {per_file_ms:.4f} ms/file ({elapsed * 1000:.1f} ms for {len(files)} files)")
+    assert per_file_ms < 2.0
+
+
+def test_content_hashes_reports_missing_and_unreadable(cache: ScoreCache, tmp_path: Path) -> None:
+    good = _write(tmp_path / "good.jpg", b"fine")
+    missing = tmp_path / "gone.jpg"
+    a_dir = tmp_path / "subdir"
+    a_dir.mkdir()
+    out = cache.content_hashes([good, str(missing), a_dir])
+    assert out[good] == content_hash_file(good)
+    assert isinstance(out[missing], FileNotFoundError)
+    assert isinstance(out[a_dir], OSError)
+    with pytest.raises(FileNotFoundError):
+        cache.content_hash(missing)
+    # Errors are not cached: once the file appears it hashes normally.
+    _write(missing, b"now here")
+    assert cache.content_hash(missing) == content_hash_file(missing)
+
+
+def test_content_hashes_only_rehashes_changed(cache: ScoreCache, tmp_path: Path, reads: list[str]) -> None:
+    files = [_write(tmp_path / f"{i}.jpg", bytes([i]) * 100) for i in range(10)]
+    cache.content_hashes(files)
+    reads.clear()
+    _write(files[3], b"edited", mtime_s=1_650_000_000)
+    new = _write(tmp_path / "new.jpg", b"new photo")
+    out = cache.content_hashes([*files, new, files[0]])  # duplicate input is harmless
+    assert sorted(reads) == sorted([os.path.abspath(files[3]), os.path.abspath(new)])
+    assert out[files[3]] == content_hash_file(files[3])
+
+
+def test_get_many_and_put_many(cache: ScoreCache) -> None:
+    rows = [(f"{i:040x}", {"overall": i / 1200}) for i in range(1200)]  # > 2 chunks of parameters
+    cache.put_many(rows, MODEL, SETTINGS)
+    assert cache.count(MODEL) == 1200
+    wanted = [h for h, _ in rows[::3]] + ["f" * 40]
+    got = cache.get_many(wanted, MODEL, SETTINGS)
+    assert len(got) == 400
+    assert "f" * 40 not in got
+    assert got[rows[300][0]] == {"overall": 300 / 1200}
+    assert cache.get_many(wanted, MODEL, "other settings") == {}
+    assert cache.get_many([], MODEL, SETTINGS) == {}
+
+
+def test_upsert_replaces_without_duplicates(cache: ScoreCache) -> None:
+    h = "a" * 40
+    cache.put(h, MODEL, SETTINGS, {"v": 1})
+    cache.put(h, MODEL, SETTINGS, {"v": 2})
+    cache.put_many([(h, {"v": 3}), ("b" * 40, {"v": 9})], MODEL, SETTINGS)
+    assert cache.count() == 2
+    assert cache.get(h, MODEL, SETTINGS) == {"v": 3}
+
+
+def test_put_rejects_non_dict_without_partial_write(cache: ScoreCache) -> None:
+    with pytest.raises(TypeError):
+        cache.put_many([("a" * 40, {"ok": 1}), ("b" * 40, [1, 2])], MODEL, SETTINGS)  # type: ignore[list-item]
+    assert cache.count() == 0
+
+
+def test_wal_and_pragmas(cache: ScoreCache) -> None:
+    with cache._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    # WAL is persistent in the file itself, visible to any client.
+    raw = sqlite3.connect(cache.path)
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        raw.close()
+
+
+def test_schema_tables_and_version(cache: ScoreCache) -> None:
+    raw = sqlite3.connect(cache.path)
+    try:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    finally:
+        raw.close()
+    assert {"meta", "file_hashes", "scores"} <= tables
+    assert version == "1"
+    assert cache.schema_version == 1
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "cache.sqlite"
+    ScoreCache(db).close()
+    raw = sqlite3.connect(db)
+    with raw:
+        raw.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    raw.close()
+    with pytest.raises(CacheVersionError, match="newer HumanAes"):
+        ScoreCache(db)
+
+
+def test_second_instance_sees_writes(tmp_path: Path) -> None:
+    db = tmp_path / "shared.sqlite"
+    with ScoreCache(db) as writer, ScoreCache(db) as reader:
+        assert reader.get("c" * 40, MODEL, SETTINGS) is None
+        writer.put("c" * 40, MODEL, SETTINGS, CARD)
+        assert reader.get("c" * 40, MODEL, SETTINGS) == CARD
+        assert reader.count() == 1
+        writer.put("c" * 40, MODEL, SETTINGS, {"v": "new"})
+        assert reader.get_many(["c" * 40], MODEL, SETTINGS) == {"c" * 40: {"v": "new"}}
+
+
+def test_default_cache_path_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    target = tmp_path / "nested" / "dir" / "my-cache.sqlite"
+    monkeypatch.setenv("HUMANAES_CACHE", str(target))
+    assert default_cache_path() == target
+    with ScoreCache() as c:  # no explicit path: the env var decides, parents are created
+        assert c.path == target
+        c.put("d" * 40, MODEL, SETTINGS, {"v": 1})
+    assert target.exists()
+
+
+def test_default_cache_path_without_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HUMANAES_CACHE", raising=False)
+    p = default_cache_path()
+    assert p.name == "cache.sqlite"
+    assert p.parent.name.lower() == "humanaes"

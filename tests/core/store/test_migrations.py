@@ -1,0 +1,240 @@
+"""The versioned schema: the first released file migrates to the current head, the runner is transactional,
+runs each step exactly once even with concurrent openers, and refuses files from a newer HumanAes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from humanaes_core.store import cache as cache_mod
+from humanaes_core.store import decisions as decisions_mod
+from humanaes_core.store.cache import (
+    CACHE_COMPONENT,
+    COMPONENTS,
+    DECISIONS_COMPONENT,
+    CacheVersionError,
+    Migration,
+    ScoreCache,
+    migrate,
+)
+from humanaes_core.store.decisions import DecisionStore, DecisionsVersionError, Flag, PhotoDecision
+
+FIXTURE_V1 = Path(__file__).resolve().parents[2] / "fixtures" / "schema_v1.sql"
+H1, H2 = "1" * 40, "2" * 40
+
+
+def _from_fixture(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.executescript(FIXTURE_V1.read_text(encoding="utf-8"))
+    conn.close()
+    return path
+
+
+def _schema(path: Path) -> dict[str, list]:
+    """Tables and indexes with their columns, types, nullability, keys: what code relies on."""
+    conn = sqlite3.connect(path)
+    try:
+        out: dict[str, list] = {}
+        names = conn.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+        for kind, name in sorted(names):
+            if kind == "table":
+                out[name] = [tuple(r[1:]) for r in conn.execute(f'PRAGMA table_info("{name}")')]
+            else:
+                out[name] = [r[2] for r in conn.execute(f'PRAGMA index_info("{name}")')]
+        return out
+    finally:
+        conn.close()
+
+
+def _content(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+    finally:
+        conn.close()
+
+
+def test_the_first_released_file_migrates_to_head_with_everything_kept(tmp_path):
+    db = _from_fixture(tmp_path / "v1.sqlite")
+    with ScoreCache(db) as cache, DecisionStore(db) as store:
+        assert cache.schema_found == 1 and cache.schema_version == CACHE_COMPONENT.head
+        assert store.schema_found == 1
+        assert cache.get(H1, "modelfp000000001", "settingsfp000001") == {
+            "dims": {"overall": 0.61},
+            "level": "good",
+            "note": "première",
+        }
+        assert cache.count() == 3 and cache.count("modelfp000000002") == 1
+        assert store.all() == {
+            H1: ("/photos/day1/IMG_0001.jpg", PhotoDecision(3, Flag.PICK)),
+            H2: ("/photos/day1/IMG_0002.jpg", PhotoDecision(3, Flag.NONE)),
+        }
+        # the undo history written by the old version still works both ways
+        assert store.redo_description() == "reject"
+        store.redo()
+        assert store.get(H2).rejected
+        store.undo()
+        store.undo()
+        assert store.get(H1) == PhotoDecision(3, Flag.NONE)
+    conn = sqlite3.connect(db)
+    versions = dict(conn.execute("SELECT key, value FROM meta"))
+    conn.close()
+    assert versions == {
+        "schema_version": str(CACHE_COMPONENT.head),
+        "decisions_schema_version": str(DECISIONS_COMPONENT.head),
+    }
+
+
+def test_a_migrated_file_has_the_schema_of_a_new_one(tmp_path):
+    old = _from_fixture(tmp_path / "old.sqlite")
+    for component in COMPONENTS.values():
+        migrate(old, component)
+    new = tmp_path / "new.sqlite"
+    ScoreCache(new).close()
+    DecisionStore(new).close()
+    assert _schema(old) == _schema(new)
+
+
+def test_the_migrations_create_what_the_orm_classes_describe(tmp_path):
+    db = tmp_path / "fresh.sqlite"
+    for component in COMPONENTS.values():
+        migrate(db, component)
+    schema = _schema(db)
+    tables = list(cache_mod.Base.metadata.sorted_tables) + list(decisions_mod._Base.metadata.sorted_tables)
+    for table in tables:
+        columns = {c[0]: c for c in schema[table.name]}
+        assert set(columns) == {c.name for c in table.columns}, table.name
+        for column in table.columns:
+            _name, _type, notnull, _default, pk = columns[column.name]
+            assert bool(notnull) == (not column.nullable or column.primary_key), (table.name, column.name)
+            assert bool(pk) == column.primary_key, (table.name, column.name)
+        for index in table.indexes:
+            assert schema[index.name] == [c.name for c in index.columns]
+
+
+def _future(component, *steps: Migration):
+    return dataclasses.replace(component, migrations=component.migrations + steps)
+
+
+def test_future_steps_run_in_order_exactly_once_and_keep_the_data(tmp_path):
+    db = _from_fixture(tmp_path / "v1.sqlite")
+    applied: list[int] = []
+
+    def backfill(conn: sqlite3.Connection) -> None:
+        applied.append(2)
+        conn.execute("UPDATE scores SET origin = 'legacy:' || model_fp")
+
+    v3 = _future(
+        CACHE_COMPONENT,
+        Migration(
+            2,
+            "scores remember where they came from",
+            ("ALTER TABLE scores ADD COLUMN origin TEXT",),
+            backfill,
+        ),
+        Migration(3, "index on origin", ("CREATE INDEX ix_scores_origin ON scores (origin)",)),
+    )
+    assert migrate(db, v3) == 1
+    assert migrate(db, v3) == 3  # second open: nothing left to do
+    assert applied == [2]
+    conn = sqlite3.connect(db)
+    origins = sorted(r[0] for r in conn.execute("SELECT origin FROM scores"))
+    version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    conn.close()
+    assert origins == ["legacy:modelfp000000001", "legacy:modelfp000000001", "legacy:modelfp000000002"]
+    assert version == "3" and "ix_scores_origin" in _schema(db)
+
+
+def test_a_failing_step_leaves_the_file_exactly_as_it_was(tmp_path):
+    db = _from_fixture(tmp_path / "v1.sqlite")
+    before = _content(db)
+
+    def explode(conn: sqlite3.Connection) -> None:
+        raise RuntimeError("step 3 failed halfway")
+
+    broken = _future(
+        CACHE_COMPONENT,
+        Migration(2, "add a column", ("ALTER TABLE scores ADD COLUMN origin TEXT",)),
+        Migration(3, "fails", ("CREATE TABLE halfway (x INTEGER)",), explode),
+    )
+    with pytest.raises(RuntimeError, match="halfway"):
+        migrate(db, broken)
+    assert _content(db) == before  # steps 2 and 3 rolled back together
+    with ScoreCache(db) as cache:  # and the current version still opens it
+        assert cache.count() == 3
+
+
+def test_concurrent_openers_migrate_once(tmp_path):
+    db = _from_fixture(tmp_path / "v1.sqlite")
+    calls: list[str] = []
+
+    def counted(conn: sqlite3.Connection) -> None:
+        calls.append(threading.current_thread().name)
+        conn.execute("CREATE TABLE migration_log (at INTEGER)")  # a second run would fail here
+
+    v2 = _future(DECISIONS_COMPONENT, Migration(2, "log", (), counted))
+    found: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def opener() -> None:
+        try:
+            barrier.wait()
+            found.append(migrate(db, v2))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=opener, name=f"opener-{i}") for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(calls) == 1
+    assert sorted(found) == [1] + [2] * 7
+
+
+def test_files_from_a_newer_version_are_refused_untouched(tmp_path):
+    db = _from_fixture(tmp_path / "v1.sqlite")
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = '5' WHERE key = 'decisions_schema_version'")
+    conn.close()
+    before = _content(db)
+    with pytest.raises(CacheVersionError, match="newer HumanAes"):
+        ScoreCache(db)
+    with pytest.raises(DecisionsVersionError, match="decisions schema 5"):
+        DecisionStore(db)
+    assert _content(db) == before
+
+
+def test_an_unreadable_version_is_refused(tmp_path):
+    db = _from_fixture(tmp_path / "v1.sqlite")
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE meta SET value = 'one' WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(CacheVersionError, match="unrecognised"):
+        ScoreCache(db)
+
+
+def test_a_cache_file_without_decision_tables_gets_them(tmp_path):
+    """Files from before the decision tables existed (b9e78f8): the decisions start at version 0."""
+    db = _from_fixture(tmp_path / "cache-only.sqlite")
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DROP TABLE decisions")
+        conn.execute("DROP TABLE decision_history")
+        conn.execute("DELETE FROM meta WHERE key = 'decisions_schema_version'")
+    conn.close()
+    with DecisionStore(db) as store:
+        assert store.schema_found == 0 and store.count() == 0
+        store.set_stars([(H1, "/p/a.jpg")], 5)
+        assert store.get(H1) == PhotoDecision(5)
+    with ScoreCache(db) as cache:
+        assert cache.count() == 3

@@ -1,0 +1,451 @@
+"""The desktop app end to end (offscreen, tiny model): open, score, sort, inspect, cache, cancel, stalls."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QElapsedTimer, QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from humanaes_core.model import checkpoint as ckpt
+from humanaes_core.schema import BY_KEY, KEYS, PARENT_KEYS
+from humanaes_core.store.cache import ScoreCache
+from humanaes_desktop.mainwindow import MainWindow
+from humanaes_desktop.settings import AppSettings
+from tests.conftest import BROKEN_PHOTOS, GOOD_PHOTOS, synthetic_photo
+
+MAX_STALL_MS = 250
+
+
+@pytest.fixture(autouse=True)
+def _desktop_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own score cache, settings file and thumbnail cache."""
+    monkeypatch.setenv("HUMANAES_CACHE", str(tmp_path / "cache.sqlite"))
+    monkeypatch.setenv("HUMANAES_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("HUMANAES_THUMBNAILS", str(tmp_path / "thumbnails"))
+
+
+def _settings(model: Path, batch_size: int = 4) -> AppSettings:
+    settings = AppSettings.load()
+    settings.scoring.model = str(model)
+    settings.scoring.device = "cpu"
+    settings.scoring.max_tiles = 2
+    settings.scoring.batch_size = batch_size
+    return settings
+
+
+@pytest.fixture
+def make_window(qtbot, tiny_model):
+    windows: list[MainWindow] = []
+
+    def make(model: Path | str | None = None, batch_size: int = 4) -> MainWindow:
+        window = MainWindow(_settings(model or tiny_model, batch_size))
+        qtbot.addWidget(window)
+        window.resize(1200, 800)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+
+
+def _wait_done(qtbot, window: MainWindow, timeout: int = 30000) -> None:
+    qtbot.waitUntil(
+        lambda: (
+            not window.controller.running and window.model.photos and window.model.counts()["pending"] == 0
+        ),
+        timeout=timeout,
+    )
+
+
+def _rows(window: MainWindow) -> list:
+    return [window.model.photo(r) for r in range(window.model.rowCount())]
+
+
+def _folder(root: Path, n: int, seed: int = 100) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    sizes = [(320, 240), (240, 320), (300, 300), (480, 200)]
+    for i in range(n):
+        synthetic_photo(seed + i, sizes[i % len(sizes)]).save(root / f"photo_{i:02d}.jpg", quality=85)
+    return root
+
+
+def test_open_score_sort_click_shows_card_and_attribution(make_window, qtbot, photo_dir):
+    window = make_window()
+    window.open_paths([photo_dir])
+    _wait_done(qtbot, window)
+
+    counts = window.model.counts()
+    assert counts == {"total": 7, "shown": 7, "scored": 4, "skipped": 3, "pending": 0}
+    # A broken file is a tile marked skipped and a line in the list, never a dialog.
+    skipped = {p.name: p.error for p in window.model.photos if p.state == "skipped"}
+    assert set(skipped) == set(BROKEN_PHOTOS) and all(skipped.values())
+    assert window.errors_list.count() == 3
+    assert window.errors_button.text() == "3 skipped"
+    assert QApplication.activeModalWidget() is None
+    assert {p.name for p in window.model.photos if p.card is not None} == set(GOOD_PHOTOS)
+
+    window.set_sort("facial_feature_clarity", descending=True)
+    rows = _rows(window)
+    values = [p.card.dims["facial_feature_clarity"] for p in rows if p.card is not None]
+    assert values == sorted(values, reverse=True) and len(values) == 4
+    assert [p.state for p in rows[4:]] == ["skipped"] * 3  # unknown values sort last
+    window.set_sort("facial_feature_clarity", descending=False)
+    values_up = [p.card.dims["facial_feature_clarity"] for p in _rows(window) if p.card is not None]
+    assert values_up == sorted(values_up)
+
+    target_row = 1
+    rect = window.grid.visualRect(window.model.index(target_row))
+    qtbot.mouseClick(window.grid.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    photo = window.current_photo()
+    assert photo is window.model.photo(target_row) and photo.card is not None
+    card = photo.card
+
+    panel = window.panel
+    assert panel.title.text() == Path(photo.name).name
+    assert panel.hierarchy.values() == card.dims and list(panel.hierarchy.values()) == list(KEYS)
+    assert panel.radar.values() == card.dims
+    assert panel.heads.values() == card.heads and set(card.heads) == {
+        "lm",
+        "regression",
+        "expert",
+        "metavoter",
+    }
+
+    # Attribution: against the mean expert card of the open folder, adding up to each parent's difference.
+    contributions = panel.attribution.contributions()
+    assert set(contributions) == set(PARENT_KEYS)
+    attrs = panel.attribution._attrs
+    cards = [p.card for p in window.model.photos if p.card is not None]
+    for parent in PARENT_KEYS:
+        attr = attrs[parent]
+        children = BY_KEY[parent].children
+        assert list(contributions[parent]) == list(children)
+        assert attr.value == pytest.approx(card.expert_raw[parent], abs=1e-5)
+        for child in children:
+            mean = sum(c.expert_raw[child] for c in cards) / len(cards)
+            assert attr.reference_children[child] == pytest.approx(mean)
+        assert sum(contributions[parent].values()) == pytest.approx(
+            attr.value - attr.reference_value, abs=1e-9
+        )
+    assert panel.explanation.text().startswith("Overall is")
+    assert "folder average" in panel.explanation.text()
+
+    # Keyboard: Enter full screen, arrows move through the grid, Esc back.
+    qtbot.keyClick(window.grid, Qt.Key.Key_Return)
+    assert window.in_full_view
+    assert window.full_view.photo is photo
+    qtbot.keyClick(window.full_view, Qt.Key.Key_Right)
+    assert window.current_photo() is window.model.photo(target_row + 1)
+    assert window.full_view.photo is window.model.photo(target_row + 1)
+    qtbot.keyClick(window.full_view, Qt.Key.Key_Left)
+    assert window.current_photo() is photo
+    qtbot.keyClick(window.full_view, Qt.Key.Key_Escape)
+    assert not window.in_full_view
+    qtbot.keyClick(window.grid, Qt.Key.Key_Right)
+    assert window.current_photo() is window.model.photo(target_row + 1)
+
+    # Filters: a minimum score hides the weaker photos (and every unscored one).
+    threshold = sorted(c.dims["overall"] for c in cards)[2]
+    window.min_score.setValue(threshold)
+    shown = _rows(window)
+    assert shown and all(p.card is not None and p.card.dims["overall"] >= threshold for p in shown)
+    window.min_score.setValue(0.0)
+    level = cards[0].level
+    for lv, chip in window.level_chips.items():
+        chip.setChecked(lv == level)
+    assert {p.card.level for p in _rows(window)} == {level}
+
+
+def test_reopening_shows_cached_scores_without_model_work(make_window, qtbot, photo_dir, monkeypatch):
+    first = make_window()
+    first.open_paths([photo_dir])
+    _wait_done(qtbot, first)
+    scores = {str(p.path): p.card.dims for p in first.model.photos if p.card is not None}
+    first.close()
+
+    import humanaes_core.scoring.scan
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the model must not be loaded for a fully cached folder")
+
+    monkeypatch.setattr(humanaes_core.scoring.scan, "load_scorer", no_model)
+    second = make_window()
+    second.open_paths([photo_dir])
+    _wait_done(qtbot, second)
+    assert not second.banner.isVisible()
+    again = {str(p.path): p.card.dims for p in second.model.photos if p.card is not None}
+    assert again == scores
+    assert second.last_progress.cached == 4 and second.last_progress.scored == 0
+    assert "4 from cache" in second.rate_label.text()
+
+
+def test_pause_resume_and_cancel_leave_a_consistent_cache(
+    make_window, qtbot, tmp_path, tiny_model, monkeypatch
+):
+    folder = _folder(tmp_path / "shoot", 12)
+    stored = threading.Event()
+    original_put = ScoreCache.put
+    puts: list[str] = []
+
+    def slow_put(self, content_hash, model_fp, settings_fp, card):
+        original_put(self, content_hash, model_fp, settings_fp, card)
+        puts.append(content_hash)
+        if len(puts) >= 3:
+            stored.set()
+        time.sleep(0.08)  # slow enough that the run is still going when the test acts
+
+    monkeypatch.setattr(ScoreCache, "put", slow_put)
+    window = make_window(batch_size=1)
+    window.open_paths([folder])
+    qtbot.waitUntil(stored.is_set, timeout=30000)
+
+    window.activateWindow()
+    window.grid.setFocus()
+    qtbot.keyClick(window.grid, Qt.Key.Key_Space)  # pause
+    qtbot.waitUntil(lambda: window.last_progress.paused, timeout=5000)
+    paused_at = len(puts)
+    qtbot.wait(400)
+    assert len(puts) <= paused_at + 1  # at most the photo already in flight
+    qtbot.keyClick(window.grid, Qt.Key.Key_Space)  # resume
+    qtbot.waitUntil(lambda: not window.last_progress.paused, timeout=5000)
+    window.cancel_scoring()
+    qtbot.waitUntil(lambda: not window.controller.running, timeout=30000)
+
+    shown = {str(p.path) for p in window.model.photos if p.card is not None}
+    assert 3 <= len(shown) < 12, "cancel should stop the run midway"
+    assert "Cancelled" in window.rate_label.text()
+
+    # Consistent: every card on screen is in the cache, complete, and keyed by this model and settings.
+    from humanaes_core.scoring.scan import CachedScoring
+    from humanaes_core.scoring.scorer import ScoreCard
+
+    s = window.settings.scoring
+    keys = CachedScoring(s.model, cache=None, device="cpu", max_tiles=s.max_tiles, batch_size=s.batch_size)
+    with ScoreCache() as cache:
+        hashes = cache.content_hashes(sorted(folder.iterdir()))
+        cached = {}
+        for path, h in hashes.items():
+            card = cache.get(h, ckpt.fingerprint(tiny_model), keys.settings_fp)
+            if card is not None:
+                cached[str(path)] = ScoreCard.from_dict(card)
+    assert shown == set(cached)
+    assert all(list(c.dims) == list(KEYS) for c in cached.values())
+    assert len(cached) == len(set(puts))
+
+    monkeypatch.setattr(ScoreCache, "put", original_put)
+    window.open_paths([folder])
+    _wait_done(qtbot, window)
+    paths = [str(p.path) for p in window.model.photos]
+    assert len(paths) == len(set(paths)) == 12  # no duplicates
+    assert window.model.counts()["scored"] == 12
+    assert window.last_progress.cached == len(cached)
+    assert window.last_progress.scored == 12 - len(cached)
+
+
+def test_ui_thread_keeps_processing_events_while_scoring(make_window, qtbot, tmp_path, monkeypatch):
+    from humanaes_core.model.modeling import HumanAesModel
+
+    folder = _folder(tmp_path / "event_loop", 16, seed=300)
+    model_threads: set[int] = set()
+    original = HumanAesModel.score_batch
+
+    def recording(self, *args, **kwargs):
+        model_threads.add(threading.get_ident())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(HumanAesModel, "score_batch", recording)
+    window = make_window(batch_size=2)
+    gaps: list[int] = []
+    clock = QElapsedTimer()
+    ticker = QTimer()
+    ticker.setInterval(5)
+
+    def tick() -> None:
+        gaps.append(clock.restart())
+
+    ticker.timeout.connect(tick)
+    clock.start()
+    ticker.start()
+    window.open_paths([folder])
+    _wait_done(qtbot, window)
+    qtbot.waitUntil(lambda: not window.thumbnails.busy, timeout=10000)
+    ticker.stop()
+
+    assert window.model.counts()["scored"] == 16
+    assert model_threads and threading.main_thread().ident not in model_threads
+    longest = max(gaps)
+    print(f"longest event-loop stall while scoring: {longest} ms over {len(gaps)} ticks")
+    assert longest < MAX_STALL_MS
+
+
+def test_changing_the_model_rescores_and_never_mixes_cards(
+    make_window, qtbot, photo_dir, tiny_model, tmp_path
+):
+    other = tmp_path / "other_model"
+    shutil.copytree(tiny_model, other)
+    meta = ckpt.read_meta(other)
+    meta.name = "HumanAes other"
+    (other / ckpt.META_FILE).write_text(json.dumps(meta.to_json()))
+    ckpt.write_manifest(other)
+    old_fp, new_fp = ckpt.fingerprint(tiny_model), ckpt.fingerprint(other)
+    assert old_fp != new_fp
+
+    window = make_window()
+    window.open_paths([photo_dir])
+    _wait_done(qtbot, window)
+    assert {p.card.model for p in window.model.photos if p.card} == {old_fp}
+
+    seen: list[str] = []
+    window.controller.results.connect(
+        lambda batch: seen.extend(c.model for _, c, _ in batch if c is not None)
+    )
+    window.apply_settings(
+        replace(window.settings, scoring=replace(window.settings.scoring, model=str(other)))
+    )
+    # Old cards are gone from the screen at once, before the new model has produced anything.
+    assert all(p.card is None for p in window.model.photos)
+    _wait_done(qtbot, window)
+    assert {p.card.model for p in window.model.photos if p.card} == {new_fp}
+    assert set(seen) == {new_fp}
+    assert window.model_info is not None and window.model_info.fingerprint == new_fp
+    assert window.settings.scoring.model == str(other)
+    assert AppSettings.load().scoring.model == str(other)  # persisted
+
+
+def test_missing_model_shows_one_message_and_browsing_keeps_working(make_window, qtbot, photo_dir, tmp_path):
+    # Offline (HF_HUB_OFFLINE=1 in conftest) and not downloaded: one banner saying what to do.
+    window = make_window(model="KwaiVGI/HumanAesExpert-1B")
+    window.open_paths([photo_dir])
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10000)
+    qtbot.waitUntil(lambda: not window.controller.running, timeout=10000)
+    message = window.banner_text.text()
+    assert "HumanAesExpert-1B" in message and "hf download" in message and "humanaes-import" in message
+    assert QApplication.activeModalWidget() is None
+    assert window.model.counts()["total"] == 7  # the folder is browsable
+    window.set_sort("name", descending=False)
+    names = [p.name for p in _rows(window)]
+    assert names == sorted(names, key=str.casefold)
+    window.select_row(0)
+    assert window.panel.badge._caption.startswith("Not scored yet")
+    assert not window.panel.card_sections.isVisible()
+
+
+def test_window_remembers_size_splitter_and_sort(make_window, qtbot):
+    window = make_window()
+    window.resize(760, 560)  # within the offscreen platform's 800×600 screen, which geometry is fitted to
+    window.splitter.setSizes([330, 420])
+    window.set_sort("looks", descending=False)
+    window.level_chips["bad"].setChecked(False)
+    sizes = window.splitter.sizes()
+    window.close()
+
+    settings = AppSettings.load()
+    assert settings.sort_key == "looks" and settings.sort_descending is False
+    assert "bad" not in settings.levels
+    again = MainWindow(settings)
+    qtbot.addWidget(again)
+    again.show()
+    assert (again.width(), again.height()) == (760, 560)
+    assert again.splitter.sizes() == sizes
+    assert again.model.sort_key == "looks" and not again.model.descending
+    assert again.sort_combo.currentData() == "looks"
+    assert not again.level_chips["bad"].isChecked()
+    again.close()
+
+
+def test_dropping_a_folder_opens_it(make_window, qtbot, photo_dir):
+    window = make_window()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(photo_dir / "day2"))])
+    event = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    window.dropEvent(event)
+    _wait_done(qtbot, window)
+    assert window.model.counts()["scored"] == 3
+    assert window.settings.recent_folders[0] == str(photo_dir / "day2")
+    assert window.recent_menu.actions()[0].text() == str(photo_dir / "day2")
+
+
+def test_entry_point_help_and_bad_folder(capsys):
+    from humanaes_desktop.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "--model" in capsys.readouterr().out
+    assert main(["/no/such/folder"]) == 2
+
+
+def test_opening_another_folder_mid_run_never_mixes_folders(make_window, qtbot, photo_dir, tmp_path):
+    other = _folder(tmp_path / "other", 5, seed=500)
+    window = make_window(batch_size=1)
+    delivered: list[str] = []
+    window.controller.results.connect(lambda batch: delivered.extend(path for path, _, _ in batch))
+    window.open_paths([photo_dir])
+    window.open_paths([other])  # the first run is cancelled and its results dropped
+    _wait_done(qtbot, window)
+    assert {p.path.parent for p in window.model.photos} == {other}
+    assert window.model.counts()["scored"] == 5
+    assert all(Path(p).parent == other for p in delivered)
+
+
+def test_download_progress_reaches_a_non_modal_dialog(make_window):
+    from humanaes_desktop.worker import _download_bar
+
+    reports = []
+    bar_class = _download_bar(lambda desc, n, total: reports.append((desc, n, total)))
+    with bar_class(total=2_000, unit="B", desc="Downloading bytes") as bar:
+        bar.update(500)
+        bar.update(1_500)
+    assert reports == [("Downloading bytes", 500.0, 2000.0), ("Downloading bytes", 2000.0, 2000.0)]
+    with bar_class(total=3, desc="Fetching 3 files") as files:
+        files.update(1)  # file counts are not bytes: not reported
+    assert len(reports) == 2
+
+    window = make_window()
+    window._on_download("Downloading bytes", 1.5 * 1024**3, 3 * 1024**3)
+    dialog = window._download_dialog
+    assert dialog is not None and dialog.isVisible() and not dialog.isModal()
+    assert dialog.value() == 500 and "1.50 of 3.00 GB" in dialog.labelText()
+    window._on_download("Downloading bytes", 3 * 1024**3, 3 * 1024**3)
+    assert not dialog.isVisible()
+
+
+def test_rescan_scores_new_photos_with_the_model_already_loaded(make_window, qtbot, tmp_path, monkeypatch):
+    folder = _folder(tmp_path / "growing", 3, seed=700)
+    window = make_window()
+    window.open_paths([folder])
+    _wait_done(qtbot, window)
+    window.select_path(folder / "photo_01.jpg")
+
+    import humanaes_core.scoring.scan
+
+    def no_reload(*_args, **_kwargs):
+        raise AssertionError("rescanning with the same settings must reuse the loaded model")
+
+    monkeypatch.setattr(humanaes_core.scoring.scan, "load_scorer", no_reload)
+    synthetic_photo(999, (300, 200)).save(folder / "photo_new.jpg")
+    qtbot.keyClick(window.grid, Qt.Key.Key_F5)
+    _wait_done(qtbot, window)
+    assert window.model.counts()["scored"] == 4
+    assert window.last_progress.cached == 3 and window.last_progress.scored == 1
+    assert window.current_photo().path == folder / "photo_01.jpg"  # the selection survives a rescan
