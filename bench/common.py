@@ -130,7 +130,7 @@ def machine_info() -> dict[str, str]:
 
 def cached_model(cache_dir: Path, size: str) -> Path:
     """The random "tiny" or "small" checkpoint, built once per bench cache folder."""
-    from humanaes_core.model.checkpoint import is_checkpoint
+    from humanaes_core.model import is_checkpoint
     from humanaes_core.testing import make_tiny_model
 
     path = cache_dir / "models" / size

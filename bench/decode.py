@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from humanaes_core.model.preprocess import IMAGENET_STD, TileConfig, preprocess
-from humanaes_core.scoring.scorer import decode_stream
+from humanaes_core.model import IMAGENET_STD, TileConfig, preprocess
+from humanaes_core.scoring import decode_stream
 
 from . import released
 from .common import Section, ms, race, ratio

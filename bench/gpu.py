@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from humanaes_core.scoring.scorer import Scorer, _Decoded
+from humanaes_core.scoring import DecodedPhoto, Scorer
 
 from . import released
 from .common import Section, ratio
@@ -56,10 +56,14 @@ def build_checkpoint(arch: Arch, path: Path, device: str, dtype: torch.dtype) ->
     from transformers import InternVLConfig, InternVLForConditionalGeneration, LlamaConfig, Qwen2Config
     from transformers.models.internvl.configuration_internvl import InternVLVisionConfig
 
-    from humanaes_core.model.checkpoint import CheckpointMeta, save_checkpoint
-    from humanaes_core.model.heads import Heads, HeadsConfig
-    from humanaes_core.model.modeling import HumanAesModel
-    from humanaes_core.model.prompts import PromptConfig
+    from humanaes_core.model import (
+        CheckpointMeta,
+        Heads,
+        HeadsConfig,
+        HumanAesModel,
+        PromptConfig,
+        save_checkpoint,
+    )
     from humanaes_core.testing import build_tokenizer
 
     prompt = PromptConfig()
@@ -109,7 +113,7 @@ def build_checkpoint(arch: Arch, path: Path, device: str, dtype: torch.dtype) ->
 def _throughput(scorer: Scorer, tiles: int, batch: int, photos: int) -> tuple[float, float, bool]:
     """(photos/s, peak memory GiB, ran out of memory) of the model's share for `photos` photos."""
     pixels = torch.randn(tiles, 3, 448, 448)
-    items = [_Decoded(i, None, pixels=pixels) for i in range(photos)]
+    items = [DecodedPhoto(i, None, pixels=pixels) for i in range(photos)]
     scorer.batch_limits.clear()
     cuda = scorer.placement.device.type == "cuda"
     list(scorer.score_decoded(items[:batch], batch_size=batch))  # warm-up: kernels, allocator

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from humanaes_core import load_scorer
-from humanaes_core.model.preprocess import preprocess
-from humanaes_core.scoring.scorer import Scorer
+from humanaes_core.model import preprocess
+from humanaes_core.scoring import Scorer
 
 from . import released
 from .common import Section, ms, race, ratio, timed

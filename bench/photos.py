@@ -43,7 +43,7 @@ def _bases() -> list[tuple[str, np.ndarray, bool]]:
     """(name, RGB pixels, portrait?) of the scenes; all ship with scikit-image or are drawn here."""
     from skimage import data
 
-    from humanaes_core.data.synthetic import parent_scores, render
+    from humanaes_core.data import parent_scores, render
     from humanaes_core.schema import LEAF_KEYS
 
     figure = render(parent_scores(dict.fromkeys(LEAF_KEYS, 0.7)), size=1024, seed=1)

@@ -12,8 +12,8 @@ from pathlib import Path
 from PIL import Image
 
 from humanaes_core import load_scorer
-from humanaes_core.model.preprocess import TileConfig, tile_count
-from humanaes_core.scoring.scorer import PRESETS
+from humanaes_core.model import TileConfig, tile_count
+from humanaes_core.scoring import PRESETS
 
 from . import released
 from .common import Section, ms, race, ratio
@@ -103,7 +103,7 @@ def speed(model: Path, paths: list[Path], repeats: int, label: str) -> Section:
 
 
 def _synthetic_root(cache_dir: Path, size: TrainSize) -> Path:
-    from humanaes_core.data.synthetic import write_humanbeauty
+    from humanaes_core.data import write_humanbeauty
 
     root = cache_dir / f"synthetic-{size.train}-{size.test}-{size.image_size}px"
     if not (root / "test_label.jsonl").is_file():
@@ -113,9 +113,9 @@ def _synthetic_root(cache_dir: Path, size: TrainSize) -> Path:
 
 def accuracy(base: Path, cache_dir: Path, work: Path, size: TrainSize) -> Section:
     """Train the tiny model at the accurate preset, evaluate it at each preset."""
-    from humanaes_core.data.loaders import load_data
-    from humanaes_core.evaluation.metrics import evaluate_samples
-    from humanaes_core.train.trainer import TrainConfig, train
+    from humanaes_core.data import load_data
+    from humanaes_core.evaluation import evaluate_samples
+    from humanaes_core.train import TrainConfig, train
 
     sec = Section(
         "presets_accuracy",

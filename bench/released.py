@@ -14,8 +14,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from humanaes_core.model.modeling import HeadOutputs, HumanAesModel
-from humanaes_core.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, TileConfig, closest_grid
+from humanaes_core.model import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    HeadOutputs,
+    HumanAesModel,
+    TileConfig,
+    closest_grid,
+)
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)

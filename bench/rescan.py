@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 
 from humanaes_core import load_scorer
-from humanaes_core.scoring.scan import CachedScoring, collect_photos
-from humanaes_core.store.cache import ScoreCache, content_hash_file
+from humanaes_core.formats import collect_photos
+from humanaes_core.scoring import CachedScoring
+from humanaes_core.store import ScoreCache, content_hash_file
 
 from .common import Section, ms, ratio, secs
 

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 __all__ = ["ScoreCard", "ScoreResult", "Scorer", "load_scorer"]
 
 if TYPE_CHECKING:
-    from humanaes_core.scoring.scorer import ScoreCard, Scorer, ScoreResult, load_scorer
+    from humanaes_core.scoring import ScoreCard, Scorer, ScoreResult, load_scorer
 
 
 def __getattr__(name: str) -> Any:

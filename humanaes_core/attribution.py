@@ -27,8 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from humanaes_core.errors import CheckpointError
-from humanaes_core.model.checkpoint import HEADS_FILE, read_meta
-from humanaes_core.model.heads import ExpertHead
+from humanaes_core.model import HEADS_FILE, ExpertHead, read_meta
 from humanaes_core.schema import BY_KEY, KEYS, PARENT_KEYS
 
 __all__ = [

@@ -20,15 +20,17 @@ from transformers import (
 )
 from transformers.models.internvl.configuration_internvl import InternVLVisionConfig
 
-from humanaes_core.model.checkpoint import CheckpointMeta, save_checkpoint
-from humanaes_core.model.heads import Heads, HeadsConfig
-from humanaes_core.model.modeling import HumanAesModel
-from humanaes_core.model.prompts import (
+from humanaes_core.model import (
     DIMS_QUESTIONS,
     OVERALL_QUESTIONS,
+    CheckpointMeta,
+    Heads,
+    HeadsConfig,
+    HumanAesModel,
     PromptConfig,
     dims_answer,
     overall_answer,
+    save_checkpoint,
 )
 from humanaes_core.schema import KEYS
 

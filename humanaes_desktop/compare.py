@@ -24,7 +24,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 
-from humanaes_core.store.decisions import Flag
+from humanaes_core.store import Flag
 
 from . import theme
 from .photos import Photo

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from humanaes_core.formats.xmp import LABELS
+from humanaes_core.formats import LABELS
 from humanaes_core.schema import LEVELS
 
 from .culling import Background

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
-from humanaes_core.store.decisions import Change, DecisionStore, Flag, PhotoDecision
+from humanaes_core.store import Change, DecisionStore, Flag, PhotoDecision
 
 if TYPE_CHECKING:
-    from humanaes_core.culling.plan import Decision
-    from humanaes_core.formats.xmp import Rating
+    from humanaes_core.culling import Decision
+    from humanaes_core.formats import Rating
 
     from .photos import Photo
 
@@ -136,7 +136,7 @@ class DecisionKeeper(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        from humanaes_core.store.cache import default_cache_path
+        from humanaes_core.store import default_cache_path
 
         self._path = default_cache_path()
         self._store: DecisionStore | None = None
@@ -285,7 +285,7 @@ class FolderScanner(QObject):
 
     def import_ratings(self, items: Sequence[tuple[str, Path]]) -> None:
         """Read the sidecar (or embedded XMP) rating of each (content hash, path)."""
-        from humanaes_core.formats.xmp import XmpError, read_rating
+        from humanaes_core.formats import XmpError, read_rating
 
         gen, items = self._generation, list(items)
 
@@ -315,7 +315,7 @@ class FolderScanner(QObject):
         max_gap_s: float | None = None,
     ) -> None:
         """Fingerprint the (content hash, path) items not fingerprinted before, then group all of them."""
-        from humanaes_core.culling.bursts import (
+        from humanaes_core.culling import (
             DEFAULT_MAX_GAP_S,
             DEFAULT_MAX_HAMMING,
             fingerprint,
@@ -369,7 +369,7 @@ class FolderScanner(QObject):
 
 def level_stars_of(photo: Photo) -> int | None:
     """Stars the photo's level is worth (bad 1 … excellent 5); None when it is not scored."""
-    from humanaes_core.culling.plan import level_stars
+    from humanaes_core.culling import level_stars
 
     return None if photo.card is None else level_stars(photo.card.level)
 
@@ -425,7 +425,7 @@ def write_sidecar_entries(
     `keeper_label` colours picks (unless the photographer gave the photo a label of its own) and is
     taken off rejects that carry it from an earlier run, as `humanaes_core.culling.plan.write_sidecars` does.
     """
-    from humanaes_core.formats.xmp import XmpError, existing_sidecars, read_rating, write_decision
+    from humanaes_core.formats import XmpError, existing_sidecars, read_rating, write_decision
 
     report = SidecarReport()
     for n, entry in enumerate(entries, start=1):
@@ -461,7 +461,7 @@ def write_sidecar_entries(
 
 
 def _decision_for_export(photo: Photo) -> Decision | None:
-    from humanaes_core.culling.plan import Decision
+    from humanaes_core.culling import Decision
 
     rating = photo.rating
     if rating is None or (rating.flag == Flag.NONE and not rating.stars):
@@ -518,7 +518,7 @@ def cull_plan(
 ) -> dict[Path, Decision]:
     """`humanaes_core.culling.plan.plan_cull` over the scored photos (only their overall score and level are
     passed: converting 10,000 full cards to dicts would cost more than the ranking itself)."""
-    from humanaes_core.culling.plan import plan_cull
+    from humanaes_core.culling import plan_cull
 
     cards = {
         p.path: {"dims": {"overall": p.card.dims["overall"]}, "level": p.card.level}

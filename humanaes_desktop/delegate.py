@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, Q
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from humanaes_core.schema import BY_KEY
-from humanaes_core.store.decisions import Flag
+from humanaes_core.store import Flag
 
 from . import theme
 from .photos import GroupRole, Photo, PhotoRole

@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from humanaes_core.errors import HumanAesError
 from humanaes_core.schema import LEVELS
-from humanaes_core.store.decisions import Change, Flag
+from humanaes_core.store import Change, Flag
 
 from . import theme
 from .compare import CompareView
@@ -1295,7 +1295,7 @@ class MainWindow(QMainWindow):
         self.copy_picks_now(dest, move)
 
     def copy_picks_now(self, dest: str | os.PathLike[str], move: bool = False) -> None:
-        from humanaes_core.culling.plan import copy_picks
+        from humanaes_core.culling import copy_picks
 
         plan = picks_plan(self.model.photos)
         if not plan:
@@ -1330,7 +1330,7 @@ class MainWindow(QMainWindow):
             self.export_cards_now(path)
 
     def export_cards_now(self, path: str | os.PathLike[str]) -> None:
-        from humanaes_core.culling.plan import export_cards
+        from humanaes_core.culling import export_cards
 
         cards, decisions, errors = export_plan(self.model.photos)
         groups = self.model.groups() or None

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
 
 from humanaes_core.schema import BY_KEY, KEYS, LEVELS
-from humanaes_core.store.decisions import Flag, PhotoDecision
+from humanaes_core.store import Flag, PhotoDecision
 
 from .settings import FLAG_NAMES
 
 if TYPE_CHECKING:
-    from humanaes_core.scoring.scorer import ScoreCard
+    from humanaes_core.scoring import ScoreCard
 
     from .thumbnails import ImageLoader
 

@@ -79,8 +79,7 @@ def make_demo_model(path: Path, photos: list[Path]) -> Path:
     from safetensors.torch import load_file, save_file
 
     from humanaes_core import load_scorer
-    from humanaes_core.model.checkpoint import HEADS_FILE, read_meta, write_manifest
-    from humanaes_core.model.heads import Heads
+    from humanaes_core.model import HEADS_FILE, Heads, read_meta, write_manifest
     from humanaes_core.schema import BY_KEY, LEAF_KEYS, PARENT_KEYS
     from humanaes_core.testing import make_tiny_model
 
@@ -173,7 +172,7 @@ def _most_telling(window: object) -> Path:
 def demo_decisions(window: object) -> None:
     """A culling session in progress, so the tiles show stars, picks and dimmed rejects: the best
     photos picked and starred, the weakest rejected, a few in between rated."""
-    from humanaes_core.store.decisions import Flag
+    from humanaes_core.store import Flag
 
     ranked = sorted(
         (p for p in window.model.photos if p.card is not None),  # type: ignore[attr-defined]

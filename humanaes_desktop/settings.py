@@ -15,7 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
-from humanaes_core.formats.xmp import LABELS
+from humanaes_core.formats import LABELS
 from humanaes_core.schema import LEVELS
 
 log = logging.getLogger(__name__)

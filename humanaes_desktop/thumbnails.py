@@ -40,7 +40,7 @@ def pil_to_qimage(img: Image.Image) -> QImage:
 
 def load_scaled(path: Path, size: int) -> QImage:
     """Decode upright sRGB (EXIF orientation, ICC, alpha handled by humanaes_core) and fit into size²."""
-    from humanaes_core.model.preprocess import load_image
+    from humanaes_core.model import load_image
 
     img = load_image(path, target=(size, size), fast_decode=True)
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
@@ -226,7 +226,7 @@ def capture_time(path: Path) -> float:
     offset comes back as the true instant, so it shows as that instant's UTC clock time; sorting within
     a shoot is unaffected either way.)
     """
-    from humanaes_core.culling.bursts import capture_time as exif_time
+    from humanaes_core.culling import capture_time as exif_time
 
     seconds, source = exif_time(path)
     if seconds is None:

@@ -45,10 +45,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from humanaes_core.store.decisions import Flag
+from humanaes_core.store import Flag
 
 if TYPE_CHECKING:
-    from humanaes_core.train.trainer import TrainConfig
+    from humanaes_core.train import TrainConfig
 
     from .photos import Photo
     from .settings import AppSettings
@@ -87,7 +87,7 @@ class RatedSet:
 
 def rated_photos(photos: Iterable[Photo]) -> RatedSet:
     """The photographer's ratings as (photo, overall score): 1-5 stars -> the level's centre, reject -> 0."""
-    from humanaes_core.data.loaders import REJECT_SCORE, STAR_SCORES
+    from humanaes_core.data import REJECT_SCORE, STAR_SCORES
 
     rows: list[tuple[Path, float]] = []
     stars = rejects = auto = unrated_picks = 0
@@ -200,7 +200,7 @@ class TrainThread(QThread):
             gc.collect()
 
     def _train(self) -> None:
-        from humanaes_core.train.trainer import Trainer, forget_accelerator_settings
+        from humanaes_core.train import Trainer, forget_accelerator_settings
 
         self.stage.emit("Loading the base model and your ratings…")
         try:
@@ -238,7 +238,7 @@ class TrainThread(QThread):
 
     def _discard(self, message: str) -> str:
         """Remove what an unfinished run left (only what this run created); say what stayed."""
-        from humanaes_core.model.checkpoint import is_checkpoint
+        from humanaes_core.model import is_checkpoint
 
         out = Path(self.config.out).expanduser()
         if not self._out_existed and out.is_dir() and not is_checkpoint(out):
@@ -339,7 +339,7 @@ class TrainDialog(QDialog):
 
     def config(self) -> TrainConfig:
         """The TrainConfig this dialog runs (data: the ratings CSV beside the output folder)."""
-        from humanaes_core.train.trainer import TrainConfig
+        from humanaes_core.train import TrainConfig
 
         out = Path(self.output.text().strip()).expanduser()
         n = len(self.rated.rows)

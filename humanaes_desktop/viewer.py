@@ -11,7 +11,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPix
 from PySide6.QtWidgets import QWidget
 
 from humanaes_core.schema import KEYS
-from humanaes_core.store.decisions import Flag
+from humanaes_core.store import Flag
 
 from . import theme
 from .photos import Photo

@@ -127,8 +127,8 @@ class ScoringWorker(QObject):
             self.finished.emit(gen, self._cancel.is_set())
 
     def _run(self, gen: int) -> None:
-        from humanaes_core.scoring.scan import collect_photos
-        from humanaes_core.store.cache import ScoreCache
+        from humanaes_core.formats import collect_photos
+        from humanaes_core.store import ScoreCache
 
         files, problems = collect_photos(self.job.paths, recursive=self.job.recursive)
         self.files_found.emit(gen, files, [(p.path, p.reason) for p in problems])
@@ -152,7 +152,7 @@ class ScoringWorker(QObject):
     def _make_scoring(self, gen: int, cache: Any) -> Any:
         from humanaes_core.attribution import ExpertAttributor
         from humanaes_core.errors import HumanAesError
-        from humanaes_core.scoring.scan import CachedScoring
+        from humanaes_core.scoring import CachedScoring
 
         s = self.job.settings
         scoring = CachedScoring(

@@ -109,7 +109,8 @@ def app_like_child(
 
 
 def app_like_writer(model: Path, folder: Path, db: Path, seed: int, steps: int) -> int:
-    from humanaes_core.scoring.scan import CachedScoring, collect_photos
+    from humanaes_core.formats.photos import collect_photos
+    from humanaes_core.scoring.scan import CachedScoring
     from humanaes_core.store.cache import ScoreCache
     from humanaes_core.store.decisions import DecisionStore, Flag
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from humanaes_core.errors import HumanAesError
 
 if TYPE_CHECKING:
-    from humanaes_core.scoring.scan import CachedScoring
-    from humanaes_core.store.cache import ScoreCache
+    from humanaes_core.scoring import CachedScoring
+    from humanaes_core.store import ScoreCache
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -70,7 +70,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def cached_scoring(args: argparse.Namespace, cache: ScoreCache | None, max_tiles: int) -> CachedScoring:
     """The cached scorer that --model/--device/--precision/--quantize/--batch-size/--heads ask for."""
-    from humanaes_core.scoring.scan import CachedScoring
+    from humanaes_core.scoring import CachedScoring
 
     return CachedScoring(
         args.model,

@@ -96,11 +96,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from humanaes_core.culling.bursts import DEFAULT_MAX_GAP_S, DEFAULT_MAX_HAMMING, fingerprint, group_photos
-    from humanaes_core.culling.plan import copy_picks, export_cards, plan_cull, write_sidecars
-    from humanaes_core.scoring.scan import collect_photos
-    from humanaes_core.scoring.scorer import resolve_max_tiles
-    from humanaes_core.store.cache import ScoreCache
+    from humanaes_core.culling import (
+        DEFAULT_MAX_GAP_S,
+        DEFAULT_MAX_HAMMING,
+        copy_picks,
+        export_cards,
+        fingerprint,
+        group_photos,
+        plan_cull,
+        write_sidecars,
+    )
+    from humanaes_core.formats import collect_photos
+    from humanaes_core.scoring import resolve_max_tiles
+    from humanaes_core.store import ScoreCache
 
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
     started = time.perf_counter()

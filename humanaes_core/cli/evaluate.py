@@ -23,7 +23,7 @@ compare with the paper's tables. Accuracy and macro precision/recall/F1 on the f
 
 
 def _write_json(report: dict, out: Path) -> None:
-    from humanaes_core.evaluation.metrics import json_safe
+    from humanaes_core.evaluation import json_safe
 
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from humanaes_core.data.loaders import load_data
-    from humanaes_core.evaluation.metrics import evaluate, table2, table3, write_csv
+    from humanaes_core.data import load_data
+    from humanaes_core.evaluation import evaluate, table2, table3, write_csv
 
     data = load_data(
         args.data,

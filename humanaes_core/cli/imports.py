@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from humanaes_core.importer.convert import ImportReport, import_checkpoint, plan_import
+    from humanaes_core.importer import ImportReport, import_checkpoint, plan_import
 
     src = Path(args.src).expanduser()
     provenance: dict = {}
     if not src.exists() and _HUB_ID.fullmatch(args.src):
-        from humanaes_core.model.sources import download
+        from humanaes_core.model import download
 
         src = download(args.src, progress=None if args.quiet else tqdm)
         provenance = {"hub_id": args.src, "revision": src.name}

@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from humanaes_core.scoring.scan import PHOTO_SUFFIXES, collect_photos
-    from humanaes_core.scoring.scorer import resolve_max_tiles
-    from humanaes_core.store.cache import ScoreCache
+    from humanaes_core.formats import PHOTO_SUFFIXES, collect_photos
+    from humanaes_core.scoring import resolve_max_tiles
+    from humanaes_core.store import ScoreCache
 
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
     if args.out != "-" and Path(args.out).suffix.lower() in PHOTO_SUFFIXES | {".xmp"}:

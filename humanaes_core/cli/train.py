@@ -24,7 +24,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from humanaes_core.train.trainer import TrainConfig
+    from humanaes_core.train import TrainConfig
 
     d = TrainConfig()
     s = argparse.SUPPRESS  # absent flags do not override the config file
@@ -132,7 +132,7 @@ def config_from_args(argv: list[str] | None = None):
     """Defaults, then the --config file, then the flags actually given (a TrainConfig)."""
     args = build_parser().parse_args(argv)
 
-    from humanaes_core.train.trainer import TrainConfig, read_config_file
+    from humanaes_core.train import TrainConfig, read_config_file
 
     values = read_config_file(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k != "config"}
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     """humanaes-train: fine-tune HumanAesExpert into a native checkpoint."""
     config = config_from_args(argv)
 
-    from humanaes_core.train.trainer import TrainingInterrupted, train
+    from humanaes_core.train import TrainingInterrupted, train
 
     try:
         result = train(config)

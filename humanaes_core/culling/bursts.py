@@ -25,7 +25,7 @@ from typing import Any
 
 from PIL import Image
 
-from humanaes_core.formats.decoders import is_raw
+from humanaes_core.formats import is_raw
 
 __all__ = [
     "DEFAULT_MAX_GAP_S",
@@ -127,7 +127,7 @@ def _pillow_time(path: Path) -> float | None:
 
 
 def _exiv2_time(path: Path) -> float | None:
-    from humanaes_core.formats.xmp import read_exif
+    from humanaes_core.formats import read_exif
 
     exif = read_exif(path)
     for dt_key, ss_key, off_key in _EXIV2_TIME_TAGS:
@@ -156,7 +156,7 @@ def fingerprint(path: str | os.PathLike[str]) -> Fingerprint:
     """Capture time and perceptual hash of one photo (raises ImageLoadError when it cannot be read)."""
     import imagehash
 
-    from humanaes_core.model.preprocess import load_image
+    from humanaes_core.model import load_image
 
     path = Path(path)
     img = load_image(path, target=(_DECODE_SIZE, _DECODE_SIZE), fast_decode=True)

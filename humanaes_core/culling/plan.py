@@ -27,9 +27,9 @@ from typing import Any
 
 from humanaes_core.cli.score import CSV_COLUMNS, card_row, write_rows
 from humanaes_core.errors import HumanAesError
-from humanaes_core.formats.xmp import XmpError, existing_sidecars, read_rating, write_decision
+from humanaes_core.formats import XmpError, existing_sidecars, read_rating, write_decision
 from humanaes_core.schema import LEVELS, level_to_index, score_to_level
-from humanaes_core.store.cache import content_hash_file
+from humanaes_core.store import content_hash_file
 
 __all__ = [
     "DECISION_COLUMNS",

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from humanaes_core.errors import HumanAesError, ImageLoadError
-from humanaes_core.model.prompts import PromptConfig, dims_answer
+from humanaes_core.model import PromptConfig, dims_answer
 from humanaes_core.schema import KEYS, LEVELS, from_official, score_to_level
 
 if TYPE_CHECKING:
-    from humanaes_core.formats.xmp import Rating
+    from humanaes_core.formats import Rating
 
 __all__ = [
     "REJECT_SCORE",
@@ -438,8 +438,7 @@ def load_rated_folder(
     (``name.ext.xmp`` or ``name.xmp``, the newest first), else XMP embedded in the file. A photo that
     is a symlink leading out of the folder is skipped, like a label path leading out of a data root.
     """
-    from humanaes_core.formats.xmp import read_rating
-    from humanaes_core.scoring.scan import collect_photos
+    from humanaes_core.formats import collect_photos, read_rating
 
     folder = Path(folder)
     files, skipped_files = collect_photos([folder], recursive=recursive)

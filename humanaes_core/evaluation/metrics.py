@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from humanaes_core.data.loaders import DataSet, Sample
+from humanaes_core.data import DataSet, Sample
 from humanaes_core.schema import BY_KEY, KEYS, LEVELS, score_to_level
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]

@@ -33,15 +33,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from humanaes_core.errors import HumanAesError
-from humanaes_core.model.heads import Heads, HeadsConfig
-from humanaes_core.model.prompts import INTERNVL_SYSTEM_MESSAGE, PromptConfig
+from humanaes_core.model import INTERNVL_SYSTEM_MESSAGE, Heads, HeadsConfig, PromptConfig
 from humanaes_core.schema import BY_KEY, LEAF_KEYS, PARENT_KEYS
 
 if TYPE_CHECKING:
     from safetensors import safe_open
     from transformers import InternVLConfig, PreTrainedTokenizerBase
 
-    from humanaes_core.model.checkpoint import CheckpointMeta
+    from humanaes_core.model import CheckpointMeta
 
 log = logging.getLogger(__name__)
 
@@ -1262,7 +1261,7 @@ def build_heads(plan: ImportPlan) -> Heads:
 
 
 def _meta(plan: ImportPlan, name: str | None, provenance: dict | None) -> CheckpointMeta:
-    from humanaes_core.model.checkpoint import CheckpointMeta, ImageConfig
+    from humanaes_core.model import CheckpointMeta, ImageConfig
 
     sc = plan.source_config
     files = {p.name: p.stat().st_size for p in sorted(plan.root.glob("*.safetensors"))}
@@ -1313,8 +1312,7 @@ def import_checkpoint(
     Fails (ImportFailure) before writing anything when a tensor cannot be placed, a head is not
     recognised or a MetaVoter is missing (unless `metavoter="mean"`).
     """
-    from humanaes_core.model.checkpoint import is_checkpoint, save_checkpoint
-    from humanaes_core.model.modeling import HumanAesModel
+    from humanaes_core.model import HumanAesModel, is_checkpoint, save_checkpoint
 
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():

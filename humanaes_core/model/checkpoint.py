@@ -42,7 +42,7 @@ from safetensors.torch import load_file, save_file
 from humanaes_core.errors import CheckpointError
 from humanaes_core.model.heads import Heads, HeadsConfig
 from humanaes_core.model.modeling import HumanAesModel
-from humanaes_core.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from humanaes_core.model.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from humanaes_core.model.prompts import PromptConfig
 
 log = logging.getLogger(__name__)

@@ -105,7 +105,7 @@ def import_snapshot(repo_id: str, snapshot: Path) -> Path:
     The revision is the snapshot folder's name (the commit hash in the hub cache), so a new release
     is converted again while an unchanged one is converted only once.
     """
-    from humanaes_core.importer.convert import ImportFailure, import_checkpoint, looks_like_original
+    from humanaes_core.importer import ImportFailure, import_checkpoint, looks_like_original
 
     target = converted_dir(repo_id, snapshot.name)
     if is_checkpoint(target):

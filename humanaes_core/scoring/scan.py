@@ -18,14 +18,13 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from humanaes_core.formats.decoders import HEIF_SUFFIXES, RAW_SUFFIXES
+from humanaes_core.formats import Skipped, os_reason
 from humanaes_core.model import checkpoint as ckpt
-from humanaes_core.model.devices import resolve
-from humanaes_core.model.sources import resolve_model
+from humanaes_core.model import resolve, resolve_model
 from humanaes_core.scoring.scorer import (
     ScoreCard,
     Scorer,
@@ -35,88 +34,12 @@ from humanaes_core.scoring.scorer import (
     settings_fingerprint,
     tile_config_for,
 )
-from humanaes_core.store.cache import FileSignature, HashedFile, ScoreCache, file_signature
-
-#: Suffixes scanned in folders (files named explicitly are always tried): Pillow's formats (AVIF included),
-#: HEIC/HEIF through pillow-heif and camera RAW through rawpy (see ``formats``).
-PHOTO_SUFFIXES = (
-    frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".avif"})
-    | HEIF_SUFFIXES
-    | RAW_SUFFIXES
-)
-
-
-@dataclass
-class Skipped:
-    path: str
-    reason: str
-
+from humanaes_core.store import FileSignature, HashedFile, ScoreCache, file_signature
 
 #: Reason for a photo whose file changed again while it was being scored a second time.
 KEPT_CHANGING = "the file kept changing while it was being scored"
 #: Reason for a photo deleted (or moved away) after it was found.
 VANISHED = "file not found (it was removed during the scan)"
-
-
-def _os_reason(e: OSError, path: str | os.PathLike | None = None) -> str:
-    if e.errno == errno.ENOENT and path is not None and os.path.islink(path):
-        return "broken symbolic link"
-    reasons = {
-        errno.ENOENT: "file not found",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.EISDIR: "is a directory",
-        errno.ELOOP: "symbolic link loop",
-        errno.ENAMETOOLONG: "file name too long",
-        errno.ENOTDIR: "a folder in its path is a file",
-    }
-    return reasons.get(e.errno or 0, e.strerror or e.__class__.__name__)
-
-
-def collect_photos(
-    paths: Iterable[str | os.PathLike], recursive: bool = True
-) -> tuple[list[Path], list[Skipped]]:
-    """Expand files and folders into photo files (sorted, no duplicates) and the arguments that failed.
-
-    Folders are walked without following symlinked folders (no loops) and without recursion (any
-    depth); hidden entries are skipped. A folder whose name looks like a photo's is walked as a folder.
-    """
-    found: dict[Path, None] = {}
-    problems: list[Skipped] = []
-
-    def walk(top: Path) -> None:
-        pending = [top]
-        while pending:
-            folder = pending.pop()
-            try:
-                with os.scandir(folder) as it:
-                    entries = sorted(it, key=lambda e: e.name)
-            except OSError as e:
-                problems.append(Skipped(str(folder), _os_reason(e, folder)))
-                continue
-            subfolders: list[Path] = []
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        if recursive:
-                            subfolders.append(Path(entry.path))
-                    elif Path(entry.name).suffix.lower() in PHOTO_SUFFIXES:
-                        found[Path(entry.path)] = None
-                except OSError as e:
-                    problems.append(Skipped(entry.path, _os_reason(e, entry.path)))
-            pending.extend(reversed(subfolders))  # depth first, in name order
-
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            walk(path)
-        elif path.exists() or path.is_symlink():
-            found[path] = None
-        else:
-            problems.append(Skipped(str(path), "file not found"))
-    return list(found), problems
 
 
 def _now(path: Path) -> FileSignature | OSError:
@@ -219,7 +142,7 @@ class CachedScoring:
             for path in files:
                 h = hashed[Path(path)]
                 if isinstance(h, OSError):
-                    yield self._fail(path, _os_reason(h, path))
+                    yield self._fail(path, os_reason(h, path))
                     continue
                 assert isinstance(h, HashedFile)
                 todo.setdefault(h.content_hash, []).append(path)
@@ -255,7 +178,7 @@ class CachedScoring:
                 if now != signatures[scored]:
                     if isinstance(now, OSError):
                         for path in todo[key]:
-                            yield self._fail(path, VANISHED if now.errno == errno.ENOENT else _os_reason(now))
+                            yield self._fail(path, VANISHED if now.errno == errno.ENOENT else os_reason(now))
                     elif last_try:
                         for path in todo[key]:
                             yield self._fail(path, KEPT_CHANGING)

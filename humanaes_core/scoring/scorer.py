@@ -25,12 +25,20 @@ import torch
 from PIL import Image
 
 from humanaes_core.errors import HumanAesError, ImageLoadError
+from humanaes_core.model import (
+    HeadOutputs,
+    HumanAesModel,
+    Placement,
+    TileConfig,
+    bnb_4bit_config,
+    lm_level_score,
+    normalise_lm_score,
+    preprocess,
+    resolve,
+    resolve_model,
+    warn_if_slow,
+)
 from humanaes_core.model import checkpoint as ckpt
-from humanaes_core.model.devices import Placement, bnb_4bit_config, resolve, warn_if_slow
-from humanaes_core.model.heads import lm_level_score, normalise_lm_score
-from humanaes_core.model.modeling import HeadOutputs, HumanAesModel
-from humanaes_core.model.preprocess import TileConfig, preprocess
-from humanaes_core.model.sources import resolve_model
 from humanaes_core.schema import KEYS, score_to_level
 
 log = logging.getLogger(__name__)
@@ -129,7 +137,7 @@ class ScoreResult:
 
 
 @dataclass
-class _Decoded:
+class DecodedPhoto:
     """One photo on its way to the model: pixels, or only a key whose features are already cached."""
 
     index: int
@@ -231,18 +239,18 @@ def tile_config_for(meta: ckpt.CheckpointMeta, max_tiles: int, fast_decode: bool
 
 def _decode_one(
     index: int, item: ImageInput, tiles: TileConfig, features: FeatureCache | None = None
-) -> _Decoded:
+) -> DecodedPhoto:
     """Decode one photo, or skip it when `features` already holds what the vision tower would make."""
     source = _source_name(item)
     key = photo_key(item, tiles, hash_pixels=features is not None)
     if features is not None and key is not None and key in features:
-        return _Decoded(index, source, key=key, item=item)
+        return DecodedPhoto(index, source, key=key, item=item)
     try:
-        return _Decoded(index, source, pixels=preprocess(item, tiles), key=key)
+        return DecodedPhoto(index, source, pixels=preprocess(item, tiles), key=key)
     except ImageLoadError as e:
-        return _Decoded(index, source, error=e.reason)
+        return DecodedPhoto(index, source, error=e.reason)
     except (OSError, ValueError) as e:  # anything the loader did not classify still must not stop a scan
-        return _Decoded(index, source, error=f"{e.__class__.__name__}: {e}")
+        return DecodedPhoto(index, source, error=f"{e.__class__.__name__}: {e}")
 
 
 def decode_stream(
@@ -251,14 +259,14 @@ def decode_stream(
     workers: int = 2,
     window: int = 16,
     features: FeatureCache | None = None,
-) -> Iterator[_Decoded]:
+) -> Iterator[DecodedPhoto]:
     """Decode and tile photos in threads, up to `window` ahead of the consumer, in input order.
 
     Pillow releases the GIL while decoding and resizing, so this overlaps with the model's work.
     Photos whose vision features are in `features` are not decoded at all.
     """
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="humanaes-decode")
-    pending: deque[Future[_Decoded]] = deque()
+    pending: deque[Future[DecodedPhoto]] = deque()
     try:
         for index, item in enumerate(images):
             pending.append(pool.submit(_decode_one, index, item, tiles, features))
@@ -393,14 +401,14 @@ class Scorer:
         return self.score_decoded(stream, heads=heads, batch_size=size)
 
     def score_decoded(
-        self, decoded: Iterable[_Decoded], heads: str = "all", batch_size: int | None = None
+        self, decoded: Iterable[DecodedPhoto], heads: str = "all", batch_size: int | None = None
     ) -> Iterator[ScoreResult]:
         """Score an already-decoding stream: photos wait in per-tile-count buckets until one fills
         (a batch then needs no padding) or too many photos are waiting."""
         if heads not in HEADS_MODES:
             raise ValueError(f"heads must be one of {HEADS_MODES}, got {heads!r}")
         size = batch_size or self.batch_size
-        buckets: dict[int, list[tuple[_Decoded, torch.Tensor | None]]] = {}
+        buckets: dict[int, list[tuple[DecodedPhoto, torch.Tensor | None]]] = {}
         waiting = 0
         for item in decoded:
             feats = None if self.features is None else self.features.get(item.key)
@@ -429,7 +437,7 @@ class Scorer:
             yield from self._run(batch, tiles, heads)
 
     def _run(
-        self, batch: list[tuple[_Decoded, torch.Tensor | None]], tiles: int, heads: str
+        self, batch: list[tuple[DecodedPhoto, torch.Tensor | None]], tiles: int, heads: str
     ) -> Iterator[ScoreResult]:
         """Score one batch; on CUDA out-of-memory score it in halves, down to one photo at a time."""
         try:
@@ -458,7 +466,7 @@ class Scorer:
         yield from self._run(batch[half:], tiles, heads)
 
     def _forward(
-        self, batch: list[tuple[_Decoded, torch.Tensor | None]], tiles: int, heads: str
+        self, batch: list[tuple[DecodedPhoto, torch.Tensor | None]], tiles: int, heads: str
     ) -> list[ScoreResult]:
         """Vision tower for the photos without cached features, then the language model for all."""
         todo = [i for i, (_, feats) in enumerate(batch) if feats is None]

@@ -43,22 +43,26 @@ import torch
 from torch import nn
 
 from humanaes_core import __version__
-from humanaes_core.data.loaders import DataError, DataSet, Sample, build_qa, load_data, split_train_val
+from humanaes_core.data import DataError, DataSet, Sample, build_qa, load_data, split_train_val
 from humanaes_core.errors import HumanAesError
-from humanaes_core.model.checkpoint import (
+from humanaes_core.model import (
     CheckpointMeta,
+    HumanAesModel,
+    MetaVoter,
+    Placement,
+    TileConfig,
+    bnb_4bit_config,
     fingerprint,
     is_checkpoint,
+    lm_level_score,
     load_model,
+    normalise_lm_score,
+    preprocess,
+    resolve_model,
     save_checkpoint,
 )
-from humanaes_core.model.devices import Placement, bnb_4bit_config
-from humanaes_core.model.heads import MetaVoter, lm_level_score, normalise_lm_score
-from humanaes_core.model.modeling import HumanAesModel
-from humanaes_core.model.preprocess import TileConfig, preprocess
-from humanaes_core.model.sources import resolve_model
 from humanaes_core.schema import KEYS
-from humanaes_core.scoring.scorer import Scorer, decode_stream, tile_config_for
+from humanaes_core.scoring import Scorer, decode_stream, tile_config_for
 
 log = logging.getLogger(__name__)
 
@@ -667,7 +671,7 @@ _MIXED_PRECISION = {torch.float32: "no", torch.float16: "fp16", torch.bfloat16: 
 def _fresh_heads(model: HumanAesModel, seed: int) -> None:
     """Re-initialise the heads (paper: new modules trained from scratch), with outputs starting at 0.5,
     the middle of the score range, so the first steps need not learn the mean."""
-    from humanaes_core.model.heads import Heads
+    from humanaes_core.model import Heads
 
     torch.manual_seed(seed)
     heads = Heads(model.heads.config)
@@ -937,7 +941,7 @@ class Trainer:
 
     def finish(self, metavoter_history: list[float]) -> dict | None:
         """Validation metrics (main process) and the checkpoint with its provenance."""
-        from humanaes_core.evaluation.metrics import evaluate_samples, json_safe
+        from humanaes_core.evaluation import evaluate_samples, json_safe
 
         acc, config = self.accelerator, self.config
         metrics = None

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from humanaes_core import load_scorer, scoring
+from humanaes_core import load_scorer
 from humanaes_core.cli import score_main
 from humanaes_core.errors import HumanAesError
-from humanaes_core.model.preprocess import TileConfig, preprocess
+from humanaes_core.model.preprocessing import TileConfig, preprocess
 from humanaes_core.schema import KEYS
+from humanaes_core.scoring import scorer as scoring
 from humanaes_core.scoring.scorer import PRESETS, FeatureCache, resolve_max_tiles
 from tests.conftest import GOOD_PHOTOS, synthetic_photo
 

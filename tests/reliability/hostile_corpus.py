@@ -378,10 +378,11 @@ def scan(
     ``hook`` wraps the files on their way into the decoders, ``stream_hook`` the decoded stream on its
     way to the model: the dynamic cases change the disk at those moments.
     """
+    from humanaes_core.formats import collect_photos
     from humanaes_core.scoring import scan as scan_mod
     from humanaes_core.store.cache import ScoreCache
 
-    files, skipped = scan_mod.collect_photos(list(roots))
+    files, skipped = collect_photos(list(roots))
     results: dict[str, tuple[str, object | None]] = {s.path: (s.reason, None) for s in skipped}
     real = scan_mod.decode_stream
 
@@ -482,7 +483,7 @@ def _env(name: str, value: str) -> Iterator[None]:
 
 def dynamic_cases(work: Path, model: Path) -> list[Outcome]:
     """Files deleted or replaced during a scan, a slow decode and a hanging decoder, each in its own scan."""
-    from humanaes_core.model.preprocess import DECODE_TIMEOUT_ENV
+    from humanaes_core.model.preprocessing import DECODE_TIMEOUT_ENV
 
     outcomes: list[Outcome] = []
     old = encoded(picture(30, (200, 150)), "JPEG")

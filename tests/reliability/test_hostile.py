@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from humanaes_core.errors import ImageLoadError
-from humanaes_core.model import preprocess as pp
-from humanaes_core.scoring.scan import KEPT_CHANGING, CachedScoring, collect_photos
+from humanaes_core.formats.photos import collect_photos
+from humanaes_core.model import preprocessing as pp
+from humanaes_core.scoring.scan import KEPT_CHANGING, CachedScoring
 from humanaes_core.store.cache import (
     NotRegularFileError,
     ScoreCache,

@@ -18,8 +18,8 @@ from PIL import Image
 
 from humanaes_core.errors import ImageLoadError
 from humanaes_core.formats import decoders as formats
-from humanaes_core.model.preprocess import TileConfig, load_image, preprocess, tile_count
-from humanaes_core.scoring.scan import collect_photos
+from humanaes_core.formats.photos import collect_photos
+from humanaes_core.model.preprocessing import TileConfig, load_image, preprocess, tile_count
 from tests.conftest import synthetic_photo
 
 tifffile = pytest.importorskip("tifffile", reason="tifffile writes the test DNGs")

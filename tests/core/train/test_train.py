@@ -24,7 +24,7 @@ from humanaes_core.data.synthetic import write_humanbeauty
 from humanaes_core.errors import HumanAesError
 from humanaes_core.evaluation.metrics import evaluate
 from humanaes_core.model.checkpoint import check_manifest, load_model, read_meta
-from humanaes_core.model.preprocess import TileConfig, preprocess
+from humanaes_core.model.preprocessing import TileConfig, preprocess
 from humanaes_core.schema import KEYS, LEAF_KEYS
 from humanaes_core.train.trainer import (
     Stage1,

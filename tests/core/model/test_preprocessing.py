@@ -1,4 +1,4 @@
-"""Tests for humanaes_core.model.preprocess: InternVL tiling, tensor layout, robust loading."""
+"""Tests for humanaes_core.model.preprocessing: InternVL tiling, tensor layout, robust loading."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-import humanaes_core.model.preprocess as pp
+import humanaes_core.model.preprocessing as pp
 from humanaes_core.errors import HumanAesError, ImageLoadError
-from humanaes_core.model.preprocess import (
+from humanaes_core.model.preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     TileConfig,

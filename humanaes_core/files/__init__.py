@@ -1,0 +1,5 @@
+"""Files HumanAes writes: one atomic write for every output."""
+
+from humanaes_core.files.atomic import NotRegularFileError, atomic_write
+
+__all__ = ["NotRegularFileError", "atomic_write"]
