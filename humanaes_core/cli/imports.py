@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 
 from humanaes_core.cli import EXIT_OK, guard
+from humanaes_core.files import atomic_write
+from humanaes_core.importer import BACKBONE_DTYPES, EXPERT_ACTIVATIONS, METAVOTER_MODES
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-# The importer's choices, repeated here so that --help does not import torch (a test keeps them equal).
-METAVOTER_MODES = ("auto", "mean")
-EXPERT_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
-DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 
 EPILOG = """\
 SRC is the folder of a released checkpoint in InternVL's original layout (config.json, *.safetensors,
@@ -25,9 +23,7 @@ Open the result with `humanaes --model OUT` or `humanaes-score PHOTOS --model OU
 """
 
 
-@guard
-def main(argv: list[str] | None = None) -> int:
-    """humanaes-import: convert a released HumanAesExpert checkpoint into a native checkpoint."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="humanaes-import",
         description="Convert a released HumanAesExpert checkpoint (KwaiVGI/HumanAesExpert-1B or -8B, "
@@ -52,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--dtype",
-        choices=DTYPE_CHOICES,
+        choices=("auto", *BACKBONE_DTYPES),
         default="auto",
         help="storage precision of the backbone (auto: as in SRC, bf16 for the releases)",
     )
@@ -63,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--report", metavar="FILE", help="write the placement table and assumptions as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@guard
+def main(argv: list[str] | None = None) -> int:
+    """humanaes-import: convert a released HumanAesExpert checkpoint into a native checkpoint."""
+    args = _parser().parse_args(argv)
 
     from tqdm import tqdm
 
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     src = Path(args.src).expanduser()
     provenance: dict = {}
     if not src.exists() and _HUB_ID.fullmatch(args.src):
-        from humanaes_core.model import download
+        from humanaes_core.sources import download
 
         src = download(args.src, progress=None if args.quiet else tqdm)
         provenance = {"hub_id": args.src, "revision": src.name}
@@ -99,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                 progress=progress,
             )
     if args.report:
-        Path(args.report).write_text(
-            json.dumps(report.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8"
-        )
+        with atomic_write(args.report) as f:
+            json.dump(report.to_dict(), f, indent=1, ensure_ascii=False)
     done = "checked, nothing written" if args.dry_run else f"written to {report.out}"
     print(f"{len(report.placements)} tensors placed ({report.variant}); {done}.", file=sys.stderr)
     for assumption in report.assumptions:

@@ -1,14 +1,24 @@
 """`humanaes-import`: released InternVL-layout HumanAesExpert checkpoints into the native format.
 
+One module per step: source (the folder, its JSON and safetensors), config (config.json → native
+InternVLConfig and PromptConfig), tokenizer (to a fast tokenizer, no source code run), weights (the
+backbone's tensors, fused qkv/wqkv split), heads (recognised by name and shape) and convert (the plan
+and the written checkpoint).
+
 Public names are imported lazily (``humanaes_core._lazy``): importing the package costs nothing until a
-name is used.
+name is used, and the option tuples (for `--help`) never import torch.
 """
 
 from humanaes_core._lazy import lazy_exports
 
 __all__ = [
+    "BACKBONE_DTYPES",
+    "EXPERT_ACTIVATIONS",
+    "METAVOTER_MODES",
     "ImportFailure",
+    "ImportPlan",
     "ImportReport",
+    "TensorPlacement",
     "import_checkpoint",
     "looks_like_original",
     "plan_import",
@@ -17,10 +27,15 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "ImportFailure": "convert",
+        "BACKBONE_DTYPES": "weights",
+        "EXPERT_ACTIVATIONS": "heads",
+        "METAVOTER_MODES": "heads",
+        "ImportFailure": "source",
+        "ImportPlan": "convert",
         "ImportReport": "convert",
+        "TensorPlacement": "source",
         "import_checkpoint": "convert",
-        "looks_like_original": "convert",
+        "looks_like_original": "source",
         "plan_import": "convert",
     },
 )
