@@ -17,7 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the user's cache or models, never reach the network."""
     root = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("HUMANAES_CACHE", str(root / "cache.sqlite"))
+    monkeypatch.setenv("HUMANAES_LIBRARY", str(root / "library.sqlite"))
+    monkeypatch.delenv("HUMANAES_CACHE", raising=False)
     monkeypatch.setenv("HUMANAES_MODELS", str(root / "models"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 

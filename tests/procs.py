@@ -111,8 +111,8 @@ def app_like_child(
 def app_like_writer(model: Path, folder: Path, db: Path, seed: int, steps: int) -> int:
     from humanaes_core.formats.photos import collect_photos
     from humanaes_core.scoring.scan import CachedScoring
-    from humanaes_core.store.cache import ScoreCache
     from humanaes_core.store.decisions import DecisionStore, Flag
+    from humanaes_core.store.scores import ScoreCache
 
     rng = random.Random(seed)
     files, _ = collect_photos([folder])
@@ -150,8 +150,8 @@ def hammer_child(db: str, seed: int, seconds: float, env: dict[str, str], log: s
     _enter_child(env, log)
     code = 1
     try:
-        from humanaes_core.store.cache import ScoreCache
         from humanaes_core.store.decisions import DecisionStore, Flag
+        from humanaes_core.store.scores import ScoreCache
 
         rng = random.Random(seed)
         ops = 0

@@ -1,6 +1,6 @@
 """The photographer's decisions (stars, pick/reject, colour label), stored with an undo history.
 
-Decisions live in the same SQLite file as the score cache, in tables of their own, keyed like the
+Decisions live in the library file beside the score cache, in tables of their own, keyed like the
 cards by the photo's content hash: renaming or moving a photo keeps its decision, and the last path it
 was seen at is kept beside it so exports and sidecar writes know where it is. Every change is one
 step of a persistent undo history: a key press on one photo and an auto-cull of a whole folder are
@@ -8,10 +8,11 @@ each undone with one ``undo()``, even after the app was restarted.
 
 The tables live next to the cache's own and the cache's ``schema_version`` is not touched: an older
 HumanAes opening the file simply does not see them. Their own version is ``decisions_schema_version`` in
-the cache's ``meta`` table, migrated by the cache's runner (``cache.DECISIONS_COMPONENT``). Opening,
-locking, retries and the replacement of a damaged file are the cache's too (``cache.SQLiteStore``):
-every change is one ``BEGIN IMMEDIATE`` transaction, so the decision read, the new decision and its undo
-step are consistent even with the app and a CLI writing at the same time.
+the file's ``meta`` table (``migrations.DECISIONS_COMPONENT``). Opening, locking, retries and the
+replacement of a damaged file are shared with the cache (``sqlite.SQLiteStore``); nothing the cache
+does with scores touches these tables. Every change is one ``BEGIN IMMEDIATE`` transaction, so the
+decision read, the new decision and its undo step are consistent even with the app and a CLI writing at
+the same time.
 """
 
 from __future__ import annotations
@@ -27,17 +28,13 @@ from sqlalchemy import Float, Index, Integer, String, Text, delete, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from humanaes_core.store.cache import (
-    DECISIONS_COMPONENT,
-    DecisionsVersionError,
-    ScoreCache,
-    SQLiteStore,
-    decode_path,
-    encode_path,
-)
+from humanaes_core.store.errors import DecisionsVersionError
+from humanaes_core.store.hashing import decode_path, encode_path
+from humanaes_core.store.migrations import DECISIONS_COMPONENT
+from humanaes_core.store.scores import ScoreCache
+from humanaes_core.store.sqlite import SQLiteStore
 
 __all__ = [
-    "DECISIONS_SCHEMA_VERSION",
     "Change",
     "DecisionStore",
     "DecisionsVersionError",
@@ -45,7 +42,6 @@ __all__ = [
     "PhotoDecision",
 ]
 
-DECISIONS_SCHEMA_VERSION = DECISIONS_COMPONENT.head
 _MAX_PARAMS = 500
 #: Undo steps kept; older ones are dropped (a step can hold thousands of photos, e.g. an auto-cull).
 DEFAULT_MAX_HISTORY = 200

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from humanaes_core.store import cache as cache_mod
-from humanaes_core.store.cache import CacheVersionError, ScoreCache, content_hash_file, default_cache_path
+from humanaes_core.store import scores as scores_mod
+from humanaes_core.store.errors import CacheVersionError
+from humanaes_core.store.hashing import content_hash_file
+from humanaes_core.store.scores import ScoreCache
 
 MODEL = "internvl-1b@abc123"
 SETTINGS = "tiles=6;prompt=0"
@@ -36,13 +38,13 @@ def cache(tmp_path: Path) -> Iterator[ScoreCache]:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every full read of a file the cache performs."""
     calls: list[str] = []
-    real = cache_mod.content_hash_file
+    real = scores_mod.content_hash_file
 
     def counting(path: str | Path) -> str:
         calls.append(os.fspath(path))
         return real(path)
 
-    monkeypatch.setattr(cache_mod, "content_hash_file", counting)
+    monkeypatch.setattr(scores_mod, "content_hash_file", counting)
     return calls
 
 
@@ -257,20 +259,3 @@ def test_second_instance_sees_writes(tmp_path: Path) -> None:
         assert reader.count() == 1
         writer.put("c" * 40, MODEL, SETTINGS, {"v": "new"})
         assert reader.get_many(["c" * 40], MODEL, SETTINGS) == {"c" * 40: {"v": "new"}}
-
-
-def test_default_cache_path_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    target = tmp_path / "nested" / "dir" / "my-cache.sqlite"
-    monkeypatch.setenv("HUMANAES_CACHE", str(target))
-    assert default_cache_path() == target
-    with ScoreCache() as c:  # no explicit path: the env var decides, parents are created
-        assert c.path == target
-        c.put("d" * 40, MODEL, SETTINGS, {"v": 1})
-    assert target.exists()
-
-
-def test_default_cache_path_without_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HUMANAES_CACHE", raising=False)
-    p = default_cache_path()
-    assert p.name == "cache.sqlite"
-    assert p.parent.name.lower() == "humanaes"

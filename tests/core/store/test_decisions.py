@@ -6,8 +6,9 @@ import sqlite3
 
 import pytest
 
-from humanaes_core.store.cache import SCHEMA_VERSION, ScoreCache
 from humanaes_core.store.decisions import DecisionStore, DecisionsVersionError, Flag, PhotoDecision
+from humanaes_core.store.migrations import SCHEMA_VERSION
+from humanaes_core.store.scores import ScoreCache
 
 
 @pytest.fixture

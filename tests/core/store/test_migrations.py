@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from humanaes_core.store import cache as cache_mod
 from humanaes_core.store import decisions as decisions_mod
-from humanaes_core.store.cache import (
+from humanaes_core.store import scores as scores_mod
+from humanaes_core.store.decisions import DecisionStore, DecisionsVersionError, Flag, PhotoDecision
+from humanaes_core.store.errors import CacheVersionError
+from humanaes_core.store.migrations import (
     CACHE_COMPONENT,
     COMPONENTS,
     DECISIONS_COMPONENT,
-    CacheVersionError,
     Migration,
-    ScoreCache,
     migrate,
 )
-from humanaes_core.store.decisions import DecisionStore, DecisionsVersionError, Flag, PhotoDecision
+from humanaes_core.store.scores import ScoreCache
 
 FIXTURE_V1 = Path(__file__).resolve().parents[2] / "fixtures" / "schema_v1.sql"
 H1, H2 = "1" * 40, "2" * 40
@@ -105,7 +105,7 @@ def test_the_migrations_create_what_the_orm_classes_describe(tmp_path):
     for component in COMPONENTS.values():
         migrate(db, component)
     schema = _schema(db)
-    tables = list(cache_mod.Base.metadata.sorted_tables) + list(decisions_mod._Base.metadata.sorted_tables)
+    tables = list(scores_mod.Base.metadata.sorted_tables) + list(decisions_mod._Base.metadata.sorted_tables)
     for table in tables:
         columns = {c[0]: c for c in schema[table.name]}
         assert set(columns) == {c.name for c in table.columns}, table.name

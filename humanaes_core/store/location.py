@@ -1,0 +1,110 @@
+"""Where the library file lives, the lock that serialises moving it, and the one-time rename of cache.sqlite.
+
+The file holds the photographer's decisions and undo history as well as cached scores, so it is called
+``library.sqlite``. HumanAes 0.1 called it ``cache.sqlite``; the first time a newer version opens the
+default location and finds only the old name, it moves the old file (with its WAL and shared-memory
+files) to the new name, under the file lock, and never over an existing ``library.sqlite``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import platformdirs
+
+from humanaes_core.store.errors import CacheBusyError
+
+__all__ = [
+    "CACHE_ENV_VAR",
+    "LEGACY_NAME",
+    "LIBRARY_ENV_VAR",
+    "LIBRARY_NAME",
+    "adopt_legacy_file",
+    "default_folder",
+    "default_library_path",
+    "file_lock",
+]
+
+log = logging.getLogger(__name__)
+
+#: Preferred override of the library file's location (tests, CI, portable installs).
+LIBRARY_ENV_VAR = "HUMANAES_LIBRARY"
+#: The override's older name, still honoured when ``HUMANAES_LIBRARY`` is not set.
+CACHE_ENV_VAR = "HUMANAES_CACHE"
+LIBRARY_NAME = "library.sqlite"
+LEGACY_NAME = "cache.sqlite"
+#: WAL and shared memory travel with the main file: the WAL may hold its latest commits.
+_COMPANIONS = ("-wal", "-shm")
+_LOCK_WAIT_S = 60.0
+
+
+def default_folder() -> Path:
+    """The per-user data folder the library lives in when no environment variable says otherwise."""
+    return Path(platformdirs.user_data_dir("humanaes", appauthor=False))
+
+
+def default_library_path() -> Path:
+    """``$HUMANAES_LIBRARY``, else ``$HUMANAES_CACHE``, else ``library.sqlite`` in the user data folder."""
+    for name in (LIBRARY_ENV_VAR, CACHE_ENV_VAR):
+        override = os.environ.get(name, "").strip()
+        if override:
+            return Path(override).expanduser()
+    return default_folder() / LIBRARY_NAME
+
+
+@contextlib.contextmanager
+def file_lock(db: Path) -> Iterator[None]:
+    """Exclusive lock on ``<db>.lock`` between processes, for moving the database file exactly once."""
+    lock_path = db.with_name(db.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while not _try_lock(fd):
+            if time.monotonic() > deadline:
+                raise CacheBusyError(f"{db}: another HumanAes is repairing or moving this file; try again")
+            time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock on both platforms
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def adopt_legacy_file(library: Path) -> bool:
+    """Move ``cache.sqlite`` beside ``library`` to ``library``'s name if only the old file exists.
+
+    Only for the default location (an explicit path or environment variable is taken as given). Runs
+    under the library's lock and the old file's, so concurrent openers move it once, and an HumanAes 0.1
+    repairing the old file at that moment is waited for. The WAL moves first, then the shared memory, then
+    the main file: an interrupted move is finished by the next opener. Returns whether it moved anything.
+    """
+    legacy = library.with_name(LEGACY_NAME)
+    if library.exists() or not legacy.exists():
+        return False
+    with file_lock(library), file_lock(legacy):
+        if library.exists() or not legacy.exists():
+            return False  # another process moved it, or a library was created meanwhile: never clobber
+        for suffix in _COMPANIONS:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{legacy}{suffix}", f"{library}{suffix}")
+        os.replace(legacy, library)
+    log.info("Moved the HumanAes database %s to %s (it holds decisions, not only a cache).", legacy, library)
+    return True

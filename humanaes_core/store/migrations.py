@@ -1,0 +1,190 @@
+"""The versioned schema: each part of the library file has a version in ``meta`` and ordered migrations.
+
+The score tables and the decision tables are separate components, each with its own version key, so
+an older HumanAes that knows only the score tables still opens a file that has both. The migrations of
+a component are applied in one ``BEGIN IMMEDIATE`` transaction when the file is opened: two processes
+opening an old file at once migrate it exactly once, and a step that fails leaves the file as it was.
+Version 1 is the first released schema; its DDL is frozen here, not derived from the ORM classes, so
+the ORM can change while old files still migrate step by step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from humanaes_core.errors import HumanAesError
+from humanaes_core.store.errors import CacheVersionError, DecisionsVersionError
+from humanaes_core.store.location import LIBRARY_ENV_VAR
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "CACHE_COMPONENT",
+    "COMPONENTS",
+    "DECISIONS_COMPONENT",
+    "SCHEMA_VERSION",
+    "Migration",
+    "SchemaComponent",
+    "connect_raw",
+    "migrate",
+]
+
+log = logging.getLogger(__name__)
+
+#: How long SQLite itself waits for another connection's lock before reporting "busy".
+BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: ``statements`` bring the tables from ``version - 1`` to ``version``.
+
+    ``apply`` (optional) runs after the statements for steps that must transform data in Python. Both
+    run inside the migration transaction: a step that fails leaves the file exactly as it was.
+    """
+
+    version: int
+    description: str
+    statements: tuple[str, ...] = ()
+    apply: Callable[[sqlite3.Connection], None] | None = None
+
+
+@dataclass(frozen=True)
+class SchemaComponent:
+    """A group of tables with its own version key in ``meta`` (the score tables', the decisions')."""
+
+    name: str
+    version_key: str
+    migrations: tuple[Migration, ...]
+    error: type[HumanAesError]
+
+    @property
+    def head(self) -> int:
+        return self.migrations[-1].version if self.migrations else 0
+
+
+_META_DDL = (
+    'CREATE TABLE IF NOT EXISTS meta (\n\t"key" TEXT NOT NULL, \n\tvalue TEXT NOT NULL, \n\t'
+    'PRIMARY KEY ("key")\n)'
+)
+
+#: The first released schema (cache schema 1), exactly as HumanAes 0.1 created it.
+_CACHE_V1 = (
+    _META_DDL,
+    "CREATE TABLE IF NOT EXISTS file_hashes (\n\tpath TEXT NOT NULL, \n\tsize BIGINT NOT NULL, \n\t"
+    "mtime_ns BIGINT NOT NULL, \n\tcontent_hash VARCHAR(40) NOT NULL, \n\tPRIMARY KEY (path)\n)",
+    "CREATE TABLE IF NOT EXISTS scores (\n\tcontent_hash VARCHAR(40) NOT NULL, \n\tmodel_fp TEXT NOT NULL, "
+    "\n\tsettings_fp TEXT NOT NULL, \n\tcard_json TEXT NOT NULL, \n\tupdated_at FLOAT NOT NULL, \n\t"
+    "PRIMARY KEY (content_hash, model_fp, settings_fp)\n)",
+    "CREATE INDEX IF NOT EXISTS ix_scores_model_settings ON scores (model_fp, settings_fp)",
+)
+
+#: The first released decision tables (decisions schema 1).
+_DECISIONS_V1 = (
+    _META_DDL,
+    "CREATE TABLE IF NOT EXISTS decision_history (\n\tid INTEGER NOT NULL, \n\tstep INTEGER NOT NULL, \n\t"
+    "content_hash VARCHAR(40) NOT NULL, \n\tpath TEXT NOT NULL, \n\tbefore_json TEXT, \n\tafter_json TEXT, "
+    "\n\tdescription TEXT NOT NULL, \n\tundone INTEGER NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\t"
+    "PRIMARY KEY (id)\n)",
+    "CREATE INDEX IF NOT EXISTS ix_decision_history_step ON decision_history (step)",
+    "CREATE TABLE IF NOT EXISTS decisions (\n\tcontent_hash VARCHAR(40) NOT NULL, \n\tpath TEXT NOT NULL, "
+    "\n\tstars INTEGER, \n\tflag INTEGER NOT NULL, \n\tlabel TEXT, \n\tsource TEXT NOT NULL, \n\t"
+    "updated_at FLOAT NOT NULL, \n\tPRIMARY KEY (content_hash)\n)",
+    "CREATE INDEX IF NOT EXISTS ix_decisions_path ON decisions (path)",
+)
+
+#: The score tables: ``meta``, ``file_hashes`` (the path fast path) and ``scores``.
+CACHE_COMPONENT = SchemaComponent(
+    "cache",
+    "schema_version",
+    (Migration(1, "first released schema: meta, file_hashes, scores", _CACHE_V1),),
+    CacheVersionError,
+)
+#: The photographer's decisions and their undo history.
+DECISIONS_COMPONENT = SchemaComponent(
+    "decisions",
+    "decisions_schema_version",
+    (Migration(1, "first released schema: decisions, decision_history", _DECISIONS_V1),),
+    DecisionsVersionError,
+)
+#: Every part of the file, by name; a damaged file's replacement gets all of them before salvage.
+COMPONENTS: dict[str, SchemaComponent] = {c.name: c for c in (CACHE_COMPONENT, DECISIONS_COMPONENT)}
+#: The score tables' schema version (the ``schema_version`` key in ``meta``).
+SCHEMA_VERSION = CACHE_COMPONENT.head
+
+
+def connect_raw(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection in autocommit mode (we write BEGIN/COMMIT), patient with locks."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode=WAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def migrate(path: str | os.PathLike[str], component: SchemaComponent) -> int:
+    """Bring ``component``'s tables in the file to its head version; returns the version found.
+
+    One ``BEGIN IMMEDIATE`` transaction holds the write lock from the version read to the commit, so a
+    second process opening the same old file waits and then finds nothing left to do. A file whose
+    version is newer than this code knows is refused with ``component.error`` and left untouched.
+    """
+    where = Path(path)
+    conn = connect_raw(where)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = _migrate_in(conn, where, component)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    return found
+
+
+def _migrate_in(conn: sqlite3.Connection, where: Path, component: SchemaComponent) -> int:
+    """The body of ``migrate``'s transaction: read the version, refuse a newer one, run the steps."""
+    conn.execute(_META_DDL)
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (component.version_key,)).fetchone()
+    found = _parse_version(row[0] if row else None, where, component)
+    if found > component.head:
+        raise component.error(
+            f"{where} was written by a newer HumanAes ({component.name} schema {found}, this version "
+            f"reads {component.head}). Update HumanAes or point {LIBRARY_ENV_VAR} at another file."
+        )
+    for step in component.migrations:
+        if step.version <= found:
+            continue
+        for statement in step.statements:
+            conn.execute(statement)
+        if step.apply is not None:
+            step.apply(conn)
+        if found > 0:
+            log.info("%s: %s schema -> %d (%s)", where, component.name, step.version, step.description)
+    if found != component.head:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (component.version_key, str(component.head)),
+        )
+    return found
+
+
+def _parse_version(stored: str | None, where: Path, component: SchemaComponent) -> int:
+    if stored is None:
+        return 0
+    try:
+        return int(stored)
+    except ValueError:
+        raise component.error(f"{where}: unrecognised {component.name} schema version {stored!r}") from None

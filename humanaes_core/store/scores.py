@@ -1,0 +1,307 @@
+"""Score cache: a folder is never scored twice.
+
+Scoring a photo with a vision-language model costs seconds; looking it up here costs microseconds. Cards
+are keyed by the photo's *content* (``hashing.content_hash_file``), the model fingerprint (the hash of
+the checkpoint's manifest) and the settings key (what else changes a card: tiles, heads, prompt), so
+renaming or copying a photo keeps its score while a new model or new settings never reuse a stale one.
+Hashing every photo on every rescan would itself be slow (a 1,000-photo folder of 25 MB raws is 25 GB of
+reading), so a second table remembers ``(size, mtime_ns) -> hash`` per absolute path and a rescan of an
+unchanged folder only has to ``stat`` its files.
+
+The cache's tables live in the library file beside the decisions (``sqlite.SQLiteStore``); nothing here
+reads or writes the decision tables. On disk the two keys are the columns ``model_fp`` and
+``settings_fp`` (schema 1, kept as they are).
+
+Known limit of the fast path: like ``make`` and ``rsync``'s quick check, it trusts ``(size, mtime_ns)``. A
+file rewritten in place with the same size inside one timestamp tick, or whose mtime is deliberately
+restored, keeps its old hash until its size or mtime changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, Index, String, Text, func, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from humanaes_core.store.hashing import (
+    DIGEST_SIZE,
+    HashedFile,
+    content_hash_file,
+    encode_path,
+    signature_of,
+    stat_regular,
+)
+from humanaes_core.store.migrations import CACHE_COMPONENT
+from humanaes_core.store.sqlite import SQLiteStore
+
+__all__ = ["ScoreCache"]
+
+log = logging.getLogger(__name__)
+
+_MAX_PARAMS = 500  # stay well under SQLite's bound-parameter limit (999 on old builds)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the score tables only, so their metadata never mixes with the decisions'."""
+
+
+class Meta(Base):
+    """Key/value facts about the file itself; the ``*schema_version`` keys are what migrations read first."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class FileHash(Base):
+    """Fast path: the last seen ``(size, mtime_ns)`` of an absolute path and the content hash it had then."""
+
+    __tablename__ = "file_hashes"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)  # encode_path() of the absolute path
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str] = mapped_column(String(2 * DIGEST_SIZE))
+
+
+class ScoreRow(Base):
+    """One score card (opaque JSON) per content hash, model fingerprint and settings key."""
+
+    __tablename__ = "scores"
+
+    content_hash: Mapped[str] = mapped_column(String(2 * DIGEST_SIZE), primary_key=True)
+    model_fingerprint: Mapped[str] = mapped_column("model_fp", Text, primary_key=True)
+    settings_key: Mapped[str] = mapped_column("settings_fp", Text, primary_key=True)
+    card_json: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)  # unix seconds; lets a later "prune old" feature exist
+
+    # count(model_fp) and per-model housekeeping would otherwise scan the whole table.
+    __table_args__ = (Index("ix_scores_model_settings", "model_fp", "settings_fp"),)
+
+
+def _chunks(items: Sequence[Any], size: int = _MAX_PARAMS) -> Iterator[Sequence[Any]]:
+    """Split ``items`` so no single statement binds more than ``size`` parameters."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _abs_key(path: str | Path) -> str:
+    """Fast-path key: absolute and normalised; symlinks are not resolved (that costs syscalls per file)."""
+    return os.path.abspath(os.fspath(path))
+
+
+def _decode_card(card_json: str, content_hash: str) -> dict | None:
+    """Parse a stored card; a corrupt row is logged and treated as a miss so the photo is simply rescored."""
+    try:
+        card = json.loads(card_json)
+    except ValueError:
+        log.warning("score cache: unreadable card for %s, ignoring it", content_hash)
+        return None
+    return card if isinstance(card, dict) else None
+
+
+class ScoreCache(SQLiteStore):
+    """Persistent score-card store keyed by photo content; safe to open from several threads or processes."""
+
+    component = CACHE_COMPONENT
+
+    @property
+    def schema_version(self) -> int:
+        """The cache schema this file is at (always the head once opened: older files are migrated)."""
+        return self.component.head
+
+    def __enter__(self) -> ScoreCache:
+        return self
+
+    # ---------------------------------------------------------------- content hashes
+
+    def content_hash(self, path: str | Path) -> str:
+        """Hash of one file's content, re-reading it only if its size or mtime changed since last time.
+
+        Raises ``OSError`` (e.g. ``FileNotFoundError``, ``PermissionError``) for files that cannot be read.
+        """
+        result = self.content_hashes([path])[Path(path)]
+        if isinstance(result, OSError):
+            raise result
+        return result
+
+    def content_hashes(self, paths: Sequence[str | Path]) -> dict[Path, str | OSError]:
+        """Hashes for many files at once, the way a folder rescan needs them.
+
+        Every file is stat'ed, the fast-path rows are fetched in one (chunked) query, only new or changed
+        files are read, and the refreshed rows are written in one transaction. The result is keyed by
+        ``Path(p)`` for each input ``p``; a file that cannot be stat'ed or read (or is not a regular file)
+        maps to its ``OSError`` so the caller can report it without losing the rest of the folder.
+        """
+        return {
+            p: (h if isinstance(h, OSError) else h.content_hash) for p, h in self.hash_files(paths).items()
+        }
+
+    def hash_files(self, paths: Sequence[str | Path]) -> dict[Path, HashedFile | OSError]:
+        """``content_hashes`` plus each file's signature as it was before its bytes were read.
+
+        A caller that reads the file again later (to decode it) compares the signature then: if it
+        changed, the bytes it decoded may not be the bytes that were hashed.
+        """
+        results: dict[Path, HashedFile | OSError] = {}
+        stats: dict[str, os.stat_result] = {}  # abs key -> stat
+        keys_for: dict[Path, str] = {}
+        for p in paths:
+            given = Path(p)
+            if given in keys_for or given in results:
+                continue
+            key = _abs_key(p)
+            keys_for[given] = key
+            if key in stats:
+                continue
+            try:
+                stats[key] = stat_regular(key)
+            except OSError as exc:
+                results[given] = exc
+        hashes = self._hash_stated(stats)
+        for given, key in keys_for.items():
+            if given not in results:
+                results[given] = hashes[key]
+        # Preserve the caller's order (errors from the stat pass were inserted early).
+        return {Path(p): results[Path(p)] for p in paths}
+
+    def _hash_stated(self, stats: dict[str, os.stat_result]) -> dict[str, HashedFile | OSError]:
+        """Hash each stat'ed file through the fast path: only files whose size or mtime changed are read."""
+        known = self._known_hashes(list(stats)) if stats else {}
+        hashes: dict[str, HashedFile | OSError] = {}
+        fresh: list[dict[str, Any]] = []
+        for key, st in stats.items():
+            sig = signature_of(st)
+            row = known.get(key)
+            if row is not None and row[0] == sig.size and row[1] == sig.mtime_ns:
+                hashes[key] = HashedFile(row[2], sig)
+                continue
+            # The stat was taken before reading: if the file changes while we hash it, its mtime will no
+            # longer match the stored one next time and it is simply hashed again.
+            try:
+                digest = content_hash_file(key)
+            except OSError as exc:
+                hashes[key] = exc
+                continue
+            hashes[key] = HashedFile(digest, sig)
+            fresh.append(
+                {"path": encode_path(key), "size": sig.size, "mtime_ns": sig.mtime_ns, "content_hash": digest}
+            )
+        if fresh:
+            stmt = sqlite_insert(FileHash)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[FileHash.path],
+                set_={
+                    "size": stmt.excluded.size,
+                    "mtime_ns": stmt.excluded.mtime_ns,
+                    "content_hash": stmt.excluded.content_hash,
+                },
+            )
+            self._write(lambda session: session.execute(stmt, fresh))
+        return hashes
+
+    def _known_hashes(self, keys: list[str]) -> dict[str, tuple[int, int, str]]:
+        """The fast-path rows of these absolute paths: path -> (size, mtime_ns, content hash)."""
+        encoded = {encode_path(k): k for k in keys}
+
+        def fetch(session: Session) -> dict[str, tuple[int, int, str]]:
+            found: dict[str, tuple[int, int, str]] = {}
+            for chunk in _chunks(list(encoded)):
+                rows = session.execute(
+                    select(FileHash.path, FileHash.size, FileHash.mtime_ns, FileHash.content_hash).where(
+                        FileHash.path.in_(chunk)
+                    )
+                )
+                for row_path, size, mtime_ns, digest in rows:
+                    found[encoded[row_path]] = (size, mtime_ns, digest)
+            return found
+
+        return self._read(fetch)
+
+    # ---------------------------------------------------------------- score cards
+
+    def get(self, content_hash: str, model_fingerprint: str, settings_key: str) -> dict | None:
+        """The cached card for this content under this model and settings, or ``None`` if never scored."""
+        card_json = self._read(
+            lambda session: session.execute(
+                select(ScoreRow.card_json).where(
+                    ScoreRow.content_hash == content_hash,
+                    ScoreRow.model_fingerprint == model_fingerprint,
+                    ScoreRow.settings_key == settings_key,
+                )
+            ).scalar_one_or_none()
+        )
+        return None if card_json is None else _decode_card(card_json, content_hash)
+
+    def get_many(
+        self, content_hashes: Iterable[str], model_fingerprint: str, settings_key: str
+    ) -> dict[str, dict]:
+        """Cached cards for many hashes in one round of queries; hashes never scored are simply absent."""
+        wanted = list(dict.fromkeys(content_hashes))
+        if not wanted:
+            return {}
+
+        def fetch(session: Session) -> dict[str, dict]:
+            found: dict[str, dict] = {}
+            for chunk in _chunks(wanted, _MAX_PARAMS - 2):  # two parameters go to the model and settings
+                rows = session.execute(
+                    select(ScoreRow.content_hash, ScoreRow.card_json).where(
+                        ScoreRow.model_fingerprint == model_fingerprint,
+                        ScoreRow.settings_key == settings_key,
+                        ScoreRow.content_hash.in_(chunk),
+                    )
+                )
+                for digest, card_json in rows:
+                    card = _decode_card(card_json, digest)
+                    if card is not None:
+                        found[digest] = card
+            return found
+
+        return self._read(fetch)
+
+    def put(self, content_hash: str, model_fingerprint: str, settings_key: str, card: dict) -> None:
+        """Store (or replace) one card; rescoring the same photo overwrites rather than duplicates."""
+        self.put_many([(content_hash, card)], model_fingerprint, settings_key)
+
+    def put_many(self, rows: Iterable[tuple[str, dict]], model_fingerprint: str, settings_key: str) -> None:
+        """Store many cards in one transaction, so a batch is either all cached or not at all."""
+        now = time.time()
+        params: list[dict[str, Any]] = []
+        for content_hash, card in rows:
+            if not isinstance(card, dict):
+                raise TypeError(f"score card must be a dict, got {type(card).__name__}")
+            params.append(
+                {
+                    "content_hash": content_hash,
+                    "model_fingerprint": model_fingerprint,
+                    "settings_key": settings_key,
+                    # Serialise before opening the transaction: a bad card fails without touching the file.
+                    # ASCII escapes keep paths with undecodable bytes (lone surrogates) storable.
+                    "card_json": json.dumps(card, ensure_ascii=True, separators=(",", ":")),
+                    "updated_at": now,
+                }
+            )
+        if not params:
+            return
+        stmt = sqlite_insert(ScoreRow)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[ScoreRow.content_hash, ScoreRow.model_fingerprint, ScoreRow.settings_key],
+            set_={"card_json": stmt.excluded.card_json, "updated_at": stmt.excluded.updated_at},
+        )
+        self._write(lambda session: session.execute(stmt, params))
+
+    def count(self, model_fingerprint: str | None = None) -> int:
+        """Number of cached cards, in total or for one model (for the status bar and housekeeping)."""
+        query = select(func.count()).select_from(ScoreRow)
+        if model_fingerprint is not None:
+            query = query.where(ScoreRow.model_fingerprint == model_fingerprint)
+        return int(self._read(lambda session: session.execute(query).scalar_one()))

@@ -1,0 +1,437 @@
+"""The SQLite base shared by the score cache and the decision store: one file, handled defensively.
+
+Storage is SQLite in WAL mode through SQLAlchemy 2: readers (the UI) and writers (the scoring worker, a
+second CLI, the decision store) in other threads or processes do not block each other. The file holds a
+photographer's decisions, so:
+
+- **Short write transactions that take the write lock first** (``BEGIN IMMEDIATE``): a writer waits for
+  another one in SQLite's busy handler (``busy_timeout``) instead of failing with "database is locked"
+  when a read snapshot turns stale, and what is still busy after that is retried with back-off.
+- **Crash safety**: every write is committed on its own as soon as it exists; WAL keeps committed
+  transactions through a killed process, and an interrupted one simply never happened.
+- **Damage**: a file that is not a database or fails SQLite's ``quick_check`` when it is opened, or that
+  reports corruption later, is moved aside as ``<name>.damaged-<timestamp>`` (with a warning in the log
+  and ``recovered_from`` set), the scores, decisions and (when wholly readable) undo history still in it
+  are copied into a fresh file, and work goes on. Nothing else ever deletes rows of another component.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import sqlite3
+import stat as stat_mod
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, NamedTuple, TypeVar
+
+from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from humanaes_core.errors import HumanAesError
+from humanaes_core.store.errors import CacheBusyError, CacheUnavailableError
+from humanaes_core.store.location import (
+    LIBRARY_ENV_VAR,
+    LIBRARY_NAME,
+    adopt_legacy_file,
+    default_folder,
+    default_library_path,
+    file_lock,
+)
+from humanaes_core.store.migrations import BUSY_TIMEOUT_MS, COMPONENTS, SchemaComponent, connect_raw, migrate
+
+__all__ = ["SQLiteStore", "database_damage"]
+
+log = logging.getLogger(__name__)
+
+_BUSY_RETRIES = 4  # busy even after busy_timeout: back-off retries (0.05 s doubling) before giving up
+_WRITE_OPTION = "humanaes_write"  # execution option that makes a transaction BEGIN IMMEDIATE
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 11, 26
+
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------------- damaged files
+
+
+def _error_code(exc: BaseException) -> int | None:
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def _is_busy(exc: BaseException) -> bool:
+    code = _error_code(exc)
+    if code is not None:
+        return code in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
+def _is_damage(exc: BaseException) -> bool:
+    code = _error_code(exc)
+    if code is not None:
+        return code in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def database_damage(path: str | os.PathLike[str], *, thorough: bool = False) -> str | None:
+    """Why the file at ``path`` is not a usable SQLite database, or None if it is (or does not exist).
+
+    ``quick_check`` reads every page (tens of milliseconds for a 60 MB file); ``thorough`` runs the full
+    ``integrity_check`` (indexes against tables too). A lock held by another process is not damage.
+    """
+    where = Path(path)
+    try:
+        st = where.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise CacheUnavailableError(f"cannot open the library {where}: {e.strerror or e}") from None
+    if stat_mod.S_ISDIR(st.st_mode):
+        raise CacheUnavailableError(
+            f"cannot open the library {where}: it is a folder; point {LIBRARY_ENV_VAR} at a file"
+        )
+    if st.st_size == 0:
+        return None  # a new database (in WAL mode the first commits may not have reached the file yet)
+    try:
+        conn = sqlite3.connect(str(where), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error as e:
+        raise CacheUnavailableError(f"cannot open the library {where}: {e}") from None
+    try:
+        check = "PRAGMA integrity_check(1)" if thorough else "PRAGMA quick_check(1)"
+        rows = conn.execute(check).fetchall()
+    except sqlite3.DatabaseError as e:
+        if _is_damage(e):
+            return str(e)
+        if _is_busy(e):
+            return None  # in use elsewhere: a later error will say whether it is damaged
+        raise CacheUnavailableError(f"cannot open the library {where}: {e}") from None
+    finally:
+        conn.close()
+    verdict = "; ".join(str(r[0]) for r in rows)
+    return None if verdict == "ok" else verdict
+
+
+def _aside_name(db: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = db.with_name(f"{db.name}.damaged-{stamp}")
+    n = 1
+    while target.exists() or Path(f"{target}-wal").exists():
+        n += 1
+        target = db.with_name(f"{db.name}.damaged-{stamp}-{n}")
+    return target
+
+
+def _move_aside(db: Path, reason: str) -> Path:
+    """Rename the damaged file (and its WAL, which may hold its last commits) out of the way."""
+    target = _aside_name(db)
+    wal = Path(f"{db}-wal")
+    if wal.exists():  # first, so nobody opens the old WAL against the new, empty file
+        os.replace(wal, f"{target}-wal")
+    os.replace(db, target)
+    for derived in (Path(f"{db}-shm"), Path(f"{db}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            derived.unlink()
+    log.warning(
+        "The HumanAes library %s is damaged (%s). It was moved aside to %s and a new one was started; "
+        "whatever scores and decisions could still be read from it are copied into the new one.",
+        db,
+        reason,
+        target,
+    )
+    return target
+
+
+class _Salvaged(NamedTuple):
+    """A table worth copying out of a damaged file: its schema-1 columns, and whether only all of it
+    is worth having (an undo history with steps missing would undo half a key press)."""
+
+    columns: tuple[str, ...]
+    whole_only: bool = False
+
+
+#: The path fast path is not copied: it rebuilds itself on the next scan.
+_SALVAGE: dict[str, _Salvaged] = {
+    "scores": _Salvaged(("content_hash", "model_fp", "settings_fp", "card_json", "updated_at")),
+    "decisions": _Salvaged(("content_hash", "path", "stars", "flag", "label", "source", "updated_at")),
+    "decision_history": _Salvaged(
+        (
+            "id",
+            "step",
+            "content_hash",
+            "path",
+            "before_json",
+            "after_json",
+            "description",
+            "undone",
+            "created_at",
+        ),
+        whole_only=True,
+    ),
+}
+
+
+def _readable_rows(src: sqlite3.Connection, table: str, spec: _Salvaged) -> list[tuple]:
+    """The rows of ``table`` that can still be read (none when ``spec.whole_only`` and some cannot)."""
+    rows: list[tuple] = []
+    try:
+        cursor = src.execute(f"SELECT {', '.join(spec.columns)} FROM {table}")
+        while batch := cursor.fetchmany(500):
+            rows.extend(batch)
+    except sqlite3.Error:
+        return [] if spec.whole_only else rows  # keep what was read before the damage
+    return rows
+
+
+def _salvage(damaged: Path, fresh: Path) -> dict[str, int]:
+    """Copy every row still readable from ``damaged`` into ``fresh``; reading stops at the first bad page."""
+    copied: dict[str, int] = {}
+    try:
+        src = sqlite3.connect(str(damaged), isolation_level=None)
+    except sqlite3.Error:
+        return copied
+    try:
+        dst = connect_raw(fresh)
+    except sqlite3.Error:
+        src.close()
+        return copied
+    try:
+        for table, spec in _SALVAGE.items():
+            rows = _readable_rows(src, table, spec)
+            if not rows:
+                continue
+            names, marks = ", ".join(spec.columns), ", ".join("?" * len(spec.columns))
+            dst.execute("BEGIN IMMEDIATE")
+            try:
+                dst.executemany(f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})", rows)
+                dst.execute("COMMIT")
+            except sqlite3.Error:
+                dst.execute("ROLLBACK")
+                continue
+            copied[table] = len(rows)
+    finally:
+        src.close()
+        dst.close()
+    return copied
+
+
+def _replace_damaged(db: Path, reason: str) -> Path:
+    """Move ``db`` aside, build a fresh file with every component's schema and salvage into it."""
+    target = _move_aside(db, reason)
+    for component in COMPONENTS.values():
+        migrate(db, component)
+    copied = _salvage(target, db)
+    if copied:
+        log.warning(
+            "Recovered from %s: %s.", target, ", ".join(f"{n} rows of {table}" for table, n in copied.items())
+        )
+    return target
+
+
+# --------------------------------------------------------------------------------------------- engine
+
+
+def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    """Per-connection settings: we issue BEGIN ourselves; patient lock waits first, then WAL."""
+    dbapi_conn.isolation_level = None  # autocommit reads; writes say BEGIN IMMEDIATE (see _on_begin)
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # before WAL: switching may wait for a lock
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")  # safe in WAL: a killed process loses no commit
+        cur.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cur.close()
+
+
+def _on_begin(conn: Any) -> None:
+    """Write transactions take the write lock up front, so they wait (busy handler) instead of failing
+    when another writer committed after they started reading (SQLITE_BUSY_SNAPSHOT in WAL mode)."""
+    if conn.get_execution_options().get(_WRITE_OPTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _make_engine(path: Path) -> Engine:
+    engine = create_engine(URL.create("sqlite+pysqlite", database=str(path)))
+    event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
+    return engine
+
+
+#: Files this process found healthy, by path, device, inode, size and mtime: opening the same, unchanged
+#: file again (the app opens it for every scoring run) skips the quick_check.
+_CHECKED: set[tuple[str, int, int, int, int]] = set()
+_CHECKED_LOCK = threading.Lock()
+
+
+def _checked_key(path: Path) -> tuple[str, int, int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class SQLiteStore:
+    """One process's handle on the library file, shared by the score cache and the decision store.
+
+    Subclasses name their ``component``; opening checks the file for damage (once per process and
+    file), migrates the component, and every read or write goes through ``_read``/``_write``, which retry
+    while another process holds the lock and replace the file if SQLite reports it damaged.
+    """
+
+    component: ClassVar[SchemaComponent]
+    path: Path
+    #: Where the damaged file was moved to when this handle had to start a fresh one (None: it did not).
+    recovered_from: Path | None
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_library_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CacheUnavailableError(f"cannot create the folder of the library {self.path}: {e}") from None
+        self.recovered_from = None
+        self._swap = threading.Lock()
+        self._generation = 0
+        self.schema_found = self._open()
+
+    # ---------------------------------------------------------------- opening
+
+    def _open(self) -> int:
+        if self.path == default_folder() / LIBRARY_NAME:
+            adopt_legacy_file(self.path)
+        key = _checked_key(self.path)
+        with _CHECKED_LOCK:
+            known = key is not None and key in _CHECKED
+        if not known:
+            reason = database_damage(self.path)
+            if reason is not None:
+                self._recover_file(reason, thorough=False)
+        found = self._migrate_or_recover()
+        key = _checked_key(self.path)
+        if key is not None:
+            with _CHECKED_LOCK:
+                _CHECKED.add(key)
+        self._start_engine()
+        return found
+
+    def _migrate_or_recover(self) -> int:
+        """Migrate; if SQLite finds damage that the check missed, replace the file (looking again under
+        the lock first, then regardless) and migrate the fresh one."""
+        attempt = 0
+        while True:
+            try:
+                return migrate(self.path, self.component)
+            except sqlite3.DatabaseError as e:
+                if not _is_damage(e) or attempt == 2:
+                    raise self._unavailable(e) from None
+                self._recover_file(str(e), thorough=True, force=attempt == 1)
+                attempt += 1
+
+    def _unavailable(self, e: BaseException) -> HumanAesError:
+        if _is_busy(e):
+            return CacheBusyError(f"{self.path} stayed locked by another program; try again ({e})")
+        return CacheUnavailableError(f"cannot open the library {self.path}: {e}")
+
+    def _start_engine(self) -> None:
+        engine = _make_engine(self.path)
+        self._engine: Engine = engine
+        self._sessions: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
+        self._write_sessions: sessionmaker[Session] = sessionmaker(
+            engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
+        )
+
+    def _recover_file(self, reason: str, *, thorough: bool, force: bool = False) -> None:
+        """Replace the damaged file unless, looked at again under the lock, it is healthy now (another
+        process replaced it already); ``force`` skips that second look."""
+        with file_lock(self.path):
+            still = reason if force else database_damage(self.path, thorough=thorough)
+            if still is None:
+                return
+            self.recovered_from = _replace_damaged(self.path, still)
+        with _CHECKED_LOCK:
+            _CHECKED.difference_update({k for k in _CHECKED if k[0] == str(self.path)})
+
+    def _recover(self, generation: int, exc: BaseException, *, force: bool) -> None:
+        """SQLite reported damage while in use: swap in a healthy file (once, whichever thread sees it)."""
+        with self._swap:
+            if generation != self._generation:
+                return  # another thread of this handle already recovered
+            self._engine.dispose()
+            self._recover_file(str(getattr(exc, "orig", exc)), thorough=True, force=force)
+            self._migrate_or_recover()
+            self._start_engine()
+            self._generation += 1
+
+    # ---------------------------------------------------------------- transactions
+
+    def _run(self, work: Callable[[Session], T], *, write: bool) -> T:
+        delay = 0.05
+        busy = 0
+        recoveries = 0
+        started = time.monotonic()
+        while True:
+            generation = self._generation
+            try:
+                if write:
+                    with self._write_sessions.begin() as session:
+                        return work(session)
+                with self._sessions() as session:
+                    return work(session)
+            except sa_exc.DBAPIError as e:
+                if _is_busy(e):
+                    busy += 1
+                    if busy > _BUSY_RETRIES:
+                        raise CacheBusyError(
+                            f"{self.path} stayed locked by another program for "
+                            f"{time.monotonic() - started:.0f} s; try again when it has finished"
+                        ) from e
+                    log.info("%s is busy, retrying in %.2f s", self.path, delay)
+                    time.sleep(delay * (1 + random.random()))
+                    delay = min(delay * 2, 2.0)
+                    continue
+                if _is_damage(e):
+                    if recoveries >= 2:
+                        raise CacheUnavailableError(f"the library {self.path} keeps failing: {e.orig}") from e
+                    # first time: replace the file if it is still damaged; second time: replace it anyway
+                    self._recover(generation, e, force=recoveries > 0)
+                    recoveries += 1
+                    continue
+                raise
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` on autocommit reads (no snapshot held between statements)."""
+        return self._run(work, write=False)
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one short BEGIN IMMEDIATE transaction, retried as a whole if needed."""
+        return self._run(work, write=True)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        """Release pooled connections (and with them SQLite's file handles and WAL checkpoint duties)."""
+        self._engine.dispose()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
