@@ -13,21 +13,14 @@ import os
 import re
 from pathlib import Path
 
-import platformdirs
-
 from humanaes_core.errors import ModelNotAvailableError
-from humanaes_core.model.checkpoint import is_checkpoint
+from humanaes_core.model.locations import cache_dir
+from humanaes_core.model.meta import is_checkpoint
 
 log = logging.getLogger(__name__)
 
 KNOWN_MODELS = ("KwaiVGI/HumanAesExpert-1B", "KwaiVGI/HumanAesExpert-8B")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def cache_dir() -> Path:
-    """Root of downloaded and converted models (HUMANAES_MODELS overrides it)."""
-    env = os.environ.get("HUMANAES_MODELS", "").strip()
-    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("humanaes", appauthor=False))
 
 
 def _offline_message(repo_id: str, reason: str) -> str:

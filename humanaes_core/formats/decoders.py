@@ -81,7 +81,8 @@ _FLIP_TRANSPOSE = {
     5: Image.Transpose.ROTATE_90,  # 90° counter-clockwise
     6: Image.Transpose.ROTATE_270,  # 90° clockwise
 }
-_SWAPS_AXES = frozenset({5, 6})
+#: LibRaw flip codes (not EXIF orientations) that turn the photo by 90°.
+_LIBRAW_FLIPS_TURNED = frozenset({5, 6})
 # A preview this much smaller than the target is still used: the model input is a resize anyway, and
 # cameras' "full-size" previews are often a few pixels short of the sensor's active area.
 _PREVIEW_SLACK = 0.95
@@ -135,7 +136,7 @@ def _open(path: str | os.PathLike[str]):
 def _upright_size(raw) -> tuple[int, int]:
     sizes = raw.sizes
     width, height = int(sizes.width), int(sizes.height)
-    return (height, width) if sizes.flip in _SWAPS_AXES else (width, height)
+    return (height, width) if sizes.flip in _LIBRAW_FLIPS_TURNED else (width, height)
 
 
 def raw_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -197,7 +198,7 @@ def _preview_transpose(raw, stored: tuple[int, int]) -> Image.Transpose | None:
     preview's shape shows that it was stored upright already (then rotating would turn it sideways)."""
     flip = int(raw.sizes.flip)
     transpose = _FLIP_TRANSPOSE.get(flip)
-    if transpose is not None and flip in _SWAPS_AXES:
+    if transpose is not None and flip in _LIBRAW_FLIPS_TURNED:
         sensor_landscape = raw.sizes.width >= raw.sizes.height
         if (stored[0] >= stored[1]) != sensor_landscape:
             return None

@@ -6,11 +6,10 @@ checkpoint can describe them in JSON and the importer can map released weights o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import torch
 from torch import nn
 
+from humanaes_core.model.meta import HeadsConfig
 from humanaes_core.schema import BY_KEY, KEYS, LEAF_KEYS, PARENT_KEYS
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -19,24 +18,6 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "tanh": nn.Tanh,
 }
-
-
-@dataclass
-class HeadsConfig:
-    """Sizes of the heads; stored in the checkpoint so it loads without guessing."""
-
-    hidden_size: int
-    expert_ffn_hidden: int = 64
-    expert_activation: str = "gelu"
-    metavoter_hidden: int = 16
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> HeadsConfig:
-        return cls(**data)
 
 
 def lm_level_score(level_logits: torch.Tensor) -> torch.Tensor:

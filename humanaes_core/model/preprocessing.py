@@ -38,13 +38,12 @@ from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, UnidentifiedImageErr
 
 from humanaes_core.errors import ImageLoadError
 from humanaes_core.formats import decoders as formats
+from humanaes_core.model.meta import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "DECODE_TIMEOUT_ENV",
     "DEFAULT_CONFIG",
     "DEFAULT_DECODE_TIMEOUT_S",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "TOO_SLOW",
     "ImageSource",
     "TileConfig",
@@ -60,13 +59,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ImageSource = str | os.PathLike[str] | Image.Image
 
 _ORIENTATION_TAG = 0x0112
-_SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90°: display w/h = stored h/w
+#: EXIF orientations that turn the photo by 90°: displayed width and height are the stored height and width.
+_EXIF_ORIENTATIONS_TURNED = frozenset({5, 6, 7, 8})
 _WHITE = (255, 255, 255)
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _BICUBIC = Image.Resampling.BICUBIC
@@ -90,6 +88,8 @@ class TileConfig:
     use_thumbnail: bool = True
     fast_decode: bool = True  # JPEG draft mode (reduced-size DCT decoding) when the target is much smaller
     decode_timeout: float | None = None  # seconds per file; None: $HUMANAES_DECODE_TIMEOUT or 30 s
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # per-channel normalisation, from the checkpoint
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
         if self.image_size < 1:
@@ -491,10 +491,10 @@ def _decode_pillow(
                 img.load()
             orientation = _orientation(img)
             width, height = img.size
-            full = (height, width) if orientation in _SWAPS_AXES else (width, height)
+            full = (height, width) if orientation in _EXIF_ORIENTATIONS_TURNED else (width, height)
             target = target_for(full)
             if jpeg and fast_decode and target is not None:
-                tw, th = (target[1], target[0]) if orientation in _SWAPS_AXES else target
+                tw, th = (target[1], target[0]) if orientation in _EXIF_ORIENTATIONS_TURNED else target
                 if 0 < 2 * tw <= width and 0 < 2 * th <= height:
                     img.draft("RGB", (tw, th))
             img.load()  # decode everything now, while the file is open and errors can be attributed
@@ -543,8 +543,8 @@ def _to_tensor(img: Image.Image, grid: tuple[int, int], cfg: TileConfig) -> torc
     out = torch.empty((n, 3, size, size), dtype=torch.float32)
     out.copy_(torch.from_numpy(buf).permute(0, 3, 1, 2))
     out.div_(255.0)
-    out.sub_(torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1))
-    out.div_(torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1))
+    out.sub_(torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1))
+    out.div_(torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1))
     return out
 
 

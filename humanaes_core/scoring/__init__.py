@@ -7,9 +7,11 @@ name is used.
 from humanaes_core._lazy import lazy_exports
 
 __all__ = [
+    "DEFAULT_PRESET",
     "PRESETS",
     "CachedScoring",
     "DecodedPhoto",
+    "Preset",
     "ScoreCard",
     "ScoreResult",
     "Scorer",
@@ -24,13 +26,15 @@ __getattr__, __dir__ = lazy_exports(
     {
         "CachedScoring": "scan",
         "DecodedPhoto": "scorer",
-        "PRESETS": "scorer",
+        "PRESETS": "presets",
+        "Preset": "presets",
+        "DEFAULT_PRESET": "presets",
         "ScoreCard": "scorer",
         "ScoreResult": "scorer",
         "Scorer": "scorer",
         "decode_stream": "scorer",
         "load_scorer": "scorer",
-        "resolve_max_tiles": "scorer",
+        "resolve_max_tiles": "presets",
         "tile_config_for": "scorer",
     },
 )

@@ -23,17 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from humanaes_core.formats import Skipped, os_reason
-from humanaes_core.model import checkpoint as ckpt
-from humanaes_core.model import resolve, resolve_model
+from humanaes_core.model import checkpoint_fingerprint, read_meta, resolve
 from humanaes_core.scoring.scorer import (
     ScoreCard,
     Scorer,
     ScoreResult,
+    batch_size_for,
     decode_stream,
+    decode_workers_for,
     load_scorer,
     settings_fingerprint,
     tile_config_for,
 )
+from humanaes_core.sources import resolve_model
 from humanaes_core.store import FileSignature, HashedFile, ScoreCache, file_signature
 
 #: Reason for a photo whose file changed again while it was being scored a second time.
@@ -72,7 +74,7 @@ class CachedScoring:
         precision: str = "auto",
         quantize: str | None = None,
         max_tiles: int = 12,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         heads: str = "all",
         fast_decode: bool = True,
         progress: type | None = None,
@@ -82,8 +84,8 @@ class CachedScoring:
         can say "Loading the model…"; it loads lazily, only when some photo is not in the cache."""
         self.on_model_load = on_model_load
         self.model_path = resolve_model(model, progress=progress)
-        self.model_fp = ckpt.fingerprint(self.model_path)
-        meta = ckpt.read_meta(self.model_path)
+        self.model_fp = checkpoint_fingerprint(self.model_path)
+        meta = read_meta(self.model_path)
         self.placement = resolve(device, precision, quantize)
         self.settings_fp = settings_fingerprint(
             heads=heads,
@@ -95,13 +97,14 @@ class CachedScoring:
         self.cache = cache
         self.heads = heads
         self.tile_config = tile_config_for(meta, max_tiles, fast_decode)
-        self._batch_size = batch_size
+        self._batch_size = batch_size or batch_size_for(self.placement.device)
+        self._decode_workers = decode_workers_for(self.placement.device)
         self._load_args = {
             "device": device,
             "precision": precision,
             "quantize": quantize,
             "max_tiles": max_tiles,
-            "batch_size": batch_size,
+            "batch_size": self._batch_size,
             "fast_decode": fast_decode,
         }
         self.scorer: Scorer | None = None
@@ -197,7 +200,7 @@ class CachedScoring:
     def _score_lazily(self, files: Sequence[Path]) -> Iterator[ScoreResult]:
         """Decode first, load the model when a photo decodes: a folder of broken files never loads it."""
         window = 2 * self._batch_size
-        stream = decode_stream(files, self.tile_config, window=window)
+        stream = decode_stream(files, self.tile_config, workers=self._decode_workers, window=window)
         for item in stream:
             if item.error is not None:
                 yield ScoreResult(item.index, item.source, error=item.error)

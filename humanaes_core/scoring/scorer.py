@@ -26,20 +26,23 @@ from PIL import Image
 
 from humanaes_core.errors import HumanAesError, ImageLoadError
 from humanaes_core.model import (
+    CheckpointMeta,
     HeadOutputs,
     HumanAesModel,
     Placement,
     TileConfig,
     bnb_4bit_config,
+    checkpoint_fingerprint,
     lm_level_score,
+    load_model,
     normalise_lm_score,
     preprocess,
     resolve,
-    resolve_model,
     warn_if_slow,
 )
-from humanaes_core.model import checkpoint as ckpt
 from humanaes_core.schema import KEYS, score_to_level
+from humanaes_core.scoring.presets import resolve_max_tiles
+from humanaes_core.sources import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -48,43 +51,6 @@ HEADS_MODES = ("all", "overall")
 CARD_VERSION = 1
 DEFAULT_FEATURE_CACHE_BYTES = 256 * 2**20
 OOM_REASON = "out of GPU memory at {tiles} tiles; lower max tiles"
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named speed/accuracy trade-off: how many 448 px tiles a photo is cut into at most."""
-
-    name: str
-    max_tiles: int
-    summary: str
-
-
-#: Fewer tiles means fewer image tokens through both towers: time per photo falls roughly in proportion.
-#: A 3:2 camera photo gets 7 tiles (accurate), 5 (balanced) or 1 (fast); BENCHMARKS.md has the speed and
-#: the accuracy cost of each on the synthetic evaluation task.
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset("accurate", 12, "up to 12 tiles plus a thumbnail, as HumanAesExpert was trained"),
-        Preset("balanced", 4, "up to 4 tiles plus a thumbnail"),
-        Preset("fast", 1, "the whole photo as one 448 px tile"),
-    )
-}
-DEFAULT_PRESET = "accurate"
-
-
-def resolve_max_tiles(preset: str | None = None, max_tiles: int | None = None) -> int:
-    """The tile limit from a preset name or an explicit number (both only if they agree)."""
-    if preset is not None and preset not in PRESETS:
-        raise HumanAesError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if max_tiles is None:
-        return PRESETS[preset or DEFAULT_PRESET].max_tiles
-    if preset is not None and PRESETS[preset].max_tiles != max_tiles:
-        raise HumanAesError(
-            f"preset {preset!r} means at most {PRESETS[preset].max_tiles} tiles, but max tiles is "
-            f"{max_tiles}; give one or the other"
-        )
-    return max_tiles
 
 
 def _clamp(x: float) -> float:
@@ -228,12 +194,14 @@ class FeatureCache:
             self.bytes = 0
 
 
-def tile_config_for(meta: ckpt.CheckpointMeta, max_tiles: int, fast_decode: bool) -> TileConfig:
+def tile_config_for(meta: CheckpointMeta, max_tiles: int, fast_decode: bool) -> TileConfig:
     return TileConfig(
         image_size=meta.image.image_size,
         max_tiles=max_tiles,
         use_thumbnail=meta.image.use_thumbnail,
         fast_decode=fast_decode,
+        mean=tuple(meta.image.mean),
+        std=tuple(meta.image.std),
     )
 
 
@@ -351,7 +319,7 @@ class Scorer:
     """A loaded model plus the settings it scores with. Create it with `load_scorer`."""
 
     model: HumanAesModel
-    meta: ckpt.CheckpointMeta
+    meta: CheckpointMeta
     placement: Placement
     model_path: Path
     fingerprint: str
@@ -528,7 +496,7 @@ def load_scorer(
     placement = resolve(device, precision, quantize)
     warn_if_slow(placement)
     qconfig = bnb_4bit_config(placement) if placement.quantize == "4bit" else None
-    loaded, meta = ckpt.load_model(
+    loaded, meta = load_model(
         path, device=placement.device, dtype=placement.dtype, quantization_config=qconfig
     )
     return Scorer(
@@ -536,7 +504,7 @@ def load_scorer(
         meta=meta,
         placement=placement,
         model_path=path,
-        fingerprint=ckpt.fingerprint(path),
+        fingerprint=checkpoint_fingerprint(path),
         max_tiles=max_tiles,
         batch_size=batch_size or batch_size_for(placement.device),
         decode_workers=decode_workers_for(placement.device),

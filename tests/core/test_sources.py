@@ -3,7 +3,7 @@
 import pytest
 
 from humanaes_core.errors import ModelNotAvailableError
-from humanaes_core.model.sources import cache_dir, resolve_model
+from humanaes_core.sources import cache_dir, resolve_model
 
 
 def test_local_checkpoint_directory(tiny_model):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from humanaes_core import load_scorer
+from humanaes_core import model as ckpt
 from humanaes_core.errors import CheckpointError, ModelNotAvailableError
-from humanaes_core.model import checkpoint as ckpt
 from humanaes_core.testing import make_tiny_model
 
 
@@ -30,7 +30,7 @@ def test_make_tiny_model_is_reproducible(tmp_path, tiny_model):
     weights = "model.safetensors"
     assert manifest(again)[weights]["sha256"] == manifest(tiny_model)[weights]["sha256"]
     assert manifest(other)[weights]["sha256"] != manifest(tiny_model)[weights]["sha256"]
-    assert ckpt.fingerprint(again) == ckpt.fingerprint(tiny_model)
+    assert ckpt.checkpoint_fingerprint(again) == ckpt.checkpoint_fingerprint(tiny_model)
 
 
 def test_small_model_size_is_in_range(tmp_path):

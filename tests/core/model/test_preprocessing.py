@@ -16,9 +16,8 @@ from PIL import Image, ImageCms
 
 import humanaes_core.model.preprocessing as pp
 from humanaes_core.errors import HumanAesError, ImageLoadError
+from humanaes_core.model.meta import IMAGENET_MEAN, IMAGENET_STD
 from humanaes_core.model.preprocessing import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     TileConfig,
     candidate_grids,
     closest_grid,
@@ -601,3 +600,18 @@ def test_pil_input_is_not_modified() -> None:
     assert out.mode == "RGB"
     assert rgba.mode == "RGBA"
     assert rgba.getpixel((0, 0)) == (1, 2, 3, 0)
+
+
+def test_normalisation_is_read_from_the_checkpoint(tiny_model: Path) -> None:
+    """humanaes.json's image.mean/std reach the pixels (they used to be saved and never read)."""
+    from humanaes_core.model import read_meta
+    from humanaes_core.scoring import tile_config_for
+
+    meta = read_meta(tiny_model)
+    img = Image.fromarray(np.full((64, 96, 3), 128, np.uint8))
+    imagenet = preprocess(img, tile_config_for(meta, 1, fast_decode=True))
+    meta.image.mean, meta.image.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    plain = preprocess(img, tile_config_for(meta, 1, fast_decode=True))
+    assert torch.allclose(plain, torch.full_like(plain, 128 / 255))
+    expected = (128 / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    assert torch.allclose(imagenet[0, :, 0, 0], expected, atol=1e-6)
