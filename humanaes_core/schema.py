@@ -128,6 +128,11 @@ def to_official(dims: Mapping[str, float]) -> list[float]:
     return [float(dims[k]) for k in OFFICIAL_ORDER]
 
 
+# --- Heads ---------------------------------------------------------------------------------------
+#: The scores of a score card's ``heads``, in the order of the model: the three heads, then the
+#: MetaVoter that combines them (its score is the card's overall score).
+HEAD_NAMES: tuple[str, ...] = ("lm", "regression", "expert", "metavoter")
+
 # --- Rating levels --------------------------------------------------------------------------------
 LEVELS: tuple[str, ...] = ("bad", "poor", "fair", "good", "excellent")
 

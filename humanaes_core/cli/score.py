@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from humanaes_core.cli import EXIT_OK, add_model_args, cached_scoring, guard
 from humanaes_core.errors import HumanAesError
-from humanaes_core.schema import KEYS
 
 #: Names of `scoring.PRESETS`, repeated here so that --help does not import torch (a test keeps them equal).
 PRESET_NAMES = ("accurate", "balanced", "fast")
@@ -32,73 +26,8 @@ def add_preset_arg(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(max_tiles=None)
 
 
-HEAD_NAMES = ("lm", "regression", "expert", "metavoter")
-CSV_COLUMNS = ["path", "error", "level", *KEYS, *(f"head_{h}" for h in HEAD_NAMES), "tiles", "mode", "model"]
-
-
 def _photos(n: int) -> str:
     return f"{n} photo" if n == 1 else f"{n} photos"
-
-
-def card_row(path: str, card: dict | None, error: str | None) -> dict:
-    """One flat output row: path, error, level, the 12 dimensions and the four heads."""
-    row: dict = {"path": path, "error": error}
-    if card is not None:
-        row["level"] = card["level"]
-        row.update({k: card["dims"].get(k) for k in KEYS})
-        row.update({f"head_{h}": card["heads"].get(h) for h in HEAD_NAMES})
-        row.update({"tiles": card["tiles"], "mode": card["mode"], "model": card["model"]})
-    return row
-
-
-def json_line(row: dict) -> str:
-    """One JSON line, readable UTF-8; a path with undecodable bytes (lone surrogates in Python) is
-    written with ``\\udcXX`` escapes instead, which ``json.loads`` + ``os.fsencode`` turn back into the
-    exact file name (and which every UTF-8 writer accepts)."""
-    text = json.dumps(row, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(row, ensure_ascii=True)
-    return text + "\n"
-
-
-def _csv_text(value: object) -> object:
-    """Undecodable bytes of a file name as ``\\xNN`` (the byte itself), so the CSV stays valid UTF-8."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return os.fsencode(value).decode("utf-8", "backslashreplace")
-    return value
-
-
-def write_rows(rows: Sequence[dict], out: str) -> None:
-    """CSV when `out` ends in .csv, else JSON lines ('-': to stdout). Files are replaced atomically.
-
-    The CSV stays valid UTF-8: undecodable bytes of a file name appear as ``\\xNN`` there (JSON lines
-    keep the exact name, see ``json_line``).
-    """
-    if out == "-":
-        for row in rows:
-            sys.stdout.write(json_line(row))
-        return
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            if target.suffix.lower() == ".csv":
-                writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-                writer.writeheader()
-                writer.writerows({k: _csv_text(v) for k, v in row.items()} for row in rows)
-            else:
-                for row in rows:
-                    f.write(json_line(row))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @guard
@@ -126,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from humanaes_core.formats import PHOTO_SUFFIXES, collect_photos
+    from humanaes_core.formats import PHOTO_SUFFIXES, card_row, collect_photos, json_line, write_rows
     from humanaes_core.scoring import resolve_max_tiles
     from humanaes_core.store import ScoreCache
 
@@ -150,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                 st = runner.stats
                 bar.set_postfix(cached=st.cached, scored=st.scored, skipped=st.failed, refresh=False)
         rows += sorted(by_file.values(), key=lambda r: order.get(r["path"], -1))
-        write_rows(rows, args.out)
+        if args.out == "-":
+            sys.stdout.writelines(json_line(row) for row in rows)
+        else:
+            write_rows(rows, args.out)
     finally:
         if cache is not None:
             cache.close()

@@ -1,4 +1,5 @@
-"""File formats HumanAes reads and writes: camera RAW and HEIC decoding, XMP sidecars, photo discovery.
+"""File formats HumanAes reads and writes: camera RAW and HEIC decoding, XMP sidecars, photo discovery,
+card tables (CSV / JSON lines / JSON).
 
 Public names are imported lazily (``humanaes_core._lazy``): importing the package costs nothing until a
 name is used.
@@ -7,34 +8,50 @@ name is used.
 from humanaes_core._lazy import lazy_exports
 
 __all__ = [
+    "CSV_COLUMNS",
     "LABELS",
     "PHOTO_SUFFIXES",
     "Rating",
     "Skipped",
     "XmpError",
+    "card_row",
     "collect_photos",
+    "csv_text",
     "existing_sidecars",
     "is_raw",
+    "json_line",
     "os_reason",
     "read_exif",
     "read_rating",
+    "write_csv",
     "write_decision",
+    "write_json",
+    "write_json_lines",
+    "write_rows",
 ]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "CSV_COLUMNS": "cards",
         "LABELS": "xmp",
         "PHOTO_SUFFIXES": "photos",
         "Rating": "xmp",
         "Skipped": "photos",
         "XmpError": "xmp",
+        "card_row": "cards",
         "collect_photos": "photos",
+        "csv_text": "cards",
         "existing_sidecars": "xmp",
         "is_raw": "decoders",
+        "json_line": "cards",
         "os_reason": "photos",
         "read_exif": "xmp",
         "read_rating": "xmp",
+        "write_csv": "cards",
         "write_decision": "xmp",
+        "write_json": "cards",
+        "write_json_lines": "cards",
+        "write_rows": "cards",
     },
 )

@@ -380,14 +380,14 @@ def scan(
     """
     from humanaes_core.formats import collect_photos
     from humanaes_core.scoring import scan as scan_mod
-    from humanaes_core.store.cache import ScoreCache
+    from humanaes_core.store.scores import ScoreCache
 
     files, skipped = collect_photos(list(roots))
     results: dict[str, tuple[str, object | None]] = {s.path: (s.reason, None) for s in skipped}
     real = scan_mod.decode_stream
 
-    def hooked(items: Iterable, tiles: object, window: int = 16) -> Iterator:
-        stream = real(hook(items) if hook else items, tiles, window=window)
+    def hooked(items: Iterable, tiles: object, workers: int = 2, window: int = 16) -> Iterator:
+        stream = real(hook(items) if hook else items, tiles, workers=workers, window=window)
         return stream_hook(stream) if stream_hook else stream
 
     started = time.perf_counter()

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from humanaes_core.store.cache import ScoreCache, database_damage
 from humanaes_core.store.decisions import DecisionStore, Flag, PhotoDecision
+from humanaes_core.store.scores import ScoreCache
+from humanaes_core.store.sqlite import database_damage
 from tests import procs
 
 N_PHOTOS = 36
@@ -223,7 +224,7 @@ def _filled(db: Path, n_cards: int = 400) -> Path:
 def test_a_garbage_file_is_moved_aside_and_a_fresh_cache_starts(tmp_path, caplog):
     db = tmp_path / "cache.sqlite"
     db.write_bytes(os.urandom(64 << 10))
-    with caplog.at_level(logging.WARNING, logger="humanaes_core.store.cache"), ScoreCache(db) as cache:
+    with caplog.at_level(logging.WARNING, logger="humanaes_core.store.sqlite"), ScoreCache(db) as cache:
         assert cache.recovered_from is not None and cache.recovered_from.exists()
         cache.put("a" * 40, "m", "s", {"ok": True})
         assert cache.get("a" * 40, "m", "s") == {"ok": True}
@@ -269,7 +270,7 @@ def test_damage_found_while_in_use_is_repaired_on_the_fly(tmp_path, caplog):
         assert cache.count() == 50
         cache._engine.dispose()  # so the next read goes to the disk, not to a pooled page cache
         db.write_bytes(b"\0" * 100 + os.urandom(8192))
-        with caplog.at_level(logging.WARNING, logger="humanaes_core.store.cache"):
+        with caplog.at_level(logging.WARNING, logger="humanaes_core.store.sqlite"):
             assert cache.get("c" * 40, "m", "s") is None  # no exception: a fresh file
         assert cache.recovered_from is not None and "damaged" in caplog.text
         cache.put("c" * 40, "m", "s", {"after": "repair"})
@@ -307,7 +308,7 @@ def test_many_openers_of_one_damaged_file_move_it_aside_once(tmp_path):
 
 
 def test_a_folder_in_place_of_the_cache_is_a_clear_error(tmp_path):
-    from humanaes_core.store.cache import CacheUnavailableError
+    from humanaes_core.store.errors import CacheUnavailableError
 
     (tmp_path / "cache.sqlite").mkdir()
     with pytest.raises(CacheUnavailableError, match="is a folder"):

@@ -19,14 +19,9 @@ from humanaes_core.errors import ImageLoadError
 from humanaes_core.formats.photos import collect_photos
 from humanaes_core.model import preprocessing as pp
 from humanaes_core.scoring.scan import KEPT_CHANGING, CachedScoring
-from humanaes_core.store.cache import (
-    NotRegularFileError,
-    ScoreCache,
-    content_hash_file,
-    decode_path,
-    encode_path,
-)
 from humanaes_core.store.decisions import DecisionStore, Flag, PhotoDecision
+from humanaes_core.store.hashing import NotRegularFileError, content_hash_file, decode_path, encode_path
+from humanaes_core.store.scores import ScoreCache
 
 from . import hostile_corpus as hc
 

@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from humanaes_core.culling.plan import CullError, Decision, copy_picks
+from humanaes_core import model as ckpt
+from humanaes_core.culling import CullError, Decision, copy_picks
 from humanaes_core.data.loaders import DataError, load_data
 from humanaes_core.errors import CheckpointError, ModelNotAvailableError
 from humanaes_core.formats.xmp import XmpError, read_rating, read_sidecar, write_decision
-from humanaes_core.model import checkpoint as ckpt
+from humanaes_core.model import manifest
 from humanaes_core.scoring.scan import CachedScoring
-from humanaes_core.store.cache import ScoreCache
+from humanaes_core.store.scores import ScoreCache
 
 from . import hostile_corpus as hc
 
@@ -205,14 +206,14 @@ def test_large_files_are_hashed_once_then_trusted_until_they_change(copy_of, mon
     path = copy_of()
     monkeypatch.setattr(ckpt, "STAMP_MIN_BYTES", 100_000)  # model.safetensors (~780 KB) is "large" here
     hashed: list[str] = []
-    real = ckpt._sha256
+    real = manifest._sha256
     monkeypatch.setattr(ckpt, "_sha256", lambda p: hashed.append(p.name) or real(p))
     ckpt.verify(path)
     assert "model.safetensors" in hashed and "tokenizer.json" in hashed
     hashed.clear()
     ckpt.verify(path)
     assert "model.safetensors" not in hashed and "tokenizer.json" in hashed  # small files: every time
-    assert (ckpt._stamps_path()).is_file()
+    assert (manifest._stamps_path()).is_file()
     # changed in place, same size, mtime put back: the inode's ctime still changes, so it is hashed again
     weights = path / "model.safetensors"
     st = weights.stat()
@@ -237,7 +238,9 @@ def test_a_damaged_model_still_serves_cached_cards(tiny_model, copy_of, tmp_path
     data = bytearray((broken / "model.safetensors").read_bytes())
     data[-100] ^= 0xFF
     (broken / "model.safetensors").write_bytes(bytes(data))
-    assert ckpt.fingerprint(broken) == ckpt.fingerprint(tiny_model)  # same manifest: same cached cards
+    assert ckpt.checkpoint_fingerprint(broken) == ckpt.checkpoint_fingerprint(
+        tiny_model
+    )  # same manifest: same cached cards
     with ScoreCache(db) as cache:
         runner = CachedScoring(broken, cache=cache, device="cpu", max_tiles=1)
         results = runner.run([cached, new])
@@ -441,7 +444,7 @@ def test_copies_refuse_the_photos_own_folder_even_through_a_link(shoot, tmp_path
 
 def test_without_hard_links_a_copy_still_never_replaces_a_file(shoot, tmp_path, monkeypatch):
     """exFAT cards have no hard links: the name must be reserved, not checked and then replaced."""
-    from humanaes_core.culling import plan as cull
+    from humanaes_core.culling import actions as cull
 
     def no_links(*_args, **_kwargs):
         raise OSError(errno.EPERM, "Operation not permitted")

@@ -96,6 +96,14 @@ def test_missing_path_is_reported(tmp_path, tiny_model, capsys):
     assert row["error"] == "file not found"
 
 
+def test_out_dash_writes_json_lines_to_stdout(tmp_path, tiny_model, capsys):
+    missing = str(tmp_path / "nope.jpg")
+    assert score_main([missing, "--model", str(tiny_model), "--out", "-", "--quiet", "--no-cache"]) == 0
+    (row,) = map(json.loads, capsys.readouterr().out.splitlines())
+    assert row == {"path": missing, "error": "file not found"}
+    assert not (Path.cwd() / "-").exists()
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_console_scripts_have_help(script):
     exe = shutil.which(script)

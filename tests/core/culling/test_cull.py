@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from humanaes_core.cli.cull import main as cull_main
-from humanaes_core.cli.score import CSV_COLUMNS
-from humanaes_core.culling.plan import (
+from humanaes_core.culling import (
     DECISION_COLUMNS,
     CullError,
     Decision,
@@ -21,6 +20,7 @@ from humanaes_core.culling.plan import (
     plan_cull,
     write_sidecars,
 )
+from humanaes_core.formats import CSV_COLUMNS
 from humanaes_core.formats.xmp import read_rating, write_decision
 from humanaes_core.schema import score_to_level
 from humanaes_core.scoring.scorer import ScoreCard
@@ -241,7 +241,7 @@ def test_export_csv_json_and_jsonl(shoot, tmp_path):
 def folder(tmp_path) -> Path:
     """JPEGs, a PNG, a HEIC, a DNG and a 'CR2' (a DNG under a Canon name: LibRaw reads content),
     plus a broken file."""
-    from .test_formats import make_dng
+    from tests.core.formats.test_formats import make_dng
 
     root = tmp_path / "session"
     (root / "sub").mkdir(parents=True)

@@ -151,7 +151,7 @@ def test_capture_time_falls_back_to_the_file_time(tmp_path):
 
 def test_capture_time_of_a_raw_file(tmp_path):
     pytest.importorskip("tifffile", reason="tifffile writes the test DNG")
-    from .test_formats import make_dng
+    from tests.core.formats.test_formats import make_dng
 
     path = make_dng(
         tmp_path / "IMG_0001.dng",
