@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from humanaes_core.cli import EXIT_OK, add_model_args, guard
+from humanaes_core.files import atomic_write
 
 EPILOG = """\
 D: a HumanBeauty root (its test_label.jsonl by default, see --split), a .jsonl label file, a CSV (path +
@@ -23,17 +22,19 @@ compare with the paper's tables. Accuracy and macro precision/recall/F1 on the f
 
 
 def _write_json(report: dict, out: Path) -> None:
+    """The report as readable UTF-8 JSON, replaced atomically. A file name with undecodable bytes (a
+    skipped photo) makes it fall back to ``\\udcXX`` escapes, which keep the exact name."""
     from humanaes_core.evaluation import json_safe
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    safe = json_safe(report)
+    text = json.dumps(safe, indent=2, ensure_ascii=False)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(json_safe(report), f, indent=2, ensure_ascii=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(safe, indent=2, ensure_ascii=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out) as f:
+        f.write(text)
 
 
 @guard

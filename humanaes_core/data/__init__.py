@@ -1,5 +1,9 @@
 """Labelled photos for training and evaluation (HumanBeauty, CSV, rated folders) and synthetic sets.
 
+samples (the data set, its labels fingerprint, the hold-out split), loaders (the three formats, read and
+validated), qa (the paper's question/answer text for a sample), synthetic (a generated HumanBeauty root).
+Torch-free.
+
 Public names are imported lazily (``humanaes_core._lazy``): importing the package costs nothing until a
 name is used.
 """
@@ -11,10 +15,15 @@ __all__ = [
     "STAR_SCORES",
     "DataError",
     "DataSet",
+    "QAPair",
     "Sample",
     "build_qa",
+    "load_csv",
     "load_data",
+    "load_label_jsonl",
+    "load_rated_folder",
     "parent_scores",
+    "rating_score",
     "render",
     "split_train_val",
     "write_humanbeauty",
@@ -23,16 +32,21 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "DataError": "loaders",
-        "DataSet": "loaders",
+        "DataError": "samples",
+        "DataSet": "samples",
+        "QAPair": "qa",
         "REJECT_SCORE": "loaders",
         "STAR_SCORES": "loaders",
-        "Sample": "loaders",
-        "build_qa": "loaders",
+        "Sample": "samples",
+        "build_qa": "qa",
+        "load_csv": "loaders",
         "load_data": "loaders",
+        "load_label_jsonl": "loaders",
+        "load_rated_folder": "loaders",
         "parent_scores": "synthetic",
+        "rating_score": "loaders",
         "render": "synthetic",
-        "split_train_val": "loaders",
+        "split_train_val": "samples",
         "write_humanbeauty": "synthetic",
     },
 )

@@ -14,27 +14,23 @@ A data set is a list of `Sample`s, each a photo and some of the 13 labels (the 1
 Everything is checked before any training starts, and every problem is reported with the file and line
 it comes from, so a broken label file costs seconds rather than a failed overnight run.
 
-Question/answer pairs follow the paper (section 3.3): in training each sample gets one of the five
-paraphrased questions at random; in evaluation always the checkpoint's configured question.
+The data set itself (`Sample`, `DataSet`, the hold-out split) is in `samples`; the question/answer text
+a sample is trained with in `qa`.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from humanaes_core.errors import HumanAesError, ImageLoadError
-from humanaes_core.model import PromptConfig, dims_answer
-from humanaes_core.schema import KEYS, LEVELS, from_official, score_to_level
+from humanaes_core.data.samples import DataError, DataSet, Sample
+from humanaes_core.errors import ImageLoadError
+from humanaes_core.schema import KEYS, LEVELS, from_official
 
 if TYPE_CHECKING:
     from humanaes_core.formats import Rating
@@ -42,17 +38,11 @@ if TYPE_CHECKING:
 __all__ = [
     "REJECT_SCORE",
     "STAR_SCORES",
-    "DataError",
-    "DataSet",
-    "QAPair",
-    "Sample",
-    "build_qa",
     "load_csv",
     "load_data",
     "load_label_jsonl",
     "load_rated_folder",
     "rating_score",
-    "split_train_val",
 ]
 
 #: Score given to each star rating: the centre of the matching level (1★ bad … 5★ excellent), so a
@@ -64,72 +54,6 @@ REJECT_SCORE = 0.0
 _MAX_ERRORS_SHOWN = 20
 _JSONL_KEYS = frozenset({"image_name", "is_expert", "score", "text_level"})
 _CSV_LABELS = frozenset(KEYS)
-
-
-class DataError(HumanAesError):
-    """A data set that cannot be used as it is; the message lists every problem with file and line."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One labelled photo. `labels` holds any of the 12 keys (``overall`` included), in [0, 1]."""
-
-    path: Path
-    labels: Mapping[str, float]
-    origin: str  # "file:line" or the sidecar the label came from, for messages
-    level: str | None = None  # overall level word given by the data (HumanBeauty text_level)
-
-    @property
-    def overall(self) -> float | None:
-        return self.labels.get("overall")
-
-    @property
-    def is_dims(self) -> bool:
-        """A 12-dimension sample (f = 1 in Eq. 7): it has a label besides overall."""
-        return any(k != "overall" for k in self.labels)
-
-    @property
-    def complete(self) -> bool:
-        """All 12 dimensions labelled, so the 12-line answer text can be written."""
-        return all(k in self.labels for k in KEYS)
-
-
-@dataclass
-class DataSet:
-    """Validated samples plus what was left out and why."""
-
-    samples: list[Sample]
-    root: Path
-    format: str  # "humanbeauty", "jsonl", "csv" or "rated-folder"
-    source: Path
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-
-    def fingerprint(self) -> str:
-        """Identity of the labels (paths relative to the root, values, levels); image bytes are not read."""
-        return fingerprint(self.samples, self.root)
-
-    def counts(self) -> dict[str, int]:
-        dims = [s for s in self.samples if s.is_dims]
-        return {
-            "samples": len(self.samples),
-            "overall_only": len(self.samples) - len(dims),
-            "twelve_dim": sum(s.complete for s in dims),
-            "partial_dims": sum(not s.complete for s in dims),
-            "skipped": len(self.skipped),
-        }
-
-
-def fingerprint(samples: Iterable[Sample], root: Path) -> str:
-    h = hashlib.sha256()
-    for s in samples:
-        try:
-            name = s.path.relative_to(root).as_posix()
-        except ValueError:
-            name = s.path.as_posix()
-        row = [name, sorted((k, round(v, 6)) for k, v in s.labels.items()), s.level]
-        h.update(json.dumps(row, separators=(",", ":")).encode())
-        h.update(b"\n")
-    return h.hexdigest()[:16]
 
 
 class _Problems:
@@ -514,51 +438,3 @@ def load_data(
     if others:
         raise DataError(f"{path}: no {labels.name} in this HumanBeauty root (found {', '.join(others)})")
     return load_rated_folder(path, check_images=check_images, allow_outside_root=allow_outside_root)
-
-
-def split_train_val(
-    samples: Sequence[Sample], fraction: float, seed: int
-) -> tuple[list[Sample], list[Sample]]:
-    """A seeded random hold-out; at least one sample stays on each side when a split is asked for."""
-    if not 0.0 <= fraction < 1.0:
-        raise DataError(f"validation fraction must be in [0, 1), got {fraction}")
-    n = len(samples)
-    n_val = round(n * fraction)
-    if fraction > 0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    val_idx = set(order[:n_val].tolist())
-    train = [s for i, s in enumerate(samples) if i not in val_idx]
-    val = [s for i, s in enumerate(samples) if i in val_idx]
-    return train, val
-
-
-# ------------------------------------------------------------------------------------------ Q & A
-
-
-@dataclass(frozen=True)
-class QAPair:
-    """What the model is asked and must answer for one sample (answer None: no text supervision)."""
-
-    question: str
-    answer: str | None
-    is_dims: bool
-
-
-def build_qa(sample: Sample, prompt: PromptConfig, question_index: int | None = None) -> QAPair:
-    """The paper's QA pair (section 3.3) for a sample.
-
-    `question_index` picks the paraphrase: training passes a random one, evaluation None (the
-    checkpoint's configured question, as scoring uses). Overall answers use the data's `text_level`
-    when it has one (the official labels carry it), else the level of the score. A 12-dimension sample
-    missing some dimensions (a sparse CSV) gets no answer text: a partial 12-line answer would teach a
-    format the model never has to produce.
-    """
-    q = prompt.question_index if question_index is None else question_index
-    if sample.is_dims:
-        answer = dims_answer(sample.labels) if sample.complete else None
-        return QAPair(prompt.dims_questions[q], answer, True)
-    overall = sample.overall
-    assert overall is not None
-    level = sample.level or score_to_level(overall)
-    return QAPair(prompt.overall_questions[q], f"{prompt.overall_answer_prefix} {level}", False)

@@ -20,17 +20,16 @@ that label; the paper's Table 3 uses its "MAE" (its overall-aesthetic column equ
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from humanaes_core.data import DataSet, Sample
-from humanaes_core.schema import BY_KEY, KEYS, LEVELS, score_to_level
+from humanaes_core.formats import write_csv as write_rows_csv
+from humanaes_core.schema import BY_KEY, HEAD_NAMES, KEYS, LEVELS, score_to_level
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -187,7 +186,8 @@ def paper_krcc(pred: np.ndarray, target: np.ndarray) -> float:
 LEVEL_METRICS = ("accuracy", "precision", "recall", "f1")
 STANDARD = ("mse", "rmse", "mae", "plcc", "srcc", "krcc", *LEVEL_METRICS)
 PAPER = ("paper_mse", "paper_mae", "paper_plcc", "paper_srcc", "paper_krcc", *LEVEL_METRICS)
-HEAD_NAMES = ("metavoter", "lm", "regression", "expert")
+#: Heads in report order: the final (MetaVoter) score first, then each head's own, as in the paper's ablation.
+REPORT_HEADS = ("metavoter", *(h for h in HEAD_NAMES if h != "metavoter"))
 
 
 def compute(names: Sequence[str], pred: Sequence[float], target: Sequence[float]) -> dict[str, float]:
@@ -243,7 +243,7 @@ def evaluate_samples(scorer, samples: Sequence[Sample], progress: bool = True) -
                 cards[paths[result.index]] = result.card
             bar.update(1)
     overall_target: list[float] = []
-    heads_pred: dict[str, list[float]] = {h: [] for h in HEAD_NAMES}
+    heads_pred: dict[str, list[float]] = {h: [] for h in REPORT_HEADS}
     dim_pred: dict[str, list[float]] = {k: [] for k in KEYS}
     dim_target: dict[str, list[float]] = {k: [] for k in KEYS}
     for s in samples:
@@ -252,13 +252,12 @@ def evaluate_samples(scorer, samples: Sequence[Sample], progress: bool = True) -
             continue
         if s.overall is not None:
             overall_target.append(s.overall)
-            heads_pred["metavoter"].append(card.dims["overall"])
-            for h in HEAD_NAMES[1:]:
-                heads_pred[h].append(card.heads[h])
+            for h in REPORT_HEADS:
+                heads_pred[h].append(card.dims["overall"] if h == "metavoter" else card.heads[h])
         for key, value in s.labels.items():
             dim_target[key].append(value)
             dim_pred[key].append(card.dims[key])
-    heads = {h: overall_metrics(heads_pred[h], overall_target) for h in HEAD_NAMES}
+    heads = {h: overall_metrics(heads_pred[h], overall_target) for h in REPORT_HEADS}
     dims = dimension_metrics(dim_pred, dim_target)
     summary = {
         "n": len(overall_target),
@@ -307,7 +306,7 @@ def evaluate(
     report["data"] = {
         "path": str(data.source),
         "format": data.format,
-        "fingerprint": data.fingerprint(),
+        "fingerprint": data.labels_fingerprint(),
         **data.counts(),
         "skipped_while_loading": [{"path": p, "reason": r} for p, r in data.skipped],
     }
@@ -350,7 +349,7 @@ def table2(report: Mapping, name: str = "model") -> str:
             *(METRICS[n].label + (" ↑" if METRICS[n].higher_is_better else " ↓") for n in names),
         ]
         rows = []
-        for head in HEAD_NAMES:
+        for head in REPORT_HEADS:
             entry = report["heads"][head]
             label = name if head == "metavoter" else f"  {head} head"
             rows.append([label, *(_fmt(entry[family][n]) for n in names)])
@@ -414,9 +413,5 @@ def json_safe(value: object) -> object:
 
 
 def write_csv(report: Mapping, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["section", "name", "metric", "value", "n"])
-        writer.writeheader()
-        writer.writerows(report_rows(report))
+    """The report's long-format rows (`report_rows`) as a CSV file, replaced atomically."""
+    write_rows_csv(report_rows(report), path, ["section", "name", "metric", "value", "n"])

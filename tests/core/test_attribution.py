@@ -16,7 +16,7 @@ from humanaes_core.attribution import (
     shapley_values,
 )
 from humanaes_core.errors import CheckpointError
-from humanaes_core.model.checkpoint import HEADS_FILE, META_FILE
+from humanaes_core.model.meta import HEADS_FILE, META_FILE
 from humanaes_core.schema import BY_KEY, KEYS, PARENT_KEYS
 from tests.conftest import GOOD_PHOTOS
 

@@ -11,14 +11,13 @@ from PIL.PngImagePlugin import PngInfo
 from humanaes_core.data.loaders import (
     REJECT_SCORE,
     STAR_SCORES,
-    DataError,
-    build_qa,
     load_csv,
     load_data,
     load_label_jsonl,
     load_rated_folder,
-    split_train_val,
 )
+from humanaes_core.data.qa import build_qa
+from humanaes_core.data.samples import DataError, split_train_val
 from humanaes_core.model.prompts import DIMS_QUESTIONS, OVERALL_QUESTIONS, PromptConfig
 from humanaes_core.schema import KEYS, LEVELS, OFFICIAL_ORDER, score_to_level
 from tests.conftest import synthetic_photo
@@ -319,7 +318,7 @@ def test_fingerprint_follows_labels_not_location(tmp_path):
     def make(where: Path, score: float) -> str:
         _photo(where / "img" / "0.jpg")
         _jsonl(where / "train_label.jsonl", [{"image_name": "img/0.jpg", "score": score}])
-        return load_data(where).fingerprint()
+        return load_data(where).labels_fingerprint()
 
     assert make(tmp_path / "a", 0.5) == make(tmp_path / "b", 0.5)
     assert make(tmp_path / "c", 0.5) != make(tmp_path / "d", 0.6)

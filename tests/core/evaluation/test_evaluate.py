@@ -5,14 +5,17 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 
+from humanaes_core.cli.evaluate import _write_json
 from humanaes_core.cli.evaluate import main as eval_main
 from humanaes_core.evaluation.metrics import (
     METRICS,
     PAPER,
+    REPORT_HEADS,
     STANDARD,
     compute,
     dimension_metrics,
@@ -21,7 +24,7 @@ from humanaes_core.evaluation.metrics import (
     table2,
     table3,
 )
-from humanaes_core.schema import BY_KEY, KEYS, to_official
+from humanaes_core.schema import BY_KEY, HEAD_NAMES, KEYS, to_official
 from tests.conftest import synthetic_photo
 
 PRED = [0.1, 0.4, 0.35, 0.8]
@@ -172,3 +175,17 @@ def test_humanaes_eval_help(capsys):
         eval_main(["--help"])
     assert info.value.code == 0
     assert "paper_compatible" in capsys.readouterr().out
+
+
+def test_report_with_an_undecodable_file_name_is_written_and_keeps_it(tmp_path):
+    """A skipped photo whose name is not UTF-8 (lone surrogates in Python) must not crash the report."""
+    name = os.fsdecode(b"/photos/caf\xe9.jpg")
+    out = tmp_path / "reports" / "r.json"
+    _write_json({"skipped": [{"path": name, "reason": "0 stars"}], "srcc": math.nan}, out)
+    back = json.loads(out.read_text(encoding="utf-8"))
+    assert os.fsencode(back["skipped"][0]["path"]) == b"/photos/caf\xe9.jpg" and back["srcc"] is None
+    assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temporary file left behind
+
+
+def test_report_lists_the_final_score_first_then_every_card_head():
+    assert REPORT_HEADS[0] == "metavoter" and sorted(REPORT_HEADS) == sorted(HEAD_NAMES)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +20,21 @@ from safetensors.torch import load_file
 from humanaes_core import load_scorer
 from humanaes_core.cli.train import config_from_args
 from humanaes_core.cli.train import main as train_main
-from humanaes_core.data.loaders import Sample, build_qa, load_data
+from humanaes_core.data.loaders import load_data
+from humanaes_core.data.qa import build_qa
+from humanaes_core.data.samples import Sample
 from humanaes_core.data.synthetic import write_humanbeauty
 from humanaes_core.errors import HumanAesError
 from humanaes_core.evaluation.metrics import evaluate
-from humanaes_core.model.checkpoint import check_manifest, load_model, read_meta
+from humanaes_core.model.checkpoint import load_model
+from humanaes_core.model.manifest import check_manifest
+from humanaes_core.model.meta import read_meta
 from humanaes_core.model.preprocessing import TileConfig, preprocess
 from humanaes_core.schema import KEYS, LEAF_KEYS
-from humanaes_core.train.trainer import (
-    Stage1,
-    TrainConfig,
-    TrainingInterrupted,
-    TrainingSet,
-    _apply_lora,
-    collate,
-    export_checkpoint,
-    set_activation_checkpointing,
-    train,
-)
+from humanaes_core.train.config import TrainConfig
+from humanaes_core.train.dataset import TrainingSet, collate
+from humanaes_core.train.stage1 import Stage1, apply_lora, set_activation_checkpointing
+from humanaes_core.train.trainer import TrainingInterrupted, export_checkpoint, train
 from tests.conftest import synthetic_photo
 
 CPU = torch.device("cpu")
@@ -73,7 +71,7 @@ def small_data(tmp_path_factory) -> Path:
 def lora_model(tiny_model):
     """A fresh tiny model with LoRA injected, as stage 1 trains it."""
     model, _ = load_model(tiny_model, device=CPU, dtype=torch.float32)
-    _apply_lora(model, TrainConfig(lora_rank=4, lora_dropout=0.0))
+    apply_lora(model, TrainConfig(lora_rank=4, lora_dropout=0.0))
     return model
 
 
@@ -268,7 +266,7 @@ def test_checkpoint_records_how_it_was_made(learned, tiny_model):
     assert (out / "adapter" / "adapter_config.json").is_file() and not (out / "resume").exists()
     provenance = read_meta(out).provenance
     assert provenance["training"]["epochs"] == 4 and provenance["training"]["lora_rank"] == 8
-    assert provenance["data"]["fingerprint"] == load_data(learned["root"]).fingerprint()
+    assert provenance["data"]["fingerprint"] == load_data(learned["root"]).labels_fingerprint()
     assert provenance["data"]["train_samples"] == 216 and provenance["data"]["val_samples"] == 24
     assert (
         provenance["metrics"]["validation"]["n"] == 24 and "paper_srcc" in provenance["metrics"]["validation"]
@@ -433,6 +431,40 @@ def test_config_file_then_flags(tmp_path):
         TrainConfig.from_mapping({"epochs": "many"})
     with pytest.raises(HumanAesError, match="4-bit training needs LoRA"):
         TrainConfig.from_mapping({"quantize": "4bit", "lora_rank": 0})
+
+
+def test_every_setting_is_a_flag():
+    """The parser is generated from TrainConfig: each field has its dashed flag, typed as the field."""
+    expected: dict[str, object] = {}
+    argv: list[str] = []
+    for f in fields(TrainConfig):
+        default = getattr(TrainConfig(), f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "check_images":
+            argv.append("--no-image-check")
+            expected[f.name] = False
+        elif isinstance(default, bool):
+            argv.append(flag)
+            expected[f.name] = True
+        elif f.name in ("precision", "quantize"):
+            value = {"precision": "bf16", "quantize": "4bit"}[f.name]
+            argv += [flag, value]
+            expected[f.name] = value
+        elif f.name == "lora_targets":
+            argv += [flag, "q_proj, v_proj"]
+            expected[f.name] = ["q_proj", "v_proj"]
+        elif isinstance(default, int) or f.name == "max_tiles":
+            argv += [flag, str((default or 1) + 1)]
+            expected[f.name] = (default or 1) + 1
+        elif isinstance(default, float) or f.name == "head_lr":
+            argv += [flag, str((default or 0.0) + 0.5)]
+            expected[f.name] = (default or 0.0) + 0.5
+        else:
+            argv += [flag, "x"]
+            expected[f.name] = "x"
+    config = config_from_args(argv)
+    assert {name: getattr(config, name) for name in expected} == expected
+    assert all(expected[name] != getattr(TrainConfig(), name) for name in expected)
 
 
 def test_recipes_in_training_folder_are_valid():
