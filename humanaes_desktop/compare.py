@@ -11,24 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import (
-    QColor,
-    QFont,
-    QFontMetrics,
-    QKeyEvent,
-    QMouseEvent,
-    QPainter,
-    QPainterPath,
-    QPen,
-    QPixmap,
-)
+from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QMouseEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QWidget
 
 from humanaes_core.store import Flag
 
 from . import theme
+from .painting import paint_chip, paint_fitted, paint_flag_badge, paint_score_pill, paint_stars
 from .photos import Photo
-from .widgets import level_pill, paint_flag_badge, paint_mini_card, paint_stars
+from .widgets import paint_mini_card
 
 COLUMN_MIN = 240  # narrower than this and the mini card's bars stop being readable
 HEADER = 34
@@ -148,7 +139,7 @@ class CompareView(QWidget):
 
     def _paint_column(self, p: QPainter, rect: QRectF, photo: Photo, current: bool) -> None:
         p.setPen(QPen(theme.ACCENT, 2) if current else QPen(theme.BORDER, 1))
-        p.setBrush(QColor("#2a2b2f") if current else theme.PANEL)
+        p.setBrush(theme.COLUMN_CURRENT if current else theme.PANEL)
         p.drawRoundedRect(rect, 8, 8)
         inner = rect.adjusted(10, 8, -10, -10)
         bold = QFont(self.font())
@@ -166,11 +157,7 @@ class CompareView(QWidget):
         )
         if tag:
             pill = QRectF(header.right() - tag_w, header.top() + 3, tag_w, header.height() - 6)
-            p.setPen(QPen(theme.ACCENT, 1.2))
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
-            p.setPen(theme.ACCENT)
-            p.drawText(pill, Qt.AlignmentFlag.AlignCenter, tag)
+            paint_chip(p, pill, tag, theme.ACCENT, fill=None, border=theme.ACCENT)
 
         card_h = CARD_ROW * 12
         # As tall as the frames need (a portrait frame a little taller than wide), the rest left below.
@@ -181,11 +168,7 @@ class CompareView(QWidget):
         info = QRectF(inner.left(), image.bottom() + 6, inner.width(), INFO - 6)
         x = info.left()
         if photo.card is not None:
-            overall = photo.card.dims["overall"]
-            text = f"{overall:.2f}  {photo.card.level}"
-            w = fm.horizontalAdvance(text) + 18
-            level_pill(p, QRectF(x, info.top() + 4, w, info.height() - 8), overall, text)
-            x += w + 10
+            x += paint_score_pill(p, QPointF(x, info.top() + 4), info.height() - 8, photo.card, 18) + 10
         else:
             p.setPen(theme.MUTED)
             label = "skipped" if photo.error is not None else "not scored yet"
@@ -208,18 +191,4 @@ class CompareView(QWidget):
             p.setBrush(theme.BASE)
             p.drawRoundedRect(area, 4, 4)
             return
-        size = pixmap.size().scaled(area.size().toSize(), Qt.AspectRatioMode.KeepAspectRatio)
-        target = QRectF(
-            area.left() + (area.width() - size.width()) / 2,
-            area.top() + (area.height() - size.height()) / 2,
-            size.width(),
-            size.height(),
-        )
-        clip = QPainterPath()
-        clip.addRoundedRect(target, 4, 4)
-        p.save()
-        p.setClipPath(clip)
-        p.drawPixmap(target, pixmap, QRectF(pixmap.rect()))
-        if photo.flag == Flag.REJECT:
-            p.fillRect(target, QColor(16, 16, 18, 150))
-        p.restore()
+        paint_fitted(p, pixmap, area, radius=4, dimmed=photo.flag == Flag.REJECT)

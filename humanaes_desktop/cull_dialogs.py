@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from humanaes_core.formats import LABELS
 from humanaes_core.schema import LEVELS
 
-from .culling import Background
+from .background import Lane
 from .settings import CULL_PER, AppSettings
 
 PER_LABELS = {
@@ -74,8 +74,7 @@ class AutoCullDialog(QDialog):
         self.setWindowTitle("Auto-cull")
         self.setMinimumWidth(560)
         self._preview = preview
-        self._previews = Background("humanaes-cull-preview", self)
-        self._asked = 0
+        self._previews = Lane("humanaes-cull-preview", 1, self)
 
         self.by_percent = QRadioButton("Keep the top")
         self.by_level = QRadioButton("Keep everything at or above")
@@ -164,22 +163,22 @@ class AutoCullDialog(QDialog):
         """Recompute the preview for the current settings, in the background."""
         self.percent.setEnabled(self.by_percent.isChecked())
         self.level.setEnabled(self.by_level.isChecked())
-        self._asked += 1
-        asked, params = self._asked, self.params()
+        self._previews.invalidate()  # only the answer for the latest settings is shown
+        params = self.params()
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
         if not self.preview_label.text():
             self.preview_label.setText("Counting…")
         self._previews.submit(
-            lambda: self._preview(params),
-            lambda result: self._show(asked, result),
-            lambda e: self._show(asked, (f"Cannot preview: {e}", False)),
+            self._preview,
+            params,
+            done=self._show,
+            failed=lambda e: self._show((f"Cannot preview: {e}", False)),
         )
 
-    def _show(self, asked: int, result: tuple[str, bool]) -> None:
-        if asked == self._asked:
-            text, ok = result
-            self.preview_label.setText(text)
-            self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
+    def _show(self, result: tuple[str, bool]) -> None:
+        text, ok = result
+        self.preview_label.setText(text)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
 
     def stop_previews(self) -> None:
         """Wait for the preview in flight and drop the rest (the dialog is done)."""

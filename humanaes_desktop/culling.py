@@ -9,7 +9,7 @@ Three kinds of work, each on a worker thread of its own so that none waits behin
 - folder scans (`FolderScanner`): ratings in editors' XMP sidecars for photos the app has no decision
   for, and perceptual fingerprints for burst grouping (kept in memory by content hash, so reopening a
   folder groups it at once).
-- jobs (a `Background` of the window): writing sidecars, copying or moving picks, exporting cards. Each
+- jobs (a `background.Lane` of the window): writing sidecars, copying or moving picks, exporting cards. Each
   reports once, at the end.
 
 The functions that turn photos into plans (`sidecar_entries`, `picks_plan`, `export_plan`, `cull_plan`)
@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,10 @@ from PySide6.QtCore import QObject, Signal
 
 from humanaes_core.store import Change, DecisionStore, Flag, PhotoDecision
 
+from .background import Generation, Job, Lane
+
 if TYPE_CHECKING:
-    from humanaes_core.culling import Decision
+    from humanaes_core.culling import Decision, SidecarEntry
     from humanaes_core.formats import Rating
 
     from .photos import Photo
@@ -42,66 +43,6 @@ log = logging.getLogger(__name__)
 MANUAL_SOURCES = frozenset({"user", "xmp"})
 SOURCE_NAMES = {"user": "you", "auto": "auto-cull", "xmp": "XMP sidecar"}
 _CHUNK = 200  # results delivered to the UI in chunks of this many photos
-
-
-class Background(QObject):
-    """One worker thread running submitted jobs in order; their results come back on the UI thread.
-
-    A plain single-thread executor plus a queued signal: simpler than a QThread per job, FIFO by
-    construction (so decisions are written in the order the keys were pressed), and `shutdown` waits
-    for the job in flight, so nothing is half-written when the window closes.
-    """
-
-    _deliver = Signal(object)
-
-    def __init__(self, name: str, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._pending = 0
-        self._closed = False
-        self._deliver.connect(self._on_deliver)
-
-    @property
-    def busy(self) -> bool:
-        """Jobs submitted whose results have not been delivered yet."""
-        return self._pending > 0
-
-    def submit(
-        self,
-        fn: Callable[[], Any],
-        done: Callable[[Any], None] | None = None,
-        failed: Callable[[BaseException], None] | None = None,
-    ) -> Future:
-        """Run `fn()` on the worker thread; then `done(result)` or `failed(exception)` on the UI thread."""
-        self._pending += 1
-
-        def run() -> None:
-            try:
-                result = fn()
-            except Exception as e:  # reported to the UI; a failing job must not kill the worker
-                log.debug("background job failed", exc_info=True)
-                self._deliver.emit((failed, (e,), True))
-                return
-            self._deliver.emit((done, (result,), True))
-
-        return self._pool.submit(run)
-
-    def call_in_ui(self, fn: Callable[..., None], *args: Any) -> None:
-        """From the worker thread: call `fn(*args)` on the UI thread (progress, partial results)."""
-        self._deliver.emit((fn, args, False))
-
-    def shutdown(self, *, drop_queued: bool = False) -> None:
-        """Wait for the jobs (all of them, or with `drop_queued` only the one running); nothing is
-        delivered afterwards. Writes the photographer asked for are never dropped by default."""
-        self._closed = True
-        self._pool.shutdown(wait=True, cancel_futures=drop_queued)
-
-    def _on_deliver(self, item: tuple[Callable[..., None] | None, tuple, bool]) -> None:
-        fn, args, finishes = item
-        if finishes:
-            self._pending -= 1
-        if fn is not None and not self._closed:
-            fn(*args)
 
 
 # ------------------------------------------------------------------------------------ decisions
@@ -130,27 +71,28 @@ class DecisionKeeper(QObject):
     """
 
     changed = Signal(list, str)  # [Change], what happened ("pick", "undo reject", ...)
-    loaded = Signal(int, dict)  # generation, {content hash: PhotoDecision} stored for a folder
+    loaded = Signal(dict)  # {content hash: PhotoDecision} stored for a folder
     history_changed = Signal(object)  # History
     failed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        from humanaes_core.store import default_cache_path
+        from humanaes_core.store import default_library_path
 
-        self._path = default_cache_path()
+        self._path = default_library_path()
         self._store: DecisionStore | None = None
-        self._bg = Background("humanaes-decisions", self)
+        self._bg = Lane("humanaes-decisions", 1, self)
         self.history = History()
 
     @property
     def busy(self) -> bool:
         return self._bg.busy
 
-    def load(self, generation: int, hashes: Sequence[str]) -> None:
-        """Stored decisions of a folder's photos; arrives as `loaded(generation, {hash: decision})`."""
+    def load(self, hashes: Sequence[str], folder: Generation | None = None) -> None:
+        """Stored decisions of a folder's photos; arrive as `loaded({hash: decision})` unless `folder`
+        has advanced (another folder was opened) by then."""
         wanted = list(hashes)
-        self._run(lambda store: store.get_many(wanted), lambda found: self.loaded.emit(generation, found))
+        self._run(lambda store: store.get_many(wanted), self.loaded.emit, guard=folder)
 
     def update(
         self,
@@ -211,8 +153,11 @@ class DecisionKeeper(QObject):
         self._travel(redo=True)
 
     def close(self) -> None:
-        """Finish every queued write and close the database (the window is closing)."""
+        """Finish every queued write and close the database on its thread (the window is closing)."""
+        self._bg.submit(self._close_store)
         self._bg.shutdown()
+
+    def _close_store(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -225,7 +170,12 @@ class DecisionKeeper(QObject):
 
         self._run(op, lambda result: self.changed.emit(*result))
 
-    def _run(self, op: Callable[[DecisionStore], Any], done: Callable[[Any], None]) -> None:
+    def _run(
+        self,
+        op: Callable[[DecisionStore], Any],
+        done: Callable[[Any], None],
+        guard: Generation | None = None,
+    ) -> None:
         def job() -> tuple[Any, History]:
             if self._store is None:
                 self._store = DecisionStore(self._path)
@@ -238,7 +188,12 @@ class DecisionKeeper(QObject):
             self.history_changed.emit(history)
             done(result)
 
-        self._bg.submit(job, finished, lambda e: self.failed.emit(f"Decisions could not be saved: {e}"))
+        self._bg.submit(
+            job,
+            done=finished,
+            failed=lambda e: self.failed.emit(f"Decisions could not be saved: {e}"),
+            guard=guard,
+        )
 
 
 # ------------------------------------------------------------------------------ folder scanning
@@ -264,8 +219,7 @@ class FolderScanner(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._bg = Background("humanaes-scan", self)
-        self._generation = 0
+        self._bg = Lane("humanaes-scan", 1, self)
         # content hash -> (capture time, time source, perceptual hash): fingerprints outlive the folder
         self._prints: dict[str, tuple[float | None, str, str]] = {}
         self.grouping = False  # a burst search is running for the current folder
@@ -276,7 +230,7 @@ class FolderScanner(QObject):
 
     def cancel(self) -> None:
         """Forget the current folder: its running scan stops at the next photo, nothing more arrives."""
-        self._generation += 1
+        self._bg.invalidate()
         self.grouping = False
 
     def shutdown(self) -> None:
@@ -287,13 +241,13 @@ class FolderScanner(QObject):
         """Read the sidecar (or embedded XMP) rating of each (content hash, path)."""
         from humanaes_core.formats import XmpError, read_rating
 
-        gen, items = self._generation, list(items)
+        items = list(items)
 
-        def job() -> dict[str, PhotoDecision]:
+        def read(job: Job) -> None:
             found: dict[str, PhotoDecision] = {}
             for content_hash, path in items:
-                if gen != self._generation:
-                    return {}
+                if job.cancelled:
+                    return
                 try:
                     decision = decision_from_rating(read_rating(path))
                 except (XmpError, OSError, RuntimeError, ValueError) as e:
@@ -302,11 +256,12 @@ class FolderScanner(QObject):
                 if decision is not None:
                     found[content_hash] = decision
                 if len(found) >= _CHUNK:
-                    self._bg.call_in_ui(self._deliver_ratings, gen, found)
+                    job.report(found)
                     found = {}
-            return found
+            if found:
+                job.report(found)
 
-        self._bg.submit(job, lambda found: self._deliver_ratings(gen, found))
+        self._bg.submit(read, with_job=True, progress=self.imported.emit)
 
     def find_bursts(
         self,
@@ -322,16 +277,16 @@ class FolderScanner(QObject):
             group_photos,
         )
 
-        gen, items, known = self._generation, list(items), dict(self._prints)
+        items, known = list(items), dict(self._prints)
         hamming = DEFAULT_MAX_HAMMING if max_hamming is None else max_hamming
         gap = DEFAULT_MAX_GAP_S if max_gap_s is None else max_gap_s
         self.grouping = True
 
-        def job() -> tuple[dict, list[list[Path]]] | None:
+        def group(job: Job) -> tuple[dict, list[list[Path]]] | None:
             todo = [(h, p) for h, p in items if h not in known]
             new: dict[str, tuple[float | None, str, str]] = {}
             for n, (content_hash, path) in enumerate(todo, start=1):
-                if gen != self._generation:
+                if job.cancelled:
                     return None
                 try:
                     fp = fingerprint(path)
@@ -340,146 +295,52 @@ class FolderScanner(QObject):
                     continue
                 new[content_hash] = (fp.capture_time, fp.time_source, fp.hash)
                 if n % 25 == 0:
-                    self._bg.call_in_ui(self._report, gen, n, len(todo))
+                    job.report((n, len(todo)))
             prints = {**known, **new}
             triples = [(p, prints[h][0], prints[h][2]) for h, p in items if h in prints]
             return new, group_photos(triples, max_hamming=hamming, max_gap_s=gap)
 
         def done(result: tuple[dict, list[list[Path]]] | None) -> None:
-            if result is None or gen != self._generation:
+            if result is None:
                 return
             new, groups = result
             self._prints.update(new)
             self.grouping = False
             self.groups_found.emit(groups)
 
-        self._bg.submit(job, done)
-
-    def _deliver_ratings(self, gen: int, found: dict[str, PhotoDecision]) -> None:
-        if gen == self._generation and found:
-            self.imported.emit(found)
-
-    def _report(self, gen: int, done: int, total: int) -> None:
-        if gen == self._generation:
-            self.progress.emit("Finding bursts", done, total)
+        self._bg.submit(
+            group,
+            with_job=True,
+            done=done,
+            progress=lambda counts: self.progress.emit("Finding bursts", *counts),
+        )
 
 
 # ------------------------------------------------------------------------------------- planning
 
 
-def level_stars_of(photo: Photo) -> int | None:
-    """Stars the photo's level is worth (bad 1 … excellent 5); None when it is not scored."""
-    from humanaes_core.culling import level_stars
-
-    return None if photo.card is None else level_stars(photo.card.level)
-
-
-@dataclass(frozen=True)
-class SidecarEntry:
-    """What goes into one photo's sidecar: stars (None: unrated), reject, pick, an explicit label."""
-
-    path: Path
-    stars: int | None
-    rejected: bool
-    pick: bool | None
-    label: str | None
+def _level(photo: Photo) -> str | None:
+    return None if photo.card is None else photo.card.level
 
 
 def sidecar_entries(photos: Iterable[Photo]) -> list[SidecarEntry]:
-    """The app's decisions as sidecar contents. Photos without a decision made here are left out (their
-    sidecar, if any, already says what the editor decided). Stars as the photographer set them; a pick
-    without stars gets its level's stars; rejects are Rating -1."""
-    entries = []
-    for photo in photos:
-        d = photo.decision
-        if d is None:
-            continue
-        rejected = d.flag == Flag.REJECT
-        picked = d.flag == Flag.PICK
-        stars = d.stars or (level_stars_of(photo) if picked else None)
-        entries.append(SidecarEntry(photo.path, stars, rejected, True if picked else None, d.label))
-    return entries
+    """The app's decisions as sidecar contents (`SidecarEntry.from_rating`). Photos without a decision
+    made here are left out: their sidecar, if any, already says what the editor decided."""
+    from humanaes_core.culling import SidecarEntry
 
-
-@dataclass
-class SidecarReport:
-    """What a sidecar run did."""
-
-    photos: int = 0
-    sidecars: list[Path] = field(default_factory=list)
-    skipped: int = 0  # nothing to say and no sidecar yet: no empty sidecar is made
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def write_sidecar_entries(
-    entries: Sequence[SidecarEntry],
-    convention: str = "auto",
-    keeper_label: str | None = None,
-    *,
-    digikam: bool = True,
-    cancelled: Callable[[], bool] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> SidecarReport:
-    """Merge each entry into its photo's sidecar(s) (`xmp.write_decision`); failures are collected.
-
-    `keeper_label` colours picks (unless the photographer gave the photo a label of its own) and is
-    taken off rejects that carry it from an earlier run, as `humanaes_core.culling.plan.write_sidecars` does.
-    """
-    from humanaes_core.formats import XmpError, existing_sidecars, read_rating, write_decision
-
-    report = SidecarReport()
-    for n, entry in enumerate(entries, start=1):
-        if cancelled is not None and cancelled():
-            break
-        if progress is not None and n % 25 == 0:
-            progress(n, len(entries))
-        empty = entry.stars is None and not entry.rejected and not entry.pick and entry.label is None
-        try:
-            if empty and not existing_sidecars(entry.path):
-                report.skipped += 1
-                continue
-            label = entry.label
-            if label is None and keeper_label:
-                if entry.pick:
-                    label = keeper_label
-                elif entry.rejected:
-                    current = read_rating(entry.path).label
-                    label = "" if current is not None and current.lower() == keeper_label.lower() else None
-            report.sidecars += write_decision(
-                entry.path,
-                entry.stars,
-                entry.rejected,
-                label,
-                pick=entry.pick,
-                convention=convention,
-                digikam=digikam,
-            )
-            report.photos += 1
-        except (XmpError, OSError, ValueError) as e:
-            report.failed.append((entry.path, str(e)))
-    return report
+    return [SidecarEntry.from_rating(p.path, p.decision, _level(p)) for p in photos if p.decision is not None]
 
 
 def _decision_for_export(photo: Photo) -> Decision | None:
-    from humanaes_core.culling import Decision
+    from humanaes_core.culling import rated_decision
 
     rating = photo.rating
-    if rating is None or (rating.flag == Flag.NONE and not rating.stars):
-        return None
-    rejected = rating.flag == Flag.REJECT
-    stars = rating.stars or level_stars_of(photo) or 0
-    what = "rejected" if rejected else "picked" if rating.flag == Flag.PICK else f"{stars} stars"
-    return Decision(
-        keep=not rejected,
-        stars=stars,
-        reason=f"{what} ({SOURCE_NAMES.get(rating.source, rating.source)})",
-        overall=photo.overall or 0.0,
-        level=photo.card.level if photo.card is not None else "",
-    )
+    who = "" if rating is None else SOURCE_NAMES.get(rating.source, rating.source)
+    return rated_decision(rating, level=_level(photo), overall=photo.overall, who=who)
 
 
 def picks_plan(photos: Iterable[Photo]) -> dict[Path, Decision]:
-    """The picked photos as keepers for `humanaes_core.culling.plan.copy_picks`."""
+    """The picked photos as keepers for `humanaes_core.culling.copy_picks`."""
     plan = {}
     for photo in photos:
         if photo.flag == Flag.PICK:
@@ -516,7 +377,7 @@ def cull_plan(
     per: str = "folder",
     groups: Sequence[Sequence[Path]] | None = None,
 ) -> dict[Path, Decision]:
-    """`humanaes_core.culling.plan.plan_cull` over the scored photos (only their overall score and level are
+    """`humanaes_core.culling.plan_cull` over the scored photos (only their overall score and level are
     passed: converting 10,000 full cards to dicts would cost more than the ranking itself)."""
     from humanaes_core.culling import plan_cull
 

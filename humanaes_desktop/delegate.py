@@ -8,15 +8,23 @@ painting 10,000 tiles' worth of scrolling costs no I/O.
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPixmap
+from PySide6.QtGui import QFont, QFontMetrics, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from humanaes_core.schema import BY_KEY
 from humanaes_core.store import Flag
 
 from . import theme
+from .painting import (
+    dim_reject,
+    paint_chip,
+    paint_fitted,
+    paint_flag_badge,
+    paint_score_pill,
+    paint_stars,
+    stars_width,
+)
 from .photos import GroupRole, Photo, PhotoRole
-from .widgets import level_pill, paint_flag_badge, paint_stars, stars_width
 
 NAME_STRIP = 26
 PAD = 6
@@ -48,26 +56,14 @@ class TileDelegate(QStyledItemDelegate):
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         p.setPen(QPen(theme.ACCENT, 2) if selected else Qt.PenStyle.NoPen)
-        p.setBrush(QColor("#2f3136") if selected else (QColor("#26272b") if hover else theme.PANEL))
+        p.setBrush(theme.TILE_SELECTED if selected else (theme.TILE_HOVER if hover else theme.PANEL))
         p.drawRoundedRect(r, 8, 8)
 
         image_area = QRectF(r.left() + PAD, r.top() + PAD, r.width() - 2 * PAD, r.height() - NAME_STRIP - PAD)
         if photo.error is not None:
             self._paint_skipped(p, image_area, photo.error)
         elif isinstance(pixmap, QPixmap) and not pixmap.isNull():
-            size = pixmap.size().scaled(image_area.size().toSize(), Qt.AspectRatioMode.KeepAspectRatio)
-            target = QRectF(
-                image_area.left() + (image_area.width() - size.width()) / 2,
-                image_area.top() + (image_area.height() - size.height()) / 2,
-                size.width(),
-                size.height(),
-            )
-            clip = QPainterPath()
-            clip.addRoundedRect(target, 4, 4)
-            p.save()
-            p.setClipPath(clip)
-            p.drawPixmap(target, pixmap, QRectF(pixmap.rect()))
-            p.restore()
+            paint_fitted(p, pixmap, image_area, radius=4)
         else:
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(theme.BASE)
@@ -75,10 +71,8 @@ class TileDelegate(QStyledItemDelegate):
 
         self._paint_scores(p, image_area, photo)
         flag = photo.flag
-        if flag == Flag.REJECT:  # dimmed, as editors show rejects: still visible, clearly out
-            p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(QColor(16, 16, 18, 150))
-            p.drawRoundedRect(image_area, 4, 4)
+        if flag == Flag.REJECT:
+            dim_reject(p, image_area)
         if flag != Flag.NONE:
             paint_flag_badge(p, QPointF(image_area.left() + 6, image_area.top() + 6), flag == Flag.PICK)
         members = index.data(GroupRole)
@@ -115,17 +109,9 @@ class TileDelegate(QStyledItemDelegate):
         if photo.card is None:
             if photo.error is None:
                 text = "scoring…"
-                w = fm.horizontalAdvance(text) + 16
-                p.setPen(Qt.PenStyle.NoPen)
-                p.setBrush(QColor(20, 20, 22, 200))
-                p.drawRoundedRect(QRectF(x, y, w, h), h / 2, h / 2)
-                p.setPen(theme.MUTED)
-                p.drawText(QRectF(x, y, w, h), Qt.AlignmentFlag.AlignCenter, text)
+                paint_chip(p, QRectF(x, y, fm.horizontalAdvance(text) + 16, h), text, theme.MUTED)
             return
-        overall = photo.card.dims["overall"]
-        text = f"{overall:.2f}  {photo.card.level}"
-        w = fm.horizontalAdvance(text) + 16
-        level_pill(p, QRectF(x, y, w, h), overall, text)
+        paint_score_pill(p, QPointF(x, y), h, photo.card, 16)
         key = self.sort_key
         if key in ("overall", "name", "captured"):
             return
@@ -139,12 +125,7 @@ class TileDelegate(QStyledItemDelegate):
         )
         text2 = f"{label} {value:.2f}"
         w2 = fm.horizontalAdvance(text2) + 14
-        rect2 = QRectF(area.right() - w2 - 6, y, w2, h)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(QColor(20, 20, 22, 215))
-        p.drawRoundedRect(rect2, h / 2, h / 2)
-        p.setPen(theme.level_colour(value))
-        p.drawText(rect2, Qt.AlignmentFlag.AlignCenter, text2)
+        paint_chip(p, QRectF(area.right() - w2 - 6, y, w2, h), text2, theme.level_colour(value))
 
     def _paint_group_badge(self, p: QPainter, area: QRectF, members: int) -> None:
         """'×N' in the top-right corner: this tile stands for a burst of N photos."""
@@ -156,15 +137,11 @@ class TileDelegate(QStyledItemDelegate):
         h = fm.height() + 6
         w = fm.horizontalAdvance(text) + 14
         rect = QRectF(area.right() - w - 6, area.top() + 6, w, h)
-        p.setPen(QPen(theme.ACCENT, 1.2))
-        p.setBrush(QColor(20, 20, 22, 220))
-        p.drawRoundedRect(rect, h / 2, h / 2)
-        p.setPen(theme.TEXT)
-        p.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+        paint_chip(p, rect, text, theme.TEXT, border=theme.ACCENT)
 
     def _paint_skipped(self, p: QPainter, area: QRectF, reason: str) -> None:
-        p.setPen(QPen(QColor("#5a2a28"), 1))
-        p.setBrush(QColor("#2a1d1d"))
+        p.setPen(QPen(theme.SKIPPED_BORDER, 1))
+        p.setBrush(theme.SKIPPED_FILL)
         p.drawRoundedRect(area, 4, 4)
         bold = QFont(p.font())
         bold.setBold(True)
@@ -176,7 +153,7 @@ class TileDelegate(QStyledItemDelegate):
         normal.setBold(False)
         normal.setPointSizeF(max(7.0, normal.pointSizeF() - 1))
         p.setFont(normal)
-        p.setPen(QColor("#e0b4b0"))
+        p.setPen(theme.SKIPPED_TEXT)
         body = QRectF(area.left() + 8, top.bottom() + 4, area.width() - 16, area.bottom() - top.bottom() - 10)
         p.drawText(
             body, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap, reason

@@ -42,25 +42,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from humanaes_core.culling import SidecarReport, write_sidecar_entries
 from humanaes_core.errors import HumanAesError
 from humanaes_core.schema import LEVELS
 from humanaes_core.store import Change, Flag
 
 from . import theme
+from .background import Generation, Job, Lane
 from .compare import CompareView
 from .cull_dialogs import AutoCullDialog, CullParams, SidecarDialog
 from .culling import (
     MANUAL_SOURCES,
-    Background,
     DecisionKeeper,
     FolderScanner,
     History,
-    SidecarReport,
     cull_plan,
     export_plan,
     picks_plan,
     sidecar_entries,
-    write_sidecar_entries,
 )
 from .detail import DetailPanel
 from .dialogs import DownloadDialog, SettingsDialog
@@ -103,8 +102,8 @@ class MainWindow(QMainWindow):
         self.controller = ScoringController(self)
         self.decisions = DecisionKeeper(self)
         self.scanner = FolderScanner(self)
-        self.jobs = Background("humanaes-jobs", self)
-        self._folder_generation = 0
+        self.jobs = Lane("humanaes-jobs", 1, self)
+        self._folder = Generation()  # decisions loaded for an earlier folder are dropped
         self._last_row: int | None = None
         self._comparing = False
         self._train_dialog: TrainDialog | None = None
@@ -545,7 +544,7 @@ class MainWindow(QMainWindow):
         name = Path(self.paths[0]).name if len(self.paths) == 1 else f"{len(self.paths)} items"
         self.setWindowTitle(f"{name} — HumanAes")
         self.close_compare()
-        self._folder_generation += 1  # decisions, ratings and bursts of the previous folder are dropped
+        self._folder.advance()  # decisions, ratings and bursts of the previous folder are dropped
         self.scanner.cancel()
         self.cull_label.setText("")
         self._last_row = None
@@ -917,11 +916,9 @@ class MainWindow(QMainWindow):
     def _on_hashes(self, hashes: dict[str, str]) -> None:
         """The folder's content hashes are known: fetch its stored decisions."""
         self.model.set_hashes(hashes)
-        self.decisions.load(self._folder_generation, sorted(set(hashes.values())))
+        self.decisions.load(sorted(set(hashes.values())), self._folder)
 
-    def _on_decisions_loaded(self, generation: int, found: dict) -> None:
-        if generation != self._folder_generation:
-            return
+    def _on_decisions_loaded(self, found: dict) -> None:
         self.model.set_decisions(found)
         undecided: list[tuple[str, Path]] = []
         everything: list[tuple[str, Path]] = []
@@ -1254,18 +1251,24 @@ class MainWindow(QMainWindow):
         total = len(entries)
         self.notice(f"Writing XMP sidecars for {total} photos…", 0)
 
-        def progress(done: int, of: int) -> None:
-            self.jobs.call_in_ui(lambda: self.notice(f"Writing XMP sidecars… {done}/{of}", 0))
+        def write(job: Job) -> SidecarReport:
+            def progress(done: int, of: int) -> None:
+                if done % 25 == 0:  # a notice per photo would flood the UI thread
+                    job.report((done, of))
+
+            return write_sidecar_entries(entries, convention, keeper_label or None, progress=progress)
 
         self.jobs.submit(
-            lambda: write_sidecar_entries(entries, convention, keeper_label or None, progress=progress),
-            self._on_sidecars_written,
-            self._on_job_failed,
+            write,
+            with_job=True,
+            progress=lambda counts: self.notice(f"Writing XMP sidecars… {counts[0]}/{counts[1]}", 0),
+            done=self._on_sidecars_written,
+            failed=self._on_job_failed,
         )
 
     def _on_sidecars_written(self, report: SidecarReport) -> None:
         self.last_sidecar_report = report
-        n = len(set(report.sidecars))
+        n = len(set(report.written))
         text = f"Wrote {n} XMP sidecar{'s' if n != 1 else ''} for {report.photos} photos"
         if report.failed:
             text += f"; {len(report.failed)} could not be written (see Skipped files)"
@@ -1303,8 +1306,8 @@ class MainWindow(QMainWindow):
         self.notice(f"{'Moving' if move else 'Copying'} {len(plan)} picks…", 0)
         self.jobs.submit(
             lambda: copy_picks(plan, dest, move=move),
-            lambda report: self._on_picks_copied(report, Path(dest), move),
-            self._on_job_failed,
+            done=lambda report: self._on_picks_copied(report, Path(dest), move),
+            failed=self._on_job_failed,
         )
 
     def _on_picks_copied(self, report: Any, dest: Path, move: bool) -> None:
@@ -1336,8 +1339,8 @@ class MainWindow(QMainWindow):
         groups = self.model.groups() or None
         self.jobs.submit(
             lambda: export_cards(cards, path, decisions=decisions, groups=groups, errors=errors),
-            lambda out: self.notice(f"Exported {len(cards)} score cards to {out}.", 20000),
-            self._on_job_failed,
+            done=lambda out: self.notice(f"Exported {len(cards)} score cards to {out}.", 20000),
+            failed=self._on_job_failed,
         )
 
     # ================================================================== culling: training

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 DEMO_SIZE = (1600, 1040)
 
@@ -74,23 +75,40 @@ def _smooth_scene(rng: object, w: int, h: int) -> object:
 
 
 def make_demo_model(path: Path, photos: list[Path]) -> Path:
-    """A tiny random checkpoint with display-calibrated heads (see the module docstring)."""
+    """A tiny random checkpoint with display-calibrated heads (see the module docstring).
+
+    Written only through the core's public checkpoint API (`load_model`, `save_checkpoint`); a marker
+    beside the folder says it has been calibrated, so a later run reuses it.
+    """
     import torch
-    from safetensors.torch import load_file, save_file
 
     from humanaes_core import load_scorer
-    from humanaes_core.model import HEADS_FILE, Heads, read_meta, write_manifest
-    from humanaes_core.schema import BY_KEY, LEAF_KEYS, PARENT_KEYS
+    from humanaes_core.model import is_checkpoint, load_model, save_checkpoint
+    from humanaes_core.schema import LEAF_KEYS
     from humanaes_core.testing import make_tiny_model
 
-    if (path / HEADS_FILE).is_file() and (path / ".demo-calibrated").is_file():
+    marker = path.with_name(f"{path.name}.calibrated")
+    if is_checkpoint(path) and marker.is_file():
         return path
     make_tiny_model(path, seed=0, size="tiny")
     cards = load_scorer(path, device="cpu", max_tiles=2).score(photos)
     raw = torch.tensor([[c.expert_raw[k] for k in LEAF_KEYS] for c in cards], dtype=torch.float64)
     reg = torch.tensor([c.heads["regression"] for c in cards], dtype=torch.float64)
+    model, meta = load_model(path, device=torch.device("cpu"), dtype=torch.float32)
+    _calibrate(model.heads, raw, reg)
+    save_checkpoint(model, path, meta)
+    marker.write_text("heads calibrated for the screenshot; not a real model\n")
+    return path
+
+
+def _calibrate(heads: Any, raw: Any, reg: Any) -> None:
+    """Spread the leaves and the regression head over the demo photos, then fit parents and MetaVoter."""
+    import torch
+
+    from humanaes_core.schema import BY_KEY, LEAF_KEYS, PARENT_KEYS
+
     gen = torch.Generator().manual_seed(11)
-    state = load_file(str(path / HEADS_FILE))
+    state = {k: v.detach().clone() for k, v in heads.state_dict().items()}
 
     # Leaves: standardise over the demo photos, mix in a shared component (real dimensions correlate:
     # a sharp, well-lit portrait tends to do well everywhere), then give each leaf its own mean and spread.
@@ -113,7 +131,6 @@ def make_demo_model(path: Path, photos: list[Path]) -> Path:
         (state["regression.linear.bias"].double() - reg.mean()) * g + 0.5
     ).float()
 
-    heads = Heads(read_meta(path).heads)
     heads.load_state_dict(state, strict=True)
     torch.manual_seed(5)
     for parent in PARENT_KEYS:  # parent ≈ weighted mean of its children, with a little non-linearity
@@ -126,11 +143,6 @@ def make_demo_model(path: Path, photos: list[Path]) -> Path:
         3,
         metavoter=True,
     )
-    out = {k: v.detach().float().contiguous() for k, v in heads.state_dict().items()}
-    save_file(out, str(path / HEADS_FILE), metadata={"format": "pt"})
-    (path / ".demo-calibrated").write_text("heads calibrated for the screenshot; not a real model\n")
-    write_manifest(path)
-    return path
 
 
 def _fit(module: object, target: object, n_in: int, metavoter: bool = False) -> None:

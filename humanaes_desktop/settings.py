@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import platformdirs
 
+from humanaes_core.files import atomic_write
 from humanaes_core.formats import LABELS
 from humanaes_core.schema import LEVELS
 
@@ -162,16 +162,15 @@ class AppSettings:
         return settings
 
     def save(self) -> None:
-        """Write atomically (a crash never leaves a truncated file); errors are logged, not raised."""
+        """Write atomically (a crash or a full disk never leaves a truncated file, nor a temporary one);
+        errors are logged, not raised."""
         path = self.path or config_dir() / SETTINGS_FILE
         data = asdict(self)
         data.pop("path", None)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+            with atomic_write(path) as f:
                 json.dump(data, f, indent=2, ensure_ascii=False)
-            os.replace(tmp, path)
         except OSError as e:
             log.warning("could not save settings to %s: %s", path, e)
 

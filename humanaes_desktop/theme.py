@@ -1,5 +1,6 @@
 """The dark theme: neutral greys (no colour cast next to photos), one accent, and a colour per level.
 
+Every colour the app paints or styles is a named token here; widgets never spell a colour themselves.
 Kept in code rather than a .qss file so an installed wheel needs no package data to look right.
 """
 
@@ -25,6 +26,36 @@ NEGATIVE = QColor("#f0645a")
 STAR = QColor("#f2c14e")  # star ratings, as editors show them
 PICK = QColor("#3fbf7f")
 REJECT = QColor("#ef5a50")
+WHITE = QColor("#ffffff")
+BLACK = QColor("#000000")
+
+# Controls (style sheet and palette)
+PRESSED = QColor("#34363b")  # pressed or checked buttons, hovered push buttons
+PRESSED_BORDER = QColor("#45474d")
+SCROLLBAR = QColor("#3b3d42")
+SCROLLBAR_HOVER = QColor("#50535a")
+HIGHLIGHTED_TEXT = QColor("#0b0b0c")
+BANNER = QColor("#3a2f1c")  # the warm "scoring stopped" banner above the grid
+BANNER_BORDER = QColor("#6b5326")
+BANNER_TEXT = QColor("#f3dfb5")
+
+# Painted views
+TILE_HOVER = QColor("#26272b")
+TILE_SELECTED = QColor("#2f3136")
+COLUMN_CURRENT = QColor("#2a2b2f")  # the chosen frame in the compare view
+OVERLAY = QColor(20, 20, 22, 215)  # dark chips over a photo (pending, sort value, ×N)
+REJECT_DIM = QColor(16, 16, 18, 150)  # laid over rejected photos: still visible, clearly out
+BADGE_OUTLINE = QColor(15, 15, 17, 200)  # ring around pick/reject badges, readable on any photo
+ON_LEVEL = QColor("#111214")  # text on a level-coloured pill
+SKIPPED_FILL = QColor("#2a1d1d")  # tiles of files that could not be read
+SKIPPED_BORDER = QColor("#5a2a28")
+SKIPPED_TEXT = QColor("#e0b4b0")
+VIEWER_BACKGROUND = QColor("#0c0c0d")  # full screen: darker than the window, nothing competes
+VIEWER_STRIP = QColor("#151618")
+REFERENCE = QColor(255, 255, 255, 160)  # folder-average ticks and the radar's dashed outline
+PARENT_BADGE = QColor("#3a3c42")  # letter badges of parent dimensions in the hierarchy
+SECONDARY_TEXT = QColor("#cfd0d3")  # leaf dimension names: between TEXT and MUTED
+ICON_BACKGROUND = QColor("#202124")
 
 #: bad → excellent: red, orange, amber, yellow-green, green; all readable on the dark greys.
 LEVEL_COLOURS: dict[str, QColor] = {
@@ -61,13 +92,14 @@ QToolBar QLabel {{ color: {MUTED.name()}; padding-left: 6px; }}
 QToolButton {{ background: transparent; border: 1px solid transparent; border-radius: 6px;
     padding: 4px 8px; }}
 QToolButton:hover {{ background: {RAISED.name()}; border-color: {BORDER.name()}; }}
-QToolButton:pressed, QToolButton:checked {{ background: #34363b; border-color: #45474d; }}
+QToolButton:pressed, QToolButton:checked {{ background: {PRESSED.name()};
+    border-color: {PRESSED_BORDER.name()}; }}
 QToolButton:disabled {{ color: {FAINT.name()}; }}
 QToolButton#levelChip {{ border: 1px solid {BORDER.name()}; padding: 3px 8px; color: {MUTED.name()}; }}
 QToolButton#levelChip:checked {{ color: {TEXT.name()}; background: {RAISED.name()}; }}
 QPushButton {{ background: {RAISED.name()}; border: 1px solid {BORDER.name()}; border-radius: 6px;
     padding: 5px 14px; }}
-QPushButton:hover {{ background: #34363b; }}
+QPushButton:hover {{ background: {PRESSED.name()}; }}
 QPushButton:default {{ border-color: {ACCENT.name()}; }}
 QComboBox, QSpinBox, QDoubleSpinBox, QLineEdit {{ background: {BASE.name()};
     border: 1px solid {BORDER.name()}; border-radius: 6px; padding: 4px 8px; min-height: 18px;
@@ -84,10 +116,10 @@ QScrollArea, QScrollArea > QWidget > QWidget {{ background: {PANEL.name()}; bord
 QSplitter::handle {{ background: {BORDER.name()}; }}
 QSplitter::handle:horizontal {{ width: 1px; }}
 QScrollBar:vertical {{ background: transparent; width: 10px; margin: 2px; }}
-QScrollBar::handle:vertical {{ background: #3b3d42; border-radius: 3px; min-height: 32px; }}
-QScrollBar::handle:vertical:hover {{ background: #50535a; }}
+QScrollBar::handle:vertical {{ background: {SCROLLBAR.name()}; border-radius: 3px; min-height: 32px; }}
+QScrollBar::handle:vertical:hover {{ background: {SCROLLBAR_HOVER.name()}; }}
 QScrollBar:horizontal {{ background: transparent; height: 10px; margin: 2px; }}
-QScrollBar::handle:horizontal {{ background: #3b3d42; border-radius: 3px; min-width: 32px; }}
+QScrollBar::handle:horizontal {{ background: {SCROLLBAR.name()}; border-radius: 3px; min-width: 32px; }}
 QScrollBar::add-line, QScrollBar::sub-line {{ width: 0; height: 0; }}
 QScrollBar::add-page, QScrollBar::sub-page {{ background: none; }}
 QStatusBar {{ background: {WINDOW.name()}; border-top: 1px solid {BORDER.name()}; color: {MUTED.name()}; }}
@@ -98,8 +130,8 @@ QProgressBar {{ background: {BASE.name()}; border: 1px solid {BORDER.name()}; bo
 QProgressBar::chunk {{ background: {ACCENT.name()}; border-radius: 4px; }}
 QDockWidget {{ titlebar-close-icon: none; color: {MUTED.name()}; }}
 QDockWidget::title {{ background: {WINDOW.name()}; padding: 6px; border-top: 1px solid {BORDER.name()}; }}
-QFrame#banner {{ background: #3a2f1c; border: 1px solid #6b5326; border-radius: 8px; }}
-QFrame#banner QLabel {{ color: #f3dfb5; }}
+QFrame#banner {{ background: {BANNER.name()}; border: 1px solid {BANNER_BORDER.name()}; border-radius: 8px; }}
+QFrame#banner QLabel {{ color: {BANNER_TEXT.name()}; }}
 QLabel#sectionTitle {{ color: {MUTED.name()}; font-size: 8pt; font-weight: 600; letter-spacing: 1px;
     padding-top: 10px; }}
 QLabel#photoTitle {{ font-size: 12pt; font-weight: 600; }}
@@ -128,14 +160,14 @@ def palette() -> QPalette:
         QPalette.ColorRole.Text: TEXT,
         QPalette.ColorRole.Button: RAISED,
         QPalette.ColorRole.ButtonText: TEXT,
-        QPalette.ColorRole.BrightText: QColor("#ffffff"),
+        QPalette.ColorRole.BrightText: WHITE,
         QPalette.ColorRole.Highlight: ACCENT,
-        QPalette.ColorRole.HighlightedText: QColor("#0b0b0c"),
+        QPalette.ColorRole.HighlightedText: HIGHLIGHTED_TEXT,
         QPalette.ColorRole.Link: ACCENT,
         QPalette.ColorRole.Mid: BORDER,
         QPalette.ColorRole.Dark: BASE,
         QPalette.ColorRole.Light: RAISED,
-        QPalette.ColorRole.Shadow: QColor("#000000"),
+        QPalette.ColorRole.Shadow: BLACK,
     }
     for role, colour in roles.items():
         pal.setColor(role, colour)
@@ -160,7 +192,7 @@ def app_icon(size: int = 256) -> QIcon:
     p.setRenderHint(QPainter.RenderHint.Antialiasing)
     s = float(size)
     p.setPen(Qt.PenStyle.NoPen)
-    p.setBrush(QColor("#202124"))
+    p.setBrush(ICON_BACKGROUND)
     p.drawRoundedRect(QRectF(0, 0, s, s), s * 0.22, s * 0.22)
     ring = QRectF(s * 0.14, s * 0.14, s * 0.72, s * 0.72)
     pen = QPen()
@@ -171,7 +203,7 @@ def app_icon(size: int = 256) -> QIcon:
         p.setPen(pen)
         p.drawArc(ring, int((90 - i * 72 - 4) * 16), -64 * 16)
     p.setPen(Qt.PenStyle.NoPen)
-    p.setBrush(QColor("#e6e6e6"))
+    p.setBrush(TEXT)
     p.drawEllipse(QPointF(s * 0.5, s * 0.42), s * 0.11, s * 0.11)
     body = QPainterPath()
     body.moveTo(s * 0.3, s * 0.7)

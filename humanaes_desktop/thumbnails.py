@@ -14,16 +14,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
-import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QBuffer, QIODevice, QObject, Signal
 from PySide6.QtGui import QImage, QPixmap
+
+from humanaes_core.files import atomic_write
+
+from .background import Job, Lane
 
 log = logging.getLogger(__name__)
 
@@ -57,55 +59,34 @@ def thumbnail_key(path: Path, size: int) -> str | None:
     return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-class _Signals(QObject):
-    loaded = Signal(int, str, QImage)
-    failed = Signal(int, str, str)
+def load_thumbnail(path: Path, size: int, cache_dir: Path | None) -> QImage:
+    """The scaled image from the disk cache, or decoded (and then cached); runs on a lane thread."""
+    cached: Path | None = None
+    if cache_dir is not None:
+        key = thumbnail_key(path, size)
+        if key is not None:
+            cached = cache_dir / key[:2] / f"{key}.jpg"
+            if cached.is_file():
+                image = QImage(str(cached))
+                if not image.isNull():
+                    return image
+    image = load_scaled(path, size)
+    if cached is not None:
+        write_jpeg(image, cached)
+    return image
 
 
-class _LoadJob(QRunnable):
-    def __init__(self, loader: ImageLoader, generation: int, path: Path) -> None:
-        super().__init__()
-        self.setAutoDelete(True)
-        self._signals = loader._signals
-        self._size = loader.size
-        self._cache_dir = loader.cache_dir
-        self._generation = generation
-        self._path = path
-
-    def run(self) -> None:
-        try:
-            image = self._load()
-        except Exception as e:  # a broken file must never take a pool thread down
-            reason = getattr(e, "reason", None) or f"{e.__class__.__name__}: {e}"
-            self._signals.failed.emit(self._generation, str(self._path), reason)
-            return
-        self._signals.loaded.emit(self._generation, str(self._path), image)
-
-    def _load(self) -> QImage:
-        cached: Path | None = None
-        if self._cache_dir is not None:
-            key = thumbnail_key(self._path, self._size)
-            if key is not None:
-                cached = self._cache_dir / key[:2] / f"{key}.jpg"
-                if cached.is_file():
-                    image = QImage(str(cached))
-                    if not image.isNull():
-                        return image
-        image = load_scaled(self._path, self._size)
-        if cached is not None:
-            _write_atomically(image, cached)
-        return image
-
-
-def _write_atomically(image: QImage, target: Path) -> None:
+def write_jpeg(image: QImage, target: Path, quality: int = 88) -> None:
+    """Encode in memory, then `atomic_write`: a crash never leaves half a thumbnail in the cache."""
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "JPEG", quality):
+        log.debug("thumbnail could not be encoded for %s", target)
+        return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".thumb.", suffix=".jpg", dir=target.parent)
-        os.close(fd)
-        if image.save(tmp, "JPEG", 88):
-            os.replace(tmp, target)
-        else:
-            os.unlink(tmp)
+        with atomic_write(target, "wb") as f:
+            f.write(bytes(buffer.data().data()))
     except OSError as e:  # a read-only cache only costs speed
         log.debug("thumbnail cache write failed for %s: %s", target, e)
 
@@ -135,12 +116,7 @@ class ImageLoader(QObject):
         self._queued: set[str] = set()
         self._running: set[str] = set()
         self._max_queue = max_queue
-        self._generation = 0
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(threads)
-        self._signals = _Signals()
-        self._signals.loaded.connect(self._on_loaded)
-        self._signals.failed.connect(self._on_failed)
+        self._lane = Lane("humanaes-images", threads, self)
 
     def get(self, path: Path) -> QPixmap | None:
         """The image if it is in memory; otherwise None, and it is loaded in the background."""
@@ -174,7 +150,7 @@ class ImageLoader(QObject):
 
     def clear(self) -> None:
         """Forget queued work and memory (a new folder); jobs already running are ignored when they end."""
-        self._generation += 1
+        self._lane.invalidate()
         self._queue.clear()
         self._queued.clear()
         self._running.clear()
@@ -183,23 +159,28 @@ class ImageLoader(QObject):
 
     def wait(self, msecs: int = 5000) -> bool:
         """Let running jobs finish (used on shutdown and in tests)."""
-        return self._pool.waitForDone(msecs)
+        return self._lane.wait(msecs)
 
     @property
     def busy(self) -> bool:
         return bool(self._queue or self._running)
 
     def _pump(self) -> None:
-        while self._queue and len(self._running) < self._pool.maxThreadCount():
+        while self._queue and len(self._running) < self._lane.threads:
             path = self._queue.pop()  # newest request first: that is what is on screen now
             key = str(path)
             self._queued.discard(key)
             self._running.add(key)
-            self._pool.start(_LoadJob(self, self._generation, path))
+            self._lane.submit(
+                load_thumbnail,
+                path,
+                self.size,
+                self.cache_dir,
+                done=lambda image, key=key: self._on_loaded(key, image),
+                failed=lambda error, key=key: self._on_failed(key, _reason(error)),
+            )
 
-    def _on_loaded(self, generation: int, path: str, image: QImage) -> None:
-        if generation != self._generation:
-            return
+    def _on_loaded(self, path: str, image: QImage) -> None:
         self._running.discard(path)
         self._memory[path] = QPixmap.fromImage(image)
         while len(self._memory) > self._memory_items:
@@ -207,9 +188,7 @@ class ImageLoader(QObject):
         self._pump()
         self.ready.emit(path)
 
-    def _on_failed(self, generation: int, path: str, reason: str) -> None:
-        if generation != self._generation:
-            return
+    def _on_failed(self, path: str, reason: str) -> None:
         self._running.discard(path)
         self._broken[path] = reason
         self._pump()
@@ -237,29 +216,23 @@ def capture_time(path: Path) -> float:
     return seconds
 
 
-class _MetaSignals(QObject):
-    times = Signal(int, dict)
+def _reason(error: BaseException) -> str:
+    """Why a photo cannot be shown: a decoder's own reason, else the exception."""
+    return str(getattr(error, "reason", None) or f"{error.__class__.__name__}: {error}")
 
 
-class _CaptureTimeJob(QRunnable):
-    def __init__(self, scanner: CaptureTimeScanner, generation: int, paths: Sequence[Path]) -> None:
-        super().__init__()
-        self._signals = scanner._signals
-        self._cancel = scanner._cancel
-        self._generation = generation
-        self._paths = list(paths)
-
-    def run(self) -> None:
-        chunk: dict[str, float] = {}
-        for path in self._paths:
-            if self._cancel.is_set():
-                return
-            chunk[str(path)] = capture_time(path)
-            if len(chunk) >= 200:
-                self._signals.times.emit(self._generation, chunk)
-                chunk = {}
-        if chunk:
-            self._signals.times.emit(self._generation, chunk)
+def _capture_times(job: Job, paths: Sequence[Path]) -> None:
+    """Capture times in chunks of 200 (reported through `job`), until the job is superseded."""
+    chunk: dict[str, float] = {}
+    for path in paths:
+        if job.cancelled:
+            return
+        chunk[str(path)] = capture_time(path)
+        if len(chunk) >= 200:
+            job.report(chunk)
+            chunk = {}
+    if chunk:
+        job.report(chunk)
 
 
 class CaptureTimeScanner(QObject):
@@ -269,25 +242,14 @@ class CaptureTimeScanner(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._signals = _MetaSignals()
-        self._signals.times.connect(self._on_times)
-        self._cancel = threading.Event()
-        self._generation = 0
+        self._lane = Lane("humanaes-capture-times", 1, self)
 
     def scan(self, paths: Sequence[Path]) -> None:
         self.cancel()
-        self._cancel = threading.Event()
-        self._pool.start(_CaptureTimeJob(self, self._generation, paths))
+        self._lane.submit(_capture_times, list(paths), with_job=True, progress=self.times.emit)
 
     def cancel(self) -> None:
-        self._generation += 1
-        self._cancel.set()
+        self._lane.invalidate()
 
     def wait(self, msecs: int = 5000) -> bool:
-        return self._pool.waitForDone(msecs)
-
-    def _on_times(self, generation: int, times: dict) -> None:
-        if generation == self._generation:
-            self.times.emit(times)
+        return self._lane.wait(msecs)

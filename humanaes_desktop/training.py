@@ -9,9 +9,9 @@ at a file that says exactly which ratings it learnt from.
 Auto-cull decisions are left out: they are the model's own opinion, and training on them would only
 teach the model what it already thinks. So are picks without stars: a pick says "keep", not how good.
 
-Training runs in a QThread; `Trainer` reports every optimizer step through `on_step`, which is also
-where a cancel request takes effect (the core has no stop API: the callback raises). Stage 2 (the
-MetaVoter) has no steps to report, so a cancel there waits for it to finish.
+Training runs on a lane of `background`; `Trainer` reports every optimizer step through `on_step`,
+which is also where a cancel request takes effect (the core has no stop API: the callback raises).
+Stage 2 (the MetaVoter) has no steps to report, so a cancel there waits for it to finish.
 """
 
 from __future__ import annotations
@@ -20,17 +20,16 @@ import csv
 import gc
 import logging
 import math
-import os
 import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import platformdirs
-from PySide6.QtCore import Qt, QThread, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -46,6 +45,8 @@ from PySide6.QtWidgets import (
 )
 
 from humanaes_core.store import Flag
+
+from .background import Job, Lane
 
 if TYPE_CHECKING:
     from humanaes_core.train import TrainConfig
@@ -110,15 +111,19 @@ def rated_photos(photos: Iterable[Photo]) -> RatedSet:
 
 
 def write_ratings_csv(rows: Iterable[tuple[Path, float]], target: Path) -> Path:
-    """`path,overall` rows with absolute paths (the CSV format `humanaes_core.data.load_csv` reads)."""
+    """`path,overall` rows with absolute paths (the CSV format `humanaes_core.data.load_csv` reads),
+    replaced atomically. It stays valid UTF-8, as every CSV HumanAes writes: undecodable bytes of a file
+    name appear as ``\\xNN`` (`humanaes_core.formats.csv_text`), so training reports that photo as not
+    found instead of the dialog failing to write the file."""
+    from humanaes_core.files import atomic_write
+    from humanaes_core.formats import csv_text
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_write(target, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "overall"])
         for path, score in rows:
-            writer.writerow([str(Path(path).resolve()), f"{score:.4f}"])
-    os.replace(tmp, target)
+            writer.writerow([csv_text(str(Path(path).resolve())), f"{score:.4f}"])
     return target
 
 
@@ -157,8 +162,9 @@ class TrainingCancelled(Exception):
     """Raised from the step callback to stop `Trainer` (it has no stop API of its own)."""
 
 
-class TrainThread(QThread):
-    """One training run of `humanaes_core.train.trainer.Trainer`, reporting progress as signals."""
+class TrainingRun(QObject):
+    """One training run of `humanaes_core.train.Trainer` on a lane thread, reporting progress as signals
+    (emitted on the UI thread)."""
 
     prepared = Signal(int, int)  # total optimizer steps of stage 1, training photos
     stepped = Signal(int, float)  # step, loss
@@ -167,14 +173,26 @@ class TrainThread(QThread):
     failed = Signal(str)
     cancelled = Signal(str)
 
-    def __init__(self, config: TrainConfig, ratings_csv: Path | None = None) -> None:
-        super().__init__()
-        self.setObjectName("humanaes-training")
+    def __init__(self, config: TrainConfig, ratings_csv: Path | None = None, parent: QObject | None = None):
+        super().__init__(parent)
         self.config = config
         self.ratings_csv = ratings_csv
         self.total_steps = 0
         self._cancel = threading.Event()
         self._out_existed = Path(config.out).expanduser().exists()
+        self._lane = Lane("humanaes-training", 1, self)
+        self._report: Callable[[Any], None] = lambda _event: None
+
+    def start(self) -> None:
+        self._lane.submit(self._work, with_job=True, progress=self._emit, done=self._emit)
+
+    @property
+    def running(self) -> bool:
+        return self._lane.busy
+
+    def wait(self, msecs: int = -1) -> bool:
+        """Block until the run has ended (closing the window, tests)."""
+        return self._lane.wait(msecs)
 
     def cancel(self) -> None:
         """Stop after the current stage-1 step (a stage-2 run finishes first)."""
@@ -184,39 +202,48 @@ class TrainThread(QThread):
     def cancel_requested(self) -> bool:
         return self._cancel.is_set()
 
-    def run(self) -> None:
+    def _emit(self, event: tuple[str, tuple]) -> None:
+        name, args = event
+        getattr(self, name).emit(*args)
+
+    def _send(self, signal: str, *args: Any) -> None:
+        self._report((signal, args))
+
+    def _work(self, job: Job) -> tuple[str, tuple]:
+        """The whole run on the lane thread; returns its last signal (even removing leftovers is I/O)."""
         from humanaes_core.errors import HumanAesError
 
+        self._report = job.report
         try:
-            self._train()
+            return "succeeded", (self._train(),)
         except TrainingCancelled:
-            self.cancelled.emit(self._discard("Training cancelled"))
+            return "cancelled", (self._discard("Training cancelled"),)
         except HumanAesError as e:
-            self.failed.emit(self._discard(str(e)))
+            return "failed", (self._discard(str(e)),)
         except Exception as e:  # shown to the photographer; the traceback goes to the log
             log.exception("training failed")
-            self.failed.emit(self._discard(f"Training stopped: {e.__class__.__name__}: {e}"))
+            return "failed", (self._discard(f"Training stopped: {e.__class__.__name__}: {e}"),)
         finally:
             gc.collect()
 
-    def _train(self) -> None:
+    def _train(self) -> TrainOutcome:
         from humanaes_core.train import Trainer, forget_accelerator_settings
 
-        self.stage.emit("Loading the base model and your ratings…")
+        self._send("stage", "Loading the base model and your ratings…")
         try:
             trainer = Trainer(self.config, on_step=self._on_step)
         except BaseException:
             forget_accelerator_settings()
             raise
         with trainer:
-            self._run(trainer)
+            return self._run(trainer)
 
-    def _run(self, trainer: Any) -> None:
+    def _run(self, trainer: Any) -> TrainOutcome:
         self.total_steps = trainer.total_steps
-        self.prepared.emit(trainer.total_steps, len(trainer.train_samples))
+        self._send("prepared", trainer.total_steps, len(trainer.train_samples))
         if self._cancel.is_set():
             raise TrainingCancelled
-        self.stage.emit("Stage 1: fine-tuning on your ratings")
+        self._send("stage", "Stage 1: fine-tuning on your ratings")
         result = trainer.run()
         outcome = TrainOutcome(
             Path(result.output),
@@ -226,15 +253,15 @@ class TrainThread(QThread):
             result.metrics,
         )
         del result, trainer  # the trained model in memory: the app loads the checkpoint when asked
-        self.succeeded.emit(outcome)
+        return outcome
 
     def _on_step(self, step: int, logs: dict[str, Any]) -> None:
         loss = logs.get("loss")
-        self.stepped.emit(step, float(loss) if isinstance(loss, int | float) else math.nan)
+        self._send("stepped", step, float(loss) if isinstance(loss, int | float) else math.nan)
         if self._cancel.is_set():
             raise TrainingCancelled
         if step >= self.total_steps:
-            self.stage.emit("Stage 2: fitting the MetaVoter and writing the checkpoint…")
+            self._send("stage", "Stage 2: fitting the MetaVoter and writing the checkpoint…")
 
     def _discard(self, message: str) -> str:
         """Remove what an unfinished run left (only what this run created); say what stayed."""
@@ -262,7 +289,7 @@ class TrainDialog(QDialog):
         self.folder = folder
         self.settings = settings
         self.rated = rated_photos(photos)
-        self.thread: TrainThread | None = None
+        self.training: TrainingRun | None = None
         self.outcome: TrainOutcome | None = None
         self.message = ""
 
@@ -335,7 +362,7 @@ class TrainDialog(QDialog):
 
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.isRunning()
+        return self.training is not None and self.training.running
 
     def config(self) -> TrainConfig:
         """The TrainConfig this dialog runs (data: the ratings CSV beside the output folder)."""
@@ -377,13 +404,15 @@ class TrainDialog(QDialog):
             self._finished(f"Cannot start: {e}")
             return
         self.outcome = None
-        self.thread = TrainThread(config, csv_path)
-        self.thread.prepared.connect(self._on_prepared)
-        self.thread.stepped.connect(self._on_step)
-        self.thread.stage.connect(self.status.setText)
-        self.thread.succeeded.connect(self._on_succeeded)
-        self.thread.failed.connect(self._finished)
-        self.thread.cancelled.connect(self._finished)
+        if self.training is not None:
+            self.training.deleteLater()  # the last run has ended (start is a no-op while one runs)
+        self.training = training = TrainingRun(config, csv_path, self)
+        training.prepared.connect(self._on_prepared)
+        training.stepped.connect(self._on_step)
+        training.stage.connect(self.status.setText)
+        training.succeeded.connect(self._on_succeeded)
+        training.failed.connect(self._finished)
+        training.cancelled.connect(self._finished)
         for w in (self.output, self.epochs, self.max_tiles):
             w.setEnabled(False)
         self.start_button.hide()
@@ -393,19 +422,17 @@ class TrainDialog(QDialog):
         self.progress.setRange(0, 0)  # busy until the step count is known
         self.progress.setFormat("step %v / %m")
         self.progress.show()
-        self.thread.start()
+        training.start()
 
     def cancel(self) -> None:
-        if self.running and self.thread is not None:
-            self.thread.cancel()
+        if self.running and self.training is not None:
+            self.training.cancel()
             self.cancel_button.setEnabled(False)
             self.status.setText("Cancelling after the current step…")
 
-    def wait(self, msecs: int | None = None) -> bool:
+    def wait(self, msecs: int = -1) -> bool:
         """Block until the run has ended (closing the window, tests)."""
-        if self.thread is None:
-            return True
-        return self.thread.wait() if msecs is None else self.thread.wait(msecs)
+        return self.training is None or self.training.wait(msecs)
 
     def _on_prepared(self, total: int, samples: int) -> None:
         self.progress.setRange(0, max(1, total))
@@ -427,7 +454,7 @@ class TrainDialog(QDialog):
             details += f", final loss {outcome.stage1_loss:.4f}"
         if outcome.metavoter_mae is not None:
             details += f", MetaVoter MAE {outcome.metavoter_mae:.3f}"
-        late = self.thread is not None and self.thread.cancel_requested
+        late = self.training is not None and self.training.cancel_requested
         prefix = "Stage 2 cannot be interrupted, so the run finished: " if late else ""
         self._finished(f"{prefix}Trained ({details}). Saved to {outcome.output}.")
         self.use_button.show()

@@ -7,15 +7,16 @@ culling keys (P, X, U, 0–5) work here too, and the strip shows the photo's fla
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPixmap
+from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import QWidget
 
 from humanaes_core.schema import KEYS
 from humanaes_core.store import Flag
 
 from . import theme
+from .painting import paint_fitted, paint_flag_badge, paint_score_pill, paint_stars
 from .photos import Photo
-from .widgets import chips_text, level_pill, paint_flag_badge, paint_stars
+from .widgets import chips_text
 
 
 class FullView(QWidget):
@@ -57,23 +58,16 @@ class FullView(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        p.fillRect(self.rect(), QColor("#0c0c0d"))
+        p.fillRect(self.rect(), theme.VIEWER_BACKGROUND)
         strip_h = 54
         area = QRectF(0, 0, self.width(), self.height() - strip_h)
         if self._pixmap is not None and not self._pixmap.isNull():
-            size = self._pixmap.size().scaled(area.size().toSize(), Qt.AspectRatioMode.KeepAspectRatio)
-            target = QRectF(
-                (area.width() - size.width()) / 2,
-                (area.height() - size.height()) / 2,
-                size.width(),
-                size.height(),
-            )
-            p.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
+            paint_fitted(p, self._pixmap, area)
         else:
             p.setPen(theme.MUTED)
             p.drawText(area, Qt.AlignmentFlag.AlignCenter, "Loading…" if self.photo else "")
         strip = QRectF(0, self.height() - strip_h, self.width(), strip_h)
-        p.fillRect(strip, QColor("#151618"))
+        p.fillRect(strip, theme.VIEWER_STRIP)
         if self.photo is None:
             p.end()
             return
@@ -84,11 +78,7 @@ class FullView(QWidget):
         x = 18.0
         card = self.photo.card
         if card is not None:
-            overall = card.dims["overall"]
-            text = f"{overall:.2f}  {card.level}"
-            w = QFontMetrics(bold).horizontalAdvance(text) + 24
-            level_pill(p, QRectF(x, strip.top() + 12, w, strip_h - 24), overall, text)
-            x += w + 16
+            x += paint_score_pill(p, QPointF(x, strip.top() + 12), strip_h - 24, card, 24) + 16
         p.setPen(theme.TEXT)
         name_w = QFontMetrics(bold).horizontalAdvance(self.photo.path.name)
         p.drawText(

@@ -10,12 +10,13 @@ import math
 from collections.abc import Mapping, Sequence
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from humanaes_core.schema import BY_KEY, KEYS, score_to_level
 
 from . import theme
+from .painting import level_pill, paint_bar, paint_fitted, paint_flag_badge, paint_stars
 
 #: The hierarchy as shown: (key, depth). Overall ← F ← A–E, J ← G–I, K.
 HIERARCHY: tuple[tuple[str, int], ...] = (
@@ -54,25 +55,6 @@ MINI_NAMES = {
 
 def short_name(key: str) -> str:
     return SHORT_NAMES.get(key, BY_KEY[key].name)
-
-
-def paint_bar(
-    p: QPainter, rect: QRectF, value: float | None, colour: QColor, reference: float | None = None
-) -> None:
-    """A rounded track, a fill up to `value` in [0, 1], and a tick where the reference is."""
-    radius = rect.height() / 2
-    p.setPen(Qt.PenStyle.NoPen)
-    p.setBrush(theme.RAISED)
-    p.drawRoundedRect(rect, radius, radius)
-    if value is not None:
-        fill = QRectF(rect)
-        fill.setWidth(max(rect.height(), rect.width() * min(max(value, 0.0), 1.0)))
-        p.setBrush(colour)
-        p.drawRoundedRect(fill, radius, radius)
-    if reference is not None:
-        x = rect.left() + rect.width() * min(max(reference, 0.0), 1.0)
-        p.setPen(QPen(QColor(255, 255, 255, 170), 1.5))
-        p.drawLine(QPointF(x, rect.top() - 2), QPointF(x, rect.bottom() + 2))
 
 
 def _font(base: QFont, size_delta: float = 0.0, bold: bool = False) -> QFont:
@@ -126,13 +108,13 @@ class HierarchyView(QWidget):
                 p.drawLine(QPointF(x - 9, y + self.ROW / 2), QPointF(x - 3, y + self.ROW / 2))
             badge = QRectF(x, y + 3, 18, self.ROW - 6)
             p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(theme.RAISED if depth == 2 else QColor("#3a3c42"))
+            p.setBrush(theme.RAISED if depth == 2 else theme.PARENT_BADGE)
             p.drawRoundedRect(badge, 4, 4)
             p.setFont(small)
             p.setPen(theme.MUTED if depth == 2 else theme.TEXT)
             p.drawText(badge, Qt.AlignmentFlag.AlignCenter, BY_KEY[key].letter)
             p.setFont(bold if depth < 2 else normal)
-            p.setPen(theme.TEXT if depth < 2 else QColor("#cfd0d3"))
+            p.setPen(theme.TEXT if depth < 2 else theme.SECONDARY_TEXT)
             name_rect = QRectF(x + 24, y, bar_x - x - 30, self.ROW)
             name = "Overall" if key == "overall" else short_name(key)
             p.drawText(
@@ -219,7 +201,7 @@ class RadarChart(QWidget):
                 BY_KEY[key].letter,
             )
         if self._reference:
-            pen = QPen(QColor(255, 255, 255, 150), 1.2, Qt.PenStyle.DashLine)
+            pen = QPen(theme.REFERENCE, 1.2, Qt.PenStyle.DashLine)
             p.setPen(pen)
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawPolygon(self._polygon(centre, radius, self._reference))
@@ -360,7 +342,7 @@ class AttributionView(QWidget):
             rows = len(attr.contributions)  # type: ignore[attr-defined]
             p.drawLine(QPointF(mid, y), QPointF(mid, y + rows * self.ROW))
             for child, phi in attr.contributions.items():  # type: ignore[attr-defined]
-                p.setPen(QColor("#cfd0d3"))
+                p.setPen(theme.SECONDARY_TEXT)
                 p.drawText(
                     QRectF(14, y, name_w - 18, self.ROW),
                     Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
@@ -410,85 +392,8 @@ class ImageView(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
             p.end()
             return
-        size = self._pixmap.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
-        target = QRectF(
-            (self.width() - size.width()) / 2,
-            (self.height() - size.height()) / 2,
-            size.width(),
-            size.height(),
-        )
-        clip = QPainterPath()
-        clip.addRoundedRect(target, 6, 6)
-        p.setClipPath(clip)
-        p.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
+        paint_fitted(p, self._pixmap, QRectF(self.rect()), radius=6)
         p.end()
-
-
-def star_path(centre: QPointF, radius: float) -> QPainterPath:
-    """A five-pointed star (drawn, not a font glyph: every platform and font shows the same star)."""
-    path = QPainterPath()
-    for i in range(10):
-        r = radius if i % 2 == 0 else radius * 0.45
-        a = -math.pi / 2 + i * math.pi / 5
-        point = QPointF(centre.x() + r * math.cos(a), centre.y() + r * math.sin(a))
-        if i == 0:
-            path.moveTo(point)
-        else:
-            path.lineTo(point)
-    path.closeSubpath()
-    return path
-
-
-def stars_width(count: int, size: float) -> float:
-    return count * (size + 2)
-
-
-def paint_stars(p: QPainter, origin: QPointF, filled: int, size: float, total: int = 0) -> float:
-    """`filled` gold stars from `origin` (left edge, vertical centre), then outlines up to `total`;
-    returns the width used."""
-    p.save()
-    p.setRenderHint(QPainter.RenderHint.Antialiasing)
-    n = max(filled, total)
-    for i in range(n):
-        centre = QPointF(origin.x() + i * (size + 2) + size / 2, origin.y())
-        if i < filled:
-            p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(theme.STAR)
-        else:
-            p.setPen(QPen(theme.FAINT, 1))
-            p.setBrush(Qt.BrushStyle.NoBrush)
-        p.drawPath(star_path(centre, size / 2))
-    p.restore()
-    return stars_width(n, size)
-
-
-def paint_flag_badge(p: QPainter, top_left: QPointF, picked: bool, size: float = 20.0) -> QRectF:
-    """A round badge: a white tick on green for a pick, a white cross on red for a reject."""
-    rect = QRectF(top_left.x(), top_left.y(), size, size)
-    p.save()
-    p.setRenderHint(QPainter.RenderHint.Antialiasing)
-    p.setPen(QPen(QColor(15, 15, 17, 200), 1.5))
-    p.setBrush(theme.PICK if picked else theme.REJECT)
-    p.drawEllipse(rect)
-    pen = QPen(QColor("#ffffff"), max(1.6, size / 10))
-    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
-    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
-    p.setPen(pen)
-    c, k = rect.center(), size * 0.22
-    if picked:
-        tick = QPolygonF(
-            [
-                QPointF(c.x() - k, c.y()),
-                QPointF(c.x() - k * 0.25, c.y() + k * 0.8),
-                QPointF(c.x() + k, c.y() - k),
-            ]
-        )
-        p.drawPolyline(tick)
-    else:
-        p.drawLine(QPointF(c.x() - k, c.y() - k), QPointF(c.x() + k, c.y() + k))
-        p.drawLine(QPointF(c.x() - k, c.y() + k), QPointF(c.x() + k, c.y() - k))
-    p.restore()
-    return rect
 
 
 def paint_mini_card(p: QPainter, rect: QRectF, dims: Mapping[str, float] | None) -> None:
@@ -526,16 +431,6 @@ def paint_mini_card(p: QPainter, rect: QRectF, dims: Mapping[str, float] | None)
             "–" if value is None else f"{value:.2f}",
         )
     p.restore()
-
-
-def level_pill(p: QPainter, rect: QRectF, score: float | None, text: str) -> None:
-    """A rounded label in the level's colour with dark text, as on tiles and the panel header."""
-    colour = theme.level_colour(score)
-    p.setPen(Qt.PenStyle.NoPen)
-    p.setBrush(colour)
-    p.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)
-    p.setPen(QColor("#111214"))
-    p.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
 
 
 class ScoreBadge(QWidget):

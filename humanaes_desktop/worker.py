@@ -1,9 +1,9 @@
-"""Scoring in a worker thread: collect files, resolve (maybe download) the model, score through the cache.
+"""Scoring off the UI thread: collect files, resolve (maybe download) the model, score through the cache.
 
-The UI thread only ever receives signals. Everything slow — walking folders, hashing files, loading
-or downloading the model, the model itself, cache writes — happens in the worker's QThread. Results
-arrive in small batches (cache hits first, at once), so the grid fills without the UI drowning in
-one signal per photo.
+The UI thread only ever receives events. Everything slow — walking folders, hashing files, loading
+or downloading the model, the model itself, cache writes — happens in a `ScoringRun` on the scoring
+lane (`background.Lane`). Results arrive in small batches (cache hits first, at once), so the grid
+fills without the UI drowning in one event per photo.
 
 One run at a time: a new run (another folder, other settings) cancels the current one and starts
 when it has ended, so two models are never in memory at once. A loaded Scorer is kept between runs
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal
 
+from .background import Job, Lane
 from .settings import ScoringSettings
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,11 @@ FLUSH_MAX = 64
 
 @dataclass(frozen=True)
 class ScoringJob:
-    """What to score: photo files and/or folders, how, and which run this is."""
+    """What to score: photo files and/or folders, and how."""
 
     paths: tuple[str, ...]
     settings: ScoringSettings
     recursive: bool = True
-    generation: int = 0
 
 
 @dataclass
@@ -66,20 +66,15 @@ class ModelInfo:
     settings: ScoringSettings = field(default_factory=ScoringSettings)
 
 
-class ScoringWorker(QObject):
-    """Runs one ScoringJob in its thread; pause, resume and cancel are safe to call from any thread."""
+class ScoringRun:
+    """One ScoringJob, run on a lane thread; pause, resume and cancel are safe to call from any thread.
 
-    files_found = Signal(int, list, list)  # generation, [Path], [(path, reason)]
-    hashes = Signal(int, dict)  # generation, {path str: content hash} (decisions are keyed by it)
-    model_ready = Signal(int, object)  # generation, ModelInfo
-    results = Signal(int, list)  # generation, [(path str, ScoreCard | None, error | None)]
-    progress = Signal(int, object)  # generation, Progress
-    download = Signal(int, str, float, float)  # generation, description, done bytes, total bytes
-    failed = Signal(int, str)  # generation, a message for the photographer (model missing, offline, ...)
-    finished = Signal(int, bool)  # generation, cancelled
+    What it finds is reported as (event name, args) through the lane job: "files_found" (files,
+    problems), "hashes" ({path: content hash}), "model_ready" (ModelInfo), "results" ([(path, card,
+    error)]), "progress" (Progress), "download" (description, done bytes, total bytes).
+    """
 
     def __init__(self, job: ScoringJob, scorer: Any = None) -> None:
-        super().__init__()
         self.job = job
         self.scorer = scorer  # a Scorer from an earlier run with the same settings, reused
         self._cancel = threading.Event()
@@ -89,6 +84,7 @@ class ScoringWorker(QObject):
         self._scoring_since: float | None = None
         self._scoring_active_s = 0.0
         self._scored_since = 0
+        self._report: Callable[[Any], None] = lambda _event: None
 
     # -------------------------------------------------------------- control (any thread)
 
@@ -106,50 +102,45 @@ class ScoringWorker(QObject):
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    # -------------------------------------------------------------- the run (worker thread)
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
 
-    @Slot()
-    def run(self) -> None:
-        gen = self.job.generation
-        try:
-            self._run(gen)
-        except Exception as e:
-            from humanaes_core.errors import HumanAesError
+    # -------------------------------------------------------------- the run (lane thread)
 
-            if isinstance(e, HumanAesError):
-                self.failed.emit(gen, str(e))
-            else:
-                log.exception("scoring run failed")
-                self.failed.emit(
-                    gen, f"Scoring stopped because of an unexpected error: {e.__class__.__name__}: {e}"
-                )
-        finally:
-            self.finished.emit(gen, self._cancel.is_set())
+    def run(self, job: Job) -> bool:
+        """Score the job's photos; returns whether it was cancelled. Errors propagate to the lane."""
+        self._report = job.report
+        self._run()
+        return self._cancel.is_set()
 
-    def _run(self, gen: int) -> None:
+    def _send(self, event: str, *args: Any) -> None:
+        self._report((event, args))
+
+    def _run(self) -> None:
         from humanaes_core.formats import collect_photos
         from humanaes_core.store import ScoreCache
 
         files, problems = collect_photos(self.job.paths, recursive=self.job.recursive)
-        self.files_found.emit(gen, files, [(p.path, p.reason) for p in problems])
+        self._send("files_found", files, [(p.path, p.reason) for p in problems])
         state = self.progress_state
         state.total = len(files)
-        self.progress.emit(gen, replace(state))
+        self._send("progress", replace(state))
         if not files or self._cancel.is_set():
             return
         with ScoreCache() as cache:
             # Hashed here, before the model is even resolved, so decisions show at once (and still show
             # when the model cannot be loaded); the scoring run below finds them on the cache's fast path.
             hashes = cache.content_hashes(files)
-            self.hashes.emit(gen, {str(p): h for p, h in hashes.items() if isinstance(h, str)})
+            self._send("hashes", {str(p): h for p, h in hashes.items() if isinstance(h, str)})
             if self._cancel.is_set():
                 return
-            scoring = self._make_scoring(gen, cache)
+            scoring = self._make_scoring(cache)
             if self._cancel.is_set():
                 return
-            self._consume(gen, scoring, files)
+            self._consume(scoring, files)
 
-    def _make_scoring(self, gen: int, cache: Any) -> Any:
+    def _make_scoring(self, cache: Any) -> Any:
         from humanaes_core.attribution import ExpertAttributor
         from humanaes_core.errors import HumanAesError
         from humanaes_core.scoring import CachedScoring
@@ -164,8 +155,8 @@ class ScoringWorker(QObject):
             max_tiles=s.max_tiles,
             batch_size=s.batch_size,
             heads="all",
-            progress=_download_bar(lambda desc, n, total: self.download.emit(gen, desc, n, total)),
-            on_model_load=lambda loading: self._loading(gen, loading),
+            progress=_download_bar(lambda desc, n, total: self._send("download", desc, n, total)),
+            on_model_load=self._loading,
         )
         if self.scorer is not None and getattr(self.scorer, "fingerprint", None) == scoring.model_fp:
             scoring.scorer = self.scorer
@@ -174,16 +165,16 @@ class ScoringWorker(QObject):
         except (HumanAesError, OSError, ValueError) as e:
             log.warning("attribution unavailable for %s: %s", scoring.model_path, e)
             attributor = None
-        self.model_ready.emit(gen, ModelInfo(scoring.model_path, scoring.model_fp, attributor, s))
+        self._send("model_ready", ModelInfo(scoring.model_path, scoring.model_fp, attributor, s))
         return scoring
 
-    def _loading(self, gen: int, loading: bool) -> None:
+    def _loading(self, loading: bool) -> None:
         self.progress_state.loading_model = loading
         if not loading:
             self._scoring_since = time.perf_counter()
-        self.progress.emit(gen, replace(self.progress_state))
+        self._send("progress", replace(self.progress_state))
 
-    def _consume(self, gen: int, scoring: Any, files: list[Path]) -> None:
+    def _consume(self, scoring: Any, files: list[Path]) -> None:
         state = self.progress_state
         batch: list[tuple[str, Any, str | None]] = []
         last_flush = time.perf_counter()
@@ -191,10 +182,10 @@ class ScoringWorker(QObject):
         def flush() -> None:
             nonlocal batch, last_flush
             if batch:
-                self.results.emit(gen, batch)
+                self._send("results", batch)
                 batch = []
             self._update_rate()
-            self.progress.emit(gen, replace(state))
+            self._send("progress", replace(state))
             last_flush = time.perf_counter()
 
         iterator = scoring.run(files)
@@ -214,7 +205,7 @@ class ScoringWorker(QObject):
                     flush()
                 if not self._running.is_set():
                     flush()
-                    self._wait_while_paused(gen)
+                    self._wait_while_paused()
                 if self._cancel.is_set():
                     break
         finally:
@@ -223,19 +214,19 @@ class ScoringWorker(QObject):
             flush()
             self.scorer = scoring.scorer
 
-    def _wait_while_paused(self, gen: int) -> None:
+    def _wait_while_paused(self) -> None:
         state = self.progress_state
         was_scoring = self._scoring_since is not None
         if self._scoring_since is not None:  # paused time does not count towards photos/s
             self._scoring_active_s += time.perf_counter() - self._scoring_since
             self._scoring_since = None
         state.paused = True
-        self.progress.emit(gen, replace(state))
+        self._send("progress", replace(state))
         self._running.wait()
         state.paused = False
         if was_scoring:
             self._scoring_since = time.perf_counter()
-        self.progress.emit(gen, replace(state))
+        self._send("progress", replace(state))
 
     def _update_rate(self) -> None:
         state = self.progress_state
@@ -267,10 +258,10 @@ def _download_bar(emit: Callable[[str, float, float], None]) -> type:
 
 
 class ScoringController(QObject):
-    """Owns the worker thread; starts, pauses, resumes and cancels runs, and drops stale signals.
+    """Starts, pauses, resumes and cancels runs on the scoring lane, one at a time.
 
-    Its signals carry no generation: anything from a run that is no longer current never gets here,
-    so cards of two models or two folders never mix on screen.
+    Its signals carry no generation: starting a run makes everything the previous one still sends
+    stale (`background.Lane.invalidate`), so cards of two models or two folders never mix on screen.
     """
 
     files_found = Signal(list, list)
@@ -285,40 +276,45 @@ class ScoringController(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._generation = 0
-        self._thread: QThread | None = None
-        self._worker: ScoringWorker | None = None
+        self._lane = Lane("humanaes-scoring", 1, self)
+        self._run: ScoringRun | None = None
         self._pending: ScoringJob | None = None
         self._scorer: Any = None
         self._scorer_settings: ScoringSettings | None = None
+        self._events = {
+            "files_found": self.files_found,
+            "hashes": self.hashes,
+            "model_ready": self.model_ready,
+            "results": self.results,
+            "progress": self.progress,
+            "download": self.download,
+        }
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._run is not None
 
     @property
     def paused(self) -> bool:
-        return self._worker is not None and self._worker.paused
+        return self._run is not None and self._run.paused
 
-    def start(self, paths: list[str], settings: ScoringSettings, recursive: bool = True) -> int:
-        """Score `paths`; a run in progress is cancelled first. Returns the new run's generation."""
-        self._generation += 1
-        job = ScoringJob(tuple(paths), replace(settings), recursive, self._generation)
-        if self._thread is not None:
+    def start(self, paths: list[str], settings: ScoringSettings, recursive: bool = True) -> None:
+        """Score `paths`; a run in progress is cancelled first and nothing more of it is delivered."""
+        self._lane.invalidate()
+        job = ScoringJob(tuple(paths), replace(settings), recursive)
+        if self._run is not None:
             self._pending = job
-            assert self._worker is not None
-            self._worker.cancel()
+            self._run.cancel()
         else:
             self._launch(job)
-        return self._generation
 
     def pause(self) -> None:
-        if self._worker is not None:
-            self._worker.pause()
+        if self._run is not None:
+            self._run.pause()
 
     def resume(self) -> None:
-        if self._worker is not None:
-            self._worker.resume()
+        if self._run is not None:
+            self._run.resume()
 
     def toggle_pause(self) -> None:
         if self.paused:
@@ -329,8 +325,8 @@ class ScoringController(QObject):
     def cancel(self) -> None:
         """Stop after the batch in flight; what was scored stays cached and its results still arrive."""
         self._pending = None
-        if self._worker is not None:
-            self._worker.cancel()
+        if self._run is not None:
+            self._run.cancel()
 
     def drop_model(self) -> None:
         """Forget the kept Scorer (another model or settings): its memory is freed after the run ends."""
@@ -338,88 +334,49 @@ class ScoringController(QObject):
         self._scorer_settings = None
 
     def shutdown(self) -> None:
-        """Cancel and wait for the worker thread (closing the window): at most the batch in flight."""
-        self._generation += 1  # nothing from the ending run is delivered any more
+        """Cancel and wait for the run (closing the window): at most the batch in flight."""
+        self._lane.invalidate()  # nothing from the ending run is delivered any more
         self.cancel()
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait()
+        self._lane.shutdown()
 
     # -------------------------------------------------------------- internals
 
     def _launch(self, job: ScoringJob) -> None:
         if self._scorer_settings != job.settings:
             self.drop_model()  # let the old model go before the new one loads: never two in memory
-        scorer = self._scorer
-        worker = ScoringWorker(job, scorer)
-        thread = QThread(self)
-        thread.setObjectName(f"humanaes-scoring-{job.generation}")
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        worker.files_found.connect(self._on_files_found)
-        worker.hashes.connect(self._on_hashes)
-        worker.model_ready.connect(self._on_model_ready)
-        worker.results.connect(self._on_results)
-        worker.progress.connect(self._on_progress)
-        worker.download.connect(self._on_download)
-        worker.failed.connect(self._on_failed)
-        worker.finished.connect(self._on_finished)
-        self._worker, self._thread = worker, thread
-        thread.start()
+        run = ScoringRun(job, self._scorer)
+        self._run = run
+        self._lane.submit(
+            run.run,
+            with_job=True,
+            progress=self._on_event,
+            done=self.finished.emit,
+            failed=lambda error: self._on_error(run, error),
+            ended=lambda: self._on_ended(run),
+        )
         self.running_changed.emit(True)
 
-    def _current(self, gen: int) -> bool:
-        return gen == self._generation
+    def _on_event(self, event: tuple[str, tuple]) -> None:
+        name, args = event
+        self._events[name].emit(*args)
 
-    @Slot(int, list, list)
-    def _on_files_found(self, gen: int, files: list, problems: list) -> None:
-        if self._current(gen):
-            self.files_found.emit(files, problems)
+    def _on_error(self, run: ScoringRun, error: BaseException) -> None:
+        from humanaes_core.errors import HumanAesError
 
-    @Slot(int, dict)
-    def _on_hashes(self, gen: int, hashes: dict) -> None:
-        if self._current(gen):
-            self.hashes.emit(hashes)
+        if isinstance(error, HumanAesError):
+            self.failed.emit(str(error))
+        else:
+            log.error("scoring run failed", exc_info=error)
+            self.failed.emit(
+                f"Scoring stopped because of an unexpected error: {error.__class__.__name__}: {error}"
+            )
+        self.finished.emit(run.cancelled)
 
-    @Slot(int, object)
-    def _on_model_ready(self, gen: int, info: ModelInfo) -> None:
-        if self._current(gen):
-            self.model_ready.emit(info)
-
-    @Slot(int, list)
-    def _on_results(self, gen: int, batch: list) -> None:
-        if self._current(gen):
-            self.results.emit(batch)
-
-    @Slot(int, object)
-    def _on_progress(self, gen: int, progress: Progress) -> None:
-        if self._current(gen):
-            self.progress.emit(progress)
-
-    @Slot(int, str, float, float)
-    def _on_download(self, gen: int, desc: str, done: float, total: float) -> None:
-        if self._current(gen):
-            self.download.emit(desc, done, total)
-
-    @Slot(int, str)
-    def _on_failed(self, gen: int, message: str) -> None:
-        if self._current(gen):
-            self.failed.emit(message)
-
-    @Slot(int, bool)
-    def _on_finished(self, gen: int, cancelled: bool) -> None:
-        worker, thread = self._worker, self._thread
-        assert worker is not None and thread is not None
-        if worker.scorer is not None:
-            self._scorer, self._scorer_settings = worker.scorer, worker.job.settings
-            worker.scorer = None
-        thread.quit()
-        thread.wait()
-        worker.deleteLater()
-        thread.deleteLater()
-        self._worker = self._thread = None
-        if self._current(gen):
-            self.finished.emit(cancelled)
+    def _on_ended(self, run: ScoringRun) -> None:
+        if run.scorer is not None:
+            self._scorer, self._scorer_settings = run.scorer, run.job.settings
+            run.scorer = None
+        self._run = None
         pending, self._pending = self._pending, None
         if pending is not None:
             self._launch(pending)

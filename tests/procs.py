@@ -51,9 +51,9 @@ def context() -> mp.context.BaseContext:
 
 
 def child_env(cache: Path, models: Path) -> dict[str, str]:
-    """What every child needs: its own cache file and model dir, offline, quiet tokenizers, offscreen Qt."""
+    """What every child needs: its own library file and model dir, offline, quiet tokenizers, offscreen Qt."""
     return {
-        "HUMANAES_CACHE": str(cache),
+        "HUMANAES_LIBRARY": str(cache),
         "HUMANAES_MODELS": str(models),
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",

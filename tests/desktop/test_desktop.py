@@ -18,48 +18,14 @@ from PySide6.QtCore import QElapsedTimer, QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from humanaes_core.model import checkpoint as ckpt
+from humanaes_core import model as ckpt
 from humanaes_core.schema import BY_KEY, KEYS, PARENT_KEYS
-from humanaes_core.store.cache import ScoreCache
+from humanaes_core.store.scores import ScoreCache
 from humanaes_desktop.mainwindow import MainWindow
 from humanaes_desktop.settings import AppSettings
 from tests.conftest import BROKEN_PHOTOS, GOOD_PHOTOS, synthetic_photo
 
 MAX_STALL_MS = 250
-
-
-@pytest.fixture(autouse=True)
-def _desktop_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test gets its own score cache, settings file and thumbnail cache."""
-    monkeypatch.setenv("HUMANAES_CACHE", str(tmp_path / "cache.sqlite"))
-    monkeypatch.setenv("HUMANAES_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("HUMANAES_THUMBNAILS", str(tmp_path / "thumbnails"))
-
-
-def _settings(model: Path, batch_size: int = 4) -> AppSettings:
-    settings = AppSettings.load()
-    settings.scoring.model = str(model)
-    settings.scoring.device = "cpu"
-    settings.scoring.max_tiles = 2
-    settings.scoring.batch_size = batch_size
-    return settings
-
-
-@pytest.fixture
-def make_window(qtbot, tiny_model):
-    windows: list[MainWindow] = []
-
-    def make(model: Path | str | None = None, batch_size: int = 4) -> MainWindow:
-        window = MainWindow(_settings(model or tiny_model, batch_size))
-        qtbot.addWidget(window)
-        window.resize(1200, 800)
-        window.show()
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
 
 
 def _wait_done(qtbot, window: MainWindow, timeout: int = 30000) -> None:
@@ -239,7 +205,7 @@ def test_pause_resume_and_cancel_leave_a_consistent_cache(
         hashes = cache.content_hashes(sorted(folder.iterdir()))
         cached = {}
         for path, h in hashes.items():
-            card = cache.get(h, ckpt.fingerprint(tiny_model), keys.settings_fp)
+            card = cache.get(h, ckpt.checkpoint_fingerprint(tiny_model), keys.settings_fp)
             if card is not None:
                 cached[str(path)] = ScoreCard.from_dict(card)
     assert shown == set(cached)
@@ -301,7 +267,7 @@ def test_changing_the_model_rescores_and_never_mixes_cards(
     meta.name = "HumanAes other"
     (other / ckpt.META_FILE).write_text(json.dumps(meta.to_json()))
     ckpt.write_manifest(other)
-    old_fp, new_fp = ckpt.fingerprint(tiny_model), ckpt.fingerprint(other)
+    old_fp, new_fp = ckpt.checkpoint_fingerprint(tiny_model), ckpt.checkpoint_fingerprint(other)
     assert old_fp != new_fp
 
     window = make_window()

@@ -61,35 +61,10 @@ KEYWORDS_SIDECAR = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 """
 
 
-@pytest.fixture(autouse=True)
-def _desktop_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test gets its own cache (and so its own decisions), settings, thumbnails and data folder."""
-    monkeypatch.setenv("HUMANAES_CACHE", str(tmp_path / "cache.sqlite"))
-    monkeypatch.setenv("HUMANAES_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("HUMANAES_THUMBNAILS", str(tmp_path / "thumbnails"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-
-
 @pytest.fixture
-def make_window(qtbot, tiny_model):
-    windows: list[MainWindow] = []
-
-    def make(model: Path | str | None = None) -> MainWindow:
-        settings = AppSettings.load()
-        settings.scoring.model = str(model or tiny_model)
-        settings.scoring.device = "cpu"
-        settings.scoring.max_tiles = 1
-        settings.scoring.batch_size = 4
-        window = MainWindow(settings)
-        qtbot.addWidget(window)
-        window.resize(1200, 800)
-        window.show()
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
+def max_tiles() -> int:
+    """One tile per photo: culling needs scores, not good ones."""
+    return 1
 
 
 def _folder(root: Path, n: int, seed: int = 100) -> Path:
@@ -502,7 +477,8 @@ def test_copy_picks_copies_only_picks_and_export_writes_every_card(make_window, 
 
 
 def test_train_on_my_ratings_end_to_end_then_switch_model(make_window, qtbot, tmp_path, tiny_model):
-    from humanaes_core.model.checkpoint import fingerprint, is_checkpoint, read_meta
+    from humanaes_core.model import checkpoint_fingerprint as fingerprint
+    from humanaes_core.model import is_checkpoint, read_meta
 
     folder = _folder(tmp_path / "rated", 5, seed=600)
     window = make_window()
@@ -530,8 +506,8 @@ def test_train_on_my_ratings_end_to_end_then_switch_model(make_window, qtbot, tm
     dialog.epochs.setValue(30)
     dialog.max_tiles.setValue(1)
     dialog.start()
-    thread = dialog.thread
-    thread.stepped.connect(lambda *_: thread.cancel())
+    training = dialog.training
+    training.stepped.connect(lambda *_: training.cancel())
     qtbot.waitUntil(lambda: not dialog.running and "cancelled" in dialog.message, timeout=60000)
     assert not out.exists() and not Path(f"{out}.ratings.csv").exists()
     assert dialog.outcome is None and dialog.start_button.isVisible()

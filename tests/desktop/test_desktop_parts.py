@@ -271,3 +271,54 @@ def test_signed_values_never_show_negative_zero():
     assert signed(0.0123) == "+0.012"
     assert signed(-0.0345) == "-0.034" or signed(-0.0345) == "-0.035"
     assert signed(-0.0001) == "0.000"
+
+
+def test_a_failed_settings_save_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from humanaes_desktop import settings as settings_module
+
+    path = tmp_path / "config" / "desktop.json"
+    settings = AppSettings.load(path)
+    settings.sort_key = "looks"
+    settings.save()
+    before = path.read_bytes()
+
+    def disk_full(data, fh, **_kwargs):
+        fh.write(json.dumps(data)[:10])  # half written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(settings_module.json, "dump", disk_full)
+    settings.sort_key = "name"
+    settings.save()  # logged, not raised
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["desktop.json"]
+
+
+def test_painting_helpers_fit_and_label_like_every_view(qtbot):
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    from humanaes_desktop import theme
+    from humanaes_desktop.painting import dim_reject, fitted, paint_fitted, score_text
+
+    card = _card(random.Random(3))
+    assert score_text(card) == f"{card.dims['overall']:.2f}  {card.level}"
+    portrait = QPixmap(100, 200)
+    assert fitted(portrait, QRectF(10, 10, 300, 100)) == QRectF(135, 10, 50, 100)
+
+    canvas = QImage(40, 40, QImage.Format.Format_ARGB32)
+    canvas.fill(QColor("white"))
+    portrait.fill(QColor("white"))
+    p = QPainter(canvas)
+    target = paint_fitted(p, portrait, QRectF(0, 0, 40, 40), radius=4, dimmed=True)
+    p.end()
+    assert target == QRectF(10, 0, 20, 40)
+    inside, outside = canvas.pixelColor(20, 20), canvas.pixelColor(2, 20)
+    assert inside.lightness() < outside.lightness() == 255  # the reject is dimmed, only where it is
+
+    again = QImage(40, 40, QImage.Format.Format_ARGB32)
+    again.fill(QColor("white"))
+    p = QPainter(again)
+    dim_reject(p, QRectF(10, 0, 20, 40))
+    p.end()
+    assert again.pixelColor(20, 20) == inside  # one dimming, wherever a reject is shown
+    assert theme.REJECT_DIM.alpha() < 255
