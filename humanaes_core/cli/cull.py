@@ -89,35 +89,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-@guard
-def main(argv: list[str] | None = None) -> int:
-    """humanaes-cull: keep the best photos, reject the rest, write XMP sidecars and copy the picks."""
-    args = _parser().parse_args(argv)
-
+def _score(args: argparse.Namespace, files: list[Path], errors: dict[str, str]) -> dict[Path, object]:
+    """Cards of `files` in their order, through the cache; photos that fail go into `errors`."""
     from tqdm import tqdm
 
-    from humanaes_core.culling import (
-        DEFAULT_MAX_GAP_S,
-        DEFAULT_MAX_HAMMING,
-        copy_picks,
-        export_cards,
-        fingerprint,
-        group_photos,
-        plan_cull,
-        write_sidecars,
-    )
-    from humanaes_core.formats import collect_photos
     from humanaes_core.scoring import resolve_max_tiles
     from humanaes_core.store import ScoreCache
 
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
-    started = time.perf_counter()
-    files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
-    if not files:
-        raise HumanAesError(f"no photos found in {', '.join(args.paths)}")
     cache = None if args.no_cache else ScoreCache(args.cache)
     cards: dict[Path, object] = {}
-    errors: dict[str, str] = {s.path: s.reason for s in skipped}
     try:
         runner = cached_scoring(args, cache, max_tiles)
         with tqdm(total=len(files), unit="photo", disable=args.quiet, file=sys.stderr, desc="scoring") as bar:
@@ -131,72 +112,110 @@ def main(argv: list[str] | None = None) -> int:
         if cache is not None:
             cache.close()
     order = {p: i for i, p in enumerate(files)}
-    cards = dict(sorted(cards.items(), key=lambda kv: order.get(kv[0], len(order))))
+    return dict(sorted(cards.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _bursts(args: argparse.Namespace, paths: list[Path]) -> list[list[Path]]:
+    """Bursts of near-identical frames among the scored photos (for --per burst)."""
+    from tqdm import tqdm
+
+    from humanaes_core.culling import DEFAULT_MAX_GAP_S, DEFAULT_MAX_HAMMING, group_photos, photo_fingerprint
+
+    items = []
+    for path in tqdm(paths, unit="photo", disable=args.quiet, file=sys.stderr, desc="grouping"):
+        try:
+            items.append(photo_fingerprint(path).item())
+        except HumanAesError:  # scored a moment ago, unreadable now: it stays a group of its own
+            continue
+    return group_photos(
+        items,
+        max_hamming=DEFAULT_MAX_HAMMING if args.max_hamming is None else args.max_hamming,
+        max_gap_s=DEFAULT_MAX_GAP_S if args.max_gap is None else args.max_gap,
+    )
+
+
+def _print_plan(per: str, decisions: dict) -> int:
+    """The plan's counts, overall and per folder or burst; returns how many photos are kept."""
+    n_keep = sum(d.keep for d in decisions.values())
+    by_group: dict[str, list[int]] = {}
+    for d in decisions.values():
+        counts = by_group.setdefault(d.group, [0, 0])
+        counts[0 if d.keep else 1] += 1
+    if per == "burst":
+        bursts = sum(1 for k, r in by_group.values() if k + r > 1)
+        where = f"{bursts} burst{'s' if bursts != 1 else ''}, {len(by_group) - bursts} single"
+    elif per == "folder":
+        where = f"{len(by_group)} folder{'s' if len(by_group) != 1 else ''}"
+    else:
+        where = "ranked together"
+    print(f"{_photos(len(decisions))} culled: {n_keep} kept, {len(decisions) - n_keep} rejected ({where})")
+    for label, (k, r) in by_group.items():
+        if per != "all" and (per != "burst" or k + r > 1):
+            print(f"  {label}: kept {k}, rejected {r}")
+    return n_keep
+
+
+def _write_xmp(args: argparse.Namespace, decisions: dict) -> bool:
+    """Sidecars for every decision (or what would be written); True when some failed."""
+    from humanaes_core.culling import write_sidecars
+
+    if args.dry_run:
+        print(f"would write XMP sidecars for {_photos(len(decisions))}")
+        return False
+    report = write_sidecars(decisions, args.sidecar, label=args.label, digikam=not args.no_digikam)
+    print(f"wrote {len(set(report.written))} XMP sidecars")
+    for photo, reason in report.failed:
+        print(f"  sidecar not written for {photo}: {reason}", file=sys.stderr)
+    return bool(report.failed)
+
+
+def _deliver(args: argparse.Namespace, decisions: dict, n_keep: int) -> bool:
+    """Copy or move the keepers to --copy-picks/--move-picks; True when some failed."""
+    from humanaes_core.culling import copy_picks
+
+    dest = args.copy_picks or args.move_picks
+    action = "move" if args.move_picks else "copy"
+    if args.dry_run:
+        print(f"would {action} {_photos(n_keep)} to {dest}")
+        return False
+    copied = copy_picks(decisions, dest, move=bool(args.move_picks))
+    print(
+        f"{'moved' if args.move_picks else 'copied'} {_photos(len(copied.copied))} to {dest}"
+        + (f" ({len(copied.already_there)} already there)" if copied.already_there else "")
+    )
+    for photo, reason in copied.failed:
+        print(f"  not {action}d: {photo}: {reason}", file=sys.stderr)
+    return bool(copied.failed)
+
+
+@guard
+def main(argv: list[str] | None = None) -> int:
+    """humanaes-cull: keep the best photos, reject the rest, write XMP sidecars and copy the picks."""
+    args = _parser().parse_args(argv)
+
+    from humanaes_core.culling import export_cards, plan_cull
+    from humanaes_core.formats import collect_photos
+
+    started = time.perf_counter()
+    files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
+    if not files:
+        raise HumanAesError(f"no photos found in {', '.join(args.paths)}")
+    errors: dict[str, str] = {s.path: s.reason for s in skipped}
+    cards = _score(args, files, errors)
     if not cards:
         print(f"none of the {_photos(len(files))} could be scored:", file=sys.stderr)
         for path, reason in errors.items():
             print(f"  {path}: {reason}", file=sys.stderr)
         return EXIT_FAILED
 
-    groups = None
-    if args.per == "burst":
-        items = []
-        for path in tqdm(list(cards), unit="photo", disable=args.quiet, file=sys.stderr, desc="grouping"):
-            try:
-                items.append(fingerprint(path).item())
-            except HumanAesError:  # scored a moment ago, unreadable now: it stays a group of its own
-                continue
-        groups = group_photos(
-            items,
-            max_hamming=DEFAULT_MAX_HAMMING if args.max_hamming is None else args.max_hamming,
-            max_gap_s=DEFAULT_MAX_GAP_S if args.max_gap is None else args.max_gap,
-        )
-
+    groups = _bursts(args, list(cards)) if args.per == "burst" else None
     decisions = plan_cull(
         cards, keep_top_percent=args.keep_top, min_level=args.min_level, per=args.per, groups=groups
     )
-    n_keep = sum(d.keep for d in decisions.values())
-    by_group: dict[str, list[int]] = {}
-    for d in decisions.values():
-        counts = by_group.setdefault(d.group, [0, 0])
-        counts[0 if d.keep else 1] += 1
-    if args.per == "burst":
-        bursts = sum(1 for k, r in by_group.values() if k + r > 1)
-        where = f"{bursts} burst{'s' if bursts != 1 else ''}, {len(by_group) - bursts} single"
-    elif args.per == "folder":
-        where = f"{len(by_group)} folder{'s' if len(by_group) != 1 else ''}"
-    else:
-        where = "ranked together"
-    print(f"{_photos(len(decisions))} culled: {n_keep} kept, {len(decisions) - n_keep} rejected ({where})")
-    for label, (k, r) in by_group.items():
-        if args.per != "all" and (args.per != "burst" or k + r > 1):
-            print(f"  {label}: kept {k}, rejected {r}")
-
-    failed = False
-    verb = "would write" if args.dry_run else "wrote"
-    if args.write_xmp:
-        if args.dry_run:
-            print(f"{verb} XMP sidecars for {_photos(len(decisions))}")
-        else:
-            report = write_sidecars(decisions, args.sidecar, label=args.label, digikam=not args.no_digikam)
-            print(f"{verb} {len(set(report.written))} XMP sidecars")
-            for photo, reason in report.failed:
-                print(f"  sidecar not written for {photo}: {reason}", file=sys.stderr)
-            failed |= bool(report.failed)
-    dest = args.copy_picks or args.move_picks
-    if dest:
-        action = "move" if args.move_picks else "copy"
-        if args.dry_run:
-            print(f"would {action} {_photos(n_keep)} to {dest}")
-        else:
-            copied = copy_picks(decisions, dest, move=bool(args.move_picks))
-            print(
-                f"{'moved' if args.move_picks else 'copied'} {_photos(len(copied.copied))} to {dest}"
-                + (f" ({len(copied.already_there)} already there)" if copied.already_there else "")
-            )
-            for photo, reason in copied.failed:
-                print(f"  not {action}d: {photo}: {reason}", file=sys.stderr)
-            failed |= bool(copied.failed)
+    n_keep = _print_plan(args.per, decisions)
+    failed = _write_xmp(args, decisions) if args.write_xmp else False
+    if args.copy_picks or args.move_picks:
+        failed |= _deliver(args, decisions, n_keep)
     if args.export:
         export_cards(cards, args.export, decisions=decisions, groups=groups, errors=errors)
         print(f"wrote {args.export}")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from humanaes_core.cli import EXIT_OK, guard
 from humanaes_core.files import atomic_write
-from humanaes_core.importer import BACKBONE_DTYPES, EXPERT_ACTIVATIONS, METAVOTER_MODES
+from humanaes_core.importer import BACKBONE_DTYPES, METAVOTER_MODES
+from humanaes_core.model import EXPERT_ACTIVATIONS
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 

@@ -33,10 +33,10 @@ __all__ = [
     "Fingerprint",
     "best_of",
     "capture_time",
-    "fingerprint",
     "group_photos",
     "hamming",
     "parse_exif_datetime",
+    "photo_fingerprint",
 ]
 
 #: Largest phash distance (bits of 64) between frames of one group. Near-identical frames (small
@@ -152,7 +152,7 @@ def capture_time(path: str | os.PathLike[str]) -> tuple[float | None, str]:
         return None, "none"
 
 
-def fingerprint(path: str | os.PathLike[str]) -> Fingerprint:
+def photo_fingerprint(path: str | os.PathLike[str]) -> Fingerprint:
     """Capture time and perceptual hash of one photo (raises ImageLoadError when it cannot be read)."""
     import imagehash
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from humanaes_core.errors import HumanAesError
+from humanaes_core.files import atomic_write
 from humanaes_core.formats.decoders import HEIF_SUFFIXES, RAW_SUFFIXES
 
 __all__ = [
@@ -380,25 +380,6 @@ def _changes(
     return changes
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Replace ``target`` with ``data`` in one step, keeping its permission bits if it existed."""
-    try:
-        mode = target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -431,7 +412,8 @@ def _update(sidecar: Path, photo: Path, changes_for: Any) -> bool:
     finally:
         img.close()
     try:
-        _atomic_write(sidecar, out)
+        with atomic_write(sidecar, "wb") as fh:
+            fh.write(out)
     except OSError as exc:
         raise XmpError(f"{sidecar}: cannot write ({exc.strerror or exc})") from exc
     return True

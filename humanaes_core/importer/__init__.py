@@ -13,7 +13,6 @@ from humanaes_core._lazy import lazy_exports
 
 __all__ = [
     "BACKBONE_DTYPES",
-    "EXPERT_ACTIVATIONS",
     "METAVOTER_MODES",
     "ImportFailure",
     "ImportPlan",
@@ -28,7 +27,6 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "BACKBONE_DTYPES": "weights",
-        "EXPERT_ACTIVATIONS": "heads",
         "METAVOTER_MODES": "heads",
         "ImportFailure": "source",
         "ImportPlan": "convert",

@@ -32,7 +32,6 @@ from humanaes_core.importer.config import (
     source_prompt,
 )
 from humanaes_core.importer.heads import (
-    EXPERT_ACTIVATIONS,
     EXPERT_STRUCTURE,
     METAVOTER_MODES,
     METAVOTER_STRUCTURE,
@@ -57,6 +56,7 @@ from humanaes_core.importer.weights import (
     place_backbone,
     tied_output,
 )
+from humanaes_core.model import EXPERT_ACTIVATIONS
 
 if TYPE_CHECKING:
     from transformers import InternVLConfig, PreTrainedTokenizerBase

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
     from humanaes_core.model import Heads
 
-EXPERT_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 METAVOTER_MODES = ("auto", "mean")
 
 _EXPERT_NAME = re.compile(

@@ -9,6 +9,7 @@ from humanaes_core._lazy import lazy_exports
 __all__ = [
     "ADAPTER_DIR",
     "DIMS_QUESTIONS",
+    "EXPERT_ACTIVATIONS",
     "HEADS_FILE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -52,6 +53,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "EXPERT_ACTIVATIONS": "meta",
         "ADAPTER_DIR": "meta",
         "CheckpointMeta": "meta",
         "DIMS_QUESTIONS": "prompts",

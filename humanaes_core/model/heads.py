@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from humanaes_core.model.meta import HeadsConfig
+from humanaes_core.model.meta import EXPERT_ACTIVATIONS, HeadsConfig
 from humanaes_core.schema import BY_KEY, KEYS, LEAF_KEYS, PARENT_KEYS
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -18,6 +18,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "tanh": nn.Tanh,
 }
+assert set(_ACTIVATIONS) == set(EXPERT_ACTIVATIONS)
 
 
 def lm_level_score(level_logits: torch.Tensor) -> torch.Tensor:

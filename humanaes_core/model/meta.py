@@ -28,6 +28,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: Activations an expert-head FFN may use (humanaes.json's heads.expert_activation).
+EXPERT_ACTIVATIONS: tuple[str, ...] = ("gelu", "relu", "silu", "tanh")
+
+
 @dataclass
 class HeadsConfig:
     """Sizes of the heads; stored in the checkpoint so it loads without guessing."""

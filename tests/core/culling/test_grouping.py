@@ -14,10 +14,12 @@ from humanaes_core.culling import bursts as grouping
 from humanaes_core.culling.bursts import (
     best_of,
     capture_time,
-    fingerprint,
     group_photos,
     hamming,
     parse_exif_datetime,
+)
+from humanaes_core.culling.bursts import (
+    photo_fingerprint as fingerprint,
 )
 from humanaes_core.scoring.scorer import ScoreCard
 from tests.conftest import synthetic_photo

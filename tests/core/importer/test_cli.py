@@ -47,7 +47,8 @@ def test_help_offers_the_importers_choices_without_importing_torch():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.rstrip().endswith("no torch")
-    from humanaes_core.importer import BACKBONE_DTYPES, EXPERT_ACTIVATIONS, METAVOTER_MODES
+    from humanaes_core.importer import BACKBONE_DTYPES, METAVOTER_MODES
+    from humanaes_core.model import EXPERT_ACTIVATIONS
 
     help_text = " ".join(run.stdout.split())
     for choices in (METAVOTER_MODES, EXPERT_ACTIVATIONS, ("auto", *BACKBONE_DTYPES)):
