@@ -1,4 +1,4 @@
-"""Files HumanAes writes: one atomic write for every output."""
+"""Files HumanAes writes: one atomic write for every file."""
 
 from humanaes_core.files.atomic import NotRegularFileError, atomic_write
 
