@@ -12,15 +12,15 @@ Three kinds of work, each on a worker thread of its own so that none waits behin
 - jobs (a `background.Lane` of the window): writing sidecars, copying or moving picks, exporting cards. Each
   reports once, at the end.
 
-The functions that turn photos into plans (`sidecar_entries`, `picks_plan`, `export_plan`, `cull_plan`)
-are plain code without Qt, so they are tested on their own and run wherever the caller likes.
+What a decision does to the store (`cullcontrol.decide_op`, `cullcontrol.auto_cull_op`) and the plans
+made from photos are plain code without Qt in `cullcontrol`; this module only runs them off the UI thread.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,19 +29,13 @@ from PySide6.QtCore import QObject, Signal
 from humanaes_core.store import Change, DecisionStore, Flag, PhotoDecision
 
 from .background import Generation, Job, Lane
+from .cullcontrol import auto_cull_op, decide_op
 
 if TYPE_CHECKING:
-    from humanaes_core.culling import Decision, SidecarEntry
     from humanaes_core.formats import Rating
-
-    from .photos import Photo
 
 log = logging.getLogger(__name__)
 
-#: Decisions auto-cull leaves alone unless told otherwise: the photographer's own (made here, or in an
-#: editor and imported from its sidecar). Auto-cull's own earlier decisions are always replaced.
-MANUAL_SOURCES = frozenset({"user", "xmp"})
-SOURCE_NAMES = {"user": "you", "auto": "auto-cull", "xmp": "XMP sidecar"}
 _CHUNK = 200  # results delivered to the UI in chunks of this many photos
 
 
@@ -106,16 +100,7 @@ class DecisionKeeper(QObject):
         A photo without a stored decision starts from `fallback` (its imported sidecar rating), so
         pressing P on a photo an editor rated 4 stars keeps the 4 stars.
         """
-        items, fallback = list(items), dict(fallback or {})
-
-        def op(store: DecisionStore) -> list[Change]:
-            current = store.get_many(h for h, _ in items)
-            changes = []
-            for content_hash, path in items:
-                base = current.get(content_hash) or fallback.get(content_hash) or PhotoDecision()
-                changes.append((content_hash, path, replace(base, source="user", **fields)))
-            return store.apply(changes, description)
-
+        op = decide_op(items, description, fallback or {}, fields)
         self._run(op, lambda changes: self.changed.emit(changes, description))
 
     def auto_cull(
@@ -129,21 +114,9 @@ class DecisionKeeper(QObject):
         """Pick the keepers and reject the rest of (content hash, path, keep), as ONE undo step.
 
         Stars are kept; the flag is set with source "auto". The photographer's own decisions
-        (`MANUAL_SOURCES`) are left as they are unless `overwrite_manual`.
+        (`cullcontrol.MANUAL_SOURCES`) are left as they are unless `overwrite_manual`.
         """
-        plan, fallback = list(plan), dict(fallback or {})
-
-        def op(store: DecisionStore) -> list[Change]:
-            current = store.get_many(h for h, _, _ in plan)
-            changes = []
-            for content_hash, path, keep in plan:
-                base = current.get(content_hash) or fallback.get(content_hash)
-                if base is not None and base.source in MANUAL_SOURCES and not overwrite_manual:
-                    continue
-                new = replace(base or PhotoDecision(), flag=Flag.PICK if keep else Flag.REJECT, source="auto")
-                changes.append((content_hash, path, new))
-            return store.apply(changes, description)
-
+        op = auto_cull_op(plan, description, fallback or {}, overwrite_manual=overwrite_manual)
         self._run(op, lambda changes: self.changed.emit(changes, description))
 
     def undo(self) -> None:
@@ -273,8 +246,8 @@ class FolderScanner(QObject):
         from humanaes_core.culling import (
             DEFAULT_MAX_GAP_S,
             DEFAULT_MAX_HAMMING,
-            fingerprint,
             group_photos,
+            photo_fingerprint,
         )
 
         items, known = list(items), dict(self._prints)
@@ -289,7 +262,7 @@ class FolderScanner(QObject):
                 if job.cancelled:
                     return None
                 try:
-                    fp = fingerprint(path)
+                    fp = photo_fingerprint(path)
                 except Exception as e:  # an unreadable photo is simply not part of a burst
                     log.debug("no fingerprint for %s: %s", path, e)
                     continue
@@ -314,78 +287,3 @@ class FolderScanner(QObject):
             done=done,
             progress=lambda counts: self.progress.emit("Finding bursts", *counts),
         )
-
-
-# ------------------------------------------------------------------------------------- planning
-
-
-def _level(photo: Photo) -> str | None:
-    return None if photo.card is None else photo.card.level
-
-
-def sidecar_entries(photos: Iterable[Photo]) -> list[SidecarEntry]:
-    """The app's decisions as sidecar contents (`SidecarEntry.from_rating`). Photos without a decision
-    made here are left out: their sidecar, if any, already says what the editor decided."""
-    from humanaes_core.culling import SidecarEntry
-
-    return [SidecarEntry.from_rating(p.path, p.decision, _level(p)) for p in photos if p.decision is not None]
-
-
-def _decision_for_export(photo: Photo) -> Decision | None:
-    from humanaes_core.culling import rated_decision
-
-    rating = photo.rating
-    who = "" if rating is None else SOURCE_NAMES.get(rating.source, rating.source)
-    return rated_decision(rating, level=_level(photo), overall=photo.overall, who=who)
-
-
-def picks_plan(photos: Iterable[Photo]) -> dict[Path, Decision]:
-    """The picked photos as keepers for `humanaes_core.culling.copy_picks`."""
-    plan = {}
-    for photo in photos:
-        if photo.flag == Flag.PICK:
-            decision = _decision_for_export(photo)
-            if decision is not None:
-                plan[photo.path] = decision
-    return plan
-
-
-def export_plan(
-    photos: Iterable[Photo],
-) -> tuple[dict[Path, Any], dict[Path, Decision], dict[str, str]]:
-    """(cards, decisions, errors) for `humanaes_core.culling.export_cards`: every scored photo's card, the
-    decision of each photo that has a flag or stars, and why skipped photos were skipped."""
-    cards: dict[Path, Any] = {}
-    decisions: dict[Path, Decision] = {}
-    errors: dict[str, str] = {}
-    for photo in photos:
-        if photo.card is not None:
-            cards[photo.path] = photo.card
-            decision = _decision_for_export(photo)
-            if decision is not None:
-                decisions[photo.path] = decision
-        elif photo.error is not None:
-            errors[str(photo.path)] = photo.error
-    return cards, decisions, errors
-
-
-def cull_plan(
-    photos: Iterable[Photo],
-    *,
-    keep_top_percent: float | None = None,
-    min_level: str | None = None,
-    per: str = "folder",
-    groups: Sequence[Sequence[Path]] | None = None,
-) -> dict[Path, Decision]:
-    """`humanaes_core.culling.plan_cull` over the scored photos (only their overall score and level are
-    passed: converting 10,000 full cards to dicts would cost more than the ranking itself)."""
-    from humanaes_core.culling import plan_cull
-
-    cards = {
-        p.path: {"dims": {"overall": p.card.dims["overall"]}, "level": p.card.level}
-        for p in photos
-        if p.card is not None
-    }
-    if not cards:
-        return {}
-    return plan_cull(cards, keep_top_percent=keep_top_percent, min_level=min_level, per=per, groups=groups)

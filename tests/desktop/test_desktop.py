@@ -126,12 +126,12 @@ def test_open_score_sort_click_shows_card_and_attribution(make_window, qtbot, ph
 
     # Filters: a minimum score hides the weaker photos (and every unscored one).
     threshold = sorted(c.dims["overall"] for c in cards)[2]
-    window.min_score.setValue(threshold)
+    window.filters.min_score.setValue(threshold)
     shown = _rows(window)
     assert shown and all(p.card is not None and p.card.dims["overall"] >= threshold for p in shown)
-    window.min_score.setValue(0.0)
+    window.filters.min_score.setValue(0.0)
     level = cards[0].level
-    for lv, chip in window.level_chips.items():
+    for lv, chip in window.filters.level_chips.items():
         chip.setChecked(lv == level)
     assert {p.card.level for p in _rows(window)} == {level}
 
@@ -315,7 +315,7 @@ def test_window_remembers_size_splitter_and_sort(make_window, qtbot):
     window.resize(760, 560)  # within the offscreen platform's 800×600 screen, which geometry is fitted to
     window.splitter.setSizes([330, 420])
     window.set_sort("looks", descending=False)
-    window.level_chips["bad"].setChecked(False)
+    window.filters.level_chips["bad"].setChecked(False)
     sizes = window.splitter.sizes()
     window.close()
 
@@ -328,8 +328,8 @@ def test_window_remembers_size_splitter_and_sort(make_window, qtbot):
     assert (again.width(), again.height()) == (760, 560)
     assert again.splitter.sizes() == sizes
     assert again.model.sort_key == "looks" and not again.model.descending
-    assert again.sort_combo.currentData() == "looks"
-    assert not again.level_chips["bad"].isChecked()
+    assert again.sorting.combo.currentData() == "looks"
+    assert not again.filters.level_chips["bad"].isChecked()
     again.close()
 
 

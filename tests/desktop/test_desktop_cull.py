@@ -26,7 +26,7 @@ from humanaes_core.formats.xmp import read_rating, write_decision
 from humanaes_core.scoring.scorer import ScoreCard
 from humanaes_core.store.decisions import DecisionStore, Flag, PhotoDecision
 from humanaes_desktop.cull_dialogs import AutoCullDialog, CullParams, SidecarDialog
-from humanaes_desktop.culling import sidecar_entries
+from humanaes_desktop.cullcontrol import sidecar_entries
 from humanaes_desktop.grid import PhotoGrid
 from humanaes_desktop.mainwindow import MainWindow
 from humanaes_desktop.photos import GroupRole, PhotoModel
@@ -157,7 +157,7 @@ def test_keys_undo_redo_and_decisions_survive_reopening(make_window, qtbot, tmp_
     assert imported.decision == PhotoDecision(stars=4, flag=Flag.PICK, source="user")
     _key(qtbot, window, Qt.Key.Key_2)
     assert imported.stars == 2 and imported.flag == Flag.PICK
-    assert window.undo_action.text() == "Undo 2 stars"
+    assert window.commands["undo"].text() == "Undo 2 stars"
 
     _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert imported.stars == 4
@@ -212,7 +212,7 @@ def test_keys_undo_redo_and_decisions_survive_reopening(make_window, qtbot, tmp_
     assert _photo(again, "photo_00.jpg").flag == Flag.PICK
     assert _photo(again, "photo_02.jpg").flag == Flag.REJECT
     assert _photo(again, "photo_03.jpg").decision == PhotoDecision(stars=None, flag=Flag.NONE, source="user")
-    assert again.undo_action.isEnabled()  # the history is persistent too
+    assert again.commands["undo"].isEnabled()  # the history is persistent too
 
 
 def test_a_key_pressed_just_before_closing_is_saved(make_window, qtbot, tmp_path):
@@ -264,7 +264,7 @@ def test_auto_cull_is_one_undo_step_and_keeps_manual_decisions(make_window, qtbo
     assert second.flag == Flag.PICK and second.rating.source == "auto"
     assert [p.flag for p in ranked[2:3]] == [Flag.PICK]
     assert all(p.flag == Flag.REJECT and p.rating.source == "auto" for p in ranked[3:])
-    assert window.undo_action.text() == "Undo auto-cull: keep top 50% per folder"
+    assert window.commands["undo"].text() == "Undo auto-cull: keep top 50% per folder"
     window.grid.grab()
 
     # Overridable afterwards, and the whole cull is one undo step.
@@ -282,7 +282,7 @@ def test_auto_cull_is_one_undo_step_and_keeps_manual_decisions(make_window, qtbo
     monkeypatch.setattr(AutoCullDialog, "exec", lambda self: 1)
     window.open_auto_cull()
     qtbot.waitUntil(lambda: _idle(window), timeout=10000)
-    assert window.undo_action.text() == "Undo auto-cull: keep excellent and better across all photos"
+    assert window.commands["undo"].text() == "Undo auto-cull: keep excellent and better across all photos"
     assert AppSettings.load().cull_overwrite_manual is True  # remembered
     assert all(p.rating.source == "auto" for p in ranked)
     assert {p.flag for p in ranked} <= {Flag.PICK, Flag.REJECT}

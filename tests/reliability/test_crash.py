@@ -322,7 +322,7 @@ def test_the_app_keeps_working_on_a_damaged_cache(qtbot, tiny_model, tmp_path, m
 
     db = tmp_path / "cache.sqlite"
     db.write_bytes(os.urandom(32 << 10))
-    monkeypatch.setenv("HUMANAES_CACHE", str(db))
+    monkeypatch.setenv("HUMANAES_LIBRARY", str(db))
     monkeypatch.setenv("HUMANAES_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("HUMANAES_THUMBNAILS", str(tmp_path / "thumbnails"))
     folder = procs.photo_folder(tmp_path / "shoot", 4, seed=3)

@@ -260,7 +260,7 @@ def test_the_app_shows_a_banner_and_keeps_browsing(qtbot, tiny_model, copy_of, t
     from humanaes_desktop.mainwindow import MainWindow
     from humanaes_desktop.settings import AppSettings
 
-    monkeypatch.setenv("HUMANAES_CACHE", str(tmp_path / "cache.sqlite"))
+    monkeypatch.setenv("HUMANAES_LIBRARY", str(tmp_path / "cache.sqlite"))
     monkeypatch.setenv("HUMANAES_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("HUMANAES_THUMBNAILS", str(tmp_path / "thumbnails"))
     shoot = tmp_path / "shoot"

@@ -1,0 +1,235 @@
+"""The main window's side of scoring: opening folders, the scoring worker's signals, pause, cancel,
+settings, and the list of skipped files.
+
+A mixin of `mainwindow.MainWindow`: it uses the widgets the window builds (grid, banner, status bar,
+skipped-files list) and its `controller` (`worker.ScoringController`). Everything it receives arrives
+as a signal from the scoring lane; nothing here waits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QListWidgetItem
+
+from . import theme
+from .dialogs import DownloadDialog, SettingsDialog
+from .settings import AppSettings
+from .widgets import format_duration
+from .worker import ModelInfo, Progress
+
+
+class ScoringHookup:
+    """Open, score, pause, cancel, change settings; report progress and skipped files."""
+
+    # ------------------------------------------------------------------ opening folders
+
+    def choose_folder(self) -> None:
+        start = self.paths[0] if self.paths else (self.settings.recent_folders or [str(Path.home())])[0]
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of photos", start)
+        if folder:
+            self.open_paths([folder])
+
+    def open_paths(self, paths: Sequence[str | os.PathLike]) -> None:
+        """Show these folders/files and start scoring them (cached photos appear at once)."""
+        self.paths = [os.path.abspath(os.fspath(p)) for p in paths]
+        if not self.paths:
+            return
+        if len(self.paths) == 1 and os.path.isdir(self.paths[0]):
+            self.settings.add_recent(self.paths[0])
+            self.settings.save()  # the recent list survives even if the app is killed
+            self._rebuild_recent_menu()
+        name = Path(self.paths[0]).name if len(self.paths) == 1 else f"{len(self.paths)} items"
+        self.setWindowTitle(f"{name} — HumanAes")
+        self.close_compare()
+        self._folder.advance()  # decisions, ratings and bursts of the previous folder are dropped
+        self.scanner.cancel()
+        self.cull_label.setText("")
+        self._last_row = None
+        self.thumbnails.clear()
+        self.previews.clear()
+        self.capture_times.cancel()
+        self.model.set_photos([])
+        self.panel.show_photo(None)
+        self.errors_list.clear()
+        self._update_errors_button()
+        self.banner.hide()
+        self.status_label.setText("Looking for photos…")
+        self._start_scoring()
+
+    def rescan(self) -> None:
+        """Look for new or changed photos; unchanged ones come from the cache without the model."""
+        if self.paths:
+            current = self.current_photo()
+            self._pending_select = None if current is None else str(current.path)
+            self.open_paths(self.paths)
+
+    def _start_scoring(self) -> None:
+        self.last_progress = Progress()
+        self.progress_bar.setRange(0, 0)
+        self.progress_bar.show()
+        self.rate_label.setText("")
+        self.controller.start(self.paths, self.settings.scoring, self.settings.recursive)
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for folder in self.settings.recent_folders:
+            action = self.recent_menu.addAction(folder)
+            action.triggered.connect(lambda _checked=False, f=folder: self.open_paths([f]))
+        self.recent_menu.setEnabled(bool(self.settings.recent_folders))
+
+    # ------------------------------------------------------------------ worker signals
+
+    def _on_files_found(self, files: list[Path], problems: list[tuple[str, str]]) -> None:
+        root = Path(self.paths[0]) if len(self.paths) == 1 and os.path.isdir(self.paths[0]) else None
+        self.model.set_photos(files, root)
+        self.capture_times.scan(files)
+        for path, reason in problems:
+            self._add_error(path, reason)
+        if not files:
+            self.status_label.setText("No photos found here.")
+        self.progress_bar.setRange(0, max(1, len(files)))
+        self.progress_bar.setValue(0)
+        select, self._pending_select = self._pending_select, None
+        row = self.model.row_of(select) if select else -1
+        if self.model.rowCount() and not self.grid.currentIndex().isValid():
+            self.select_row(max(row, 0))
+
+    def _on_model_ready(self, info: ModelInfo) -> None:
+        self.model_info = info
+        self._detail_timer.start()
+
+    def _on_results(self, batch: list[tuple[str, Any, str | None]]) -> None:
+        changed = self.model.update_results(batch)
+        for photo in changed:
+            if photo.error is not None:
+                self._add_error(str(photo.path), photo.error)
+        self._update_status()
+        if changed:
+            self._detail_timer.start()  # the folder average moved: the attribution of the shown photo too
+
+    def _on_progress(self, progress: Progress) -> None:
+        self.last_progress = progress
+        if progress.total:
+            self.progress_bar.setRange(0, progress.total)
+            self.progress_bar.setValue(progress.done)
+        if progress.loading_model:
+            self.rate_label.setText("Loading the model…")
+        elif progress.paused:
+            self.rate_label.setText("Paused")
+        elif progress.rate > 0:
+            self.rate_label.setText(
+                f"{progress.rate:.1f} photos/s  ·  {format_duration(progress.eta_s)} left"
+            )
+        elif progress.cached and progress.done < progress.total:
+            self.rate_label.setText(f"{progress.cached} from cache")
+        self.commands["pause"].setText("Resume" if progress.paused else "Pause")
+
+    def _on_download(self, description: str, done: float, total: float) -> None:
+        if self._download_dialog is None:
+            self._download_dialog = DownloadDialog(self)
+        self._download_dialog.report(description, done, total)
+
+    def _on_failed(self, message: str) -> None:
+        """One clear, non-modal message; browsing, sorting and cached scores keep working."""
+        self.banner_text.setText(message)
+        self.banner.show()
+        self.status_label.setText("Scoring stopped — see the message above the grid.")
+
+    def _on_finished(self, cancelled: bool) -> None:
+        p = self.last_progress
+        if self._download_dialog is not None:
+            self._download_dialog.hide()
+        self._update_status()
+        parts = [f"{p.scored} scored", f"{p.cached} from cache"]
+        if p.failed:
+            parts.append(f"{p.failed} skipped")
+        prefix = "Cancelled — scores so far are saved" if cancelled else "Done"
+        self.rate_label.setText(f"{prefix}: " + ", ".join(parts) if p.total else "")
+
+    def _on_running_changed(self, running: bool) -> None:
+        self.commands.set_condition("scoring", running)
+        self.commands["pause"].setText("Pause")
+        if not running:
+            self.progress_bar.hide()
+
+    def _update_status(self) -> None:
+        counts = self.model.counts()
+        if counts["total"] == 0:
+            return
+        shown = counts["shown"]
+        text = f"{shown} of {counts['total']} photos shown" if shown != counts["total"] else f"{shown} photos"
+        text += f"  ·  {counts['scored']} scored"
+        if counts["pending"]:
+            text += f", {counts['pending']} waiting"
+        decided = self.model.decision_counts()
+        if decided["picked"] or decided["rejected"]:
+            text += f"  ·  {decided['picked']} picked, {decided['rejected']} rejected"
+        if self.model_info is not None:
+            text += f"  ·  model {Path(self.model_info.settings.model).name}"
+        self.status_label.setText(text)
+        self._update_empty_state()
+
+    # ------------------------------------------------------------------ scoring control
+
+    def toggle_pause(self) -> None:
+        if self.controller.running:
+            self.controller.toggle_pause()
+            self.commands["pause"].setText("Resume" if self.controller.paused else "Pause")
+            self.rate_label.setText("Paused" if self.controller.paused else "Resuming…")
+
+    def cancel_scoring(self) -> None:
+        if self.controller.running:
+            self.controller.cancel()
+            self.status_label.setText("Cancelling after the current batch…")
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            self.apply_settings(dialog.result_settings())
+
+    def apply_settings(self, new: AppSettings) -> None:
+        """Take new settings; another model or scoring setup clears the scores and re-scores lazily."""
+        scoring_changed = new.scoring != self.settings.scoring
+        rescan = scoring_changed or new.recursive != self.settings.recursive
+        self.settings.scoring = new.scoring
+        self.settings.recursive = new.recursive
+        self.settings.save()
+        if scoring_changed:
+            # Cards are keyed by model and settings in the cache; on screen they are cleared, so a card of
+            # the old model can never sit next to one of the new model.
+            self.controller.drop_model()
+            self.model_info = None
+            self.model.clear_scores()
+            self.errors_list.clear()
+            self._update_errors_button()
+            self.refresh_detail()
+        if rescan and self.paths:
+            self.banner.hide()
+            self._start_scoring()
+
+    # ------------------------------------------------------------------ skipped files
+
+    def _add_error(self, path: str, reason: str) -> None:
+        item = QListWidgetItem(f"{Path(path).name}  —  {reason}")
+        item.setToolTip(path)
+        item.setData(Qt.ItemDataRole.UserRole, path)
+        item.setForeground(theme.NEGATIVE)
+        self.errors_list.addItem(item)
+        self._update_errors_button()
+
+    def _update_errors_button(self) -> None:
+        n = self.errors_list.count()
+        self.errors_button.setText(f"{n} skipped")
+        self.errors_button.setVisible(n > 0)
+
+    def toggle_errors(self) -> None:
+        self.errors_dock.setVisible(not self.errors_dock.isVisible())
+
+    def _on_error_activated(self, item: QListWidgetItem) -> None:
+        self.select_path(item.data(Qt.ItemDataRole.UserRole))
+        self.grid.setFocus()
