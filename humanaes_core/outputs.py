@@ -76,6 +76,8 @@ def check_output(target: str | os.PathLike[str], flag: str = "output") -> Path:
     """
     path = Path(target)
     name = os.fsdecode(os.fspath(path))
+    if path.is_symlink():  # judge what the link points at: a link to a photo is still a photo
+        check_output(path.resolve(), flag)
     if path.suffix.lower() in _PROTECTED_SUFFIXES:
         raise UnsafeOutputError(
             f"{flag} {name}: that is a photo's or sidecar's name; write results to .csv, .json or .jsonl"
@@ -132,7 +134,9 @@ def open_output(
     when it is a character device or FIFO. OSErrors become one-line `UnsafeOutputError`s."""
     path = check_output(target, flag)
     try:
-        if path.exists() and not path.is_file():
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            # a stream, or a link the user keeps (``/dev/stdout``, ``latest.csv -> runs/...``): written
+            # through, never renamed over
             with open(path, mode, **text) as f:
                 yield f
             return

@@ -88,3 +88,23 @@ def test_read_only_folder_is_one_line(tmp_path: Path) -> None:
     folder.chmod(0o555)
     with pytest.raises(UnsafeOutputError, match="permission denied"), open_output(folder / "a.csv") as f:
         f.write("x")
+
+
+def test_a_link_is_written_through_and_kept(tmp_path: Path) -> None:
+    real = tmp_path / "runs" / "today.csv"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(real)
+    with open_output(link, "--out") as f:
+        f.write("new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+
+
+def test_a_link_to_a_photo_is_refused(tmp_path: Path) -> None:
+    photo = tmp_path / "IMG_1.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    link = tmp_path / "out.csv"
+    link.symlink_to(photo)
+    with pytest.raises(UnsafeOutputError, match="photo"):
+        check_output(link, "--out")
