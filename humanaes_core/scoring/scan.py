@@ -10,6 +10,10 @@ signature (size, mtime, ctime, inode) after decoding is the one it had before it
 the bytes decoded may not be the bytes hashed, so the photo is hashed and scored once more, and reported
 with a reason if it keeps changing or disappears. Folder walking never follows symlinked folders (no
 loops) and reports broken links, link loops and non-regular files by name instead of failing.
+
+When the cache cannot store a card (the disk filled up, the library turned read-only), the run ends:
+the cards of that batch are still yielded, then the store's error (one line) is raised. Every card
+committed before stays in the library, and a caller that collected the results can still write them.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from humanaes_core.errors import HumanAesError
 from humanaes_core.formats import Skipped, os_reason
 from humanaes_core.model import checkpoint_fingerprint, read_meta, resolve
 from humanaes_core.scoring.scorer import (
@@ -162,7 +167,26 @@ class CachedScoring:
         keys = list(todo)
         firsts = [todo[k][0] for k in keys]  # identical photos are scored once
         changed: list[Path] = []
-        for result in self._score_lazily(firsts):
+        scoring = self._score_lazily(firsts)
+        try:
+            yield from self._collect(scoring, keys, todo, signatures, changed, last_try=last_try)
+        finally:
+            scoring.close()  # stops the decode workers at once when the run ends early
+        if changed:
+            yield from self._run(changed, last_try=True)
+
+    def _collect(
+        self,
+        scoring: Iterator[ScoreResult],
+        keys: list[str],
+        todo: dict[str, list[Path]],
+        signatures: dict[Path, FileSignature],
+        changed: list[Path],
+        *,
+        last_try: bool,
+    ) -> Iterator[ScoreResult]:
+        """Cache and yield each new card; files that changed while being scored go into ``changed``."""
+        for result in scoring:
             key = keys[result.index]
             if result.card is None:
                 first = Path(todo[key][0])
@@ -188,16 +212,26 @@ class CachedScoring:
                     else:
                         changed.extend(todo[key])
                     continue
-                self.cache.put(key, self.model_fp, self.settings_fp, result.card.to_dict())
+            stored = self._store(key, result.card)
             for path in todo[key]:
                 card = ScoreCard.from_dict(result.card.to_dict())
                 card.source = str(path)
                 self.stats.scored += 1
                 yield ScoreResult(-1, str(path), card=card)
-        if changed:
-            yield from self._run(changed, last_try=True)
+            if stored is not None:
+                raise stored
 
-    def _score_lazily(self, files: Sequence[Path]) -> Iterator[ScoreResult]:
+    def _store(self, key: str, card: ScoreCard) -> HumanAesError | None:
+        """Put the card in the cache; the store's error if it cannot (raised once the card is out)."""
+        if self.cache is None:
+            return None
+        try:
+            self.cache.put(key, self.model_fp, self.settings_fp, card.to_dict())
+        except HumanAesError as e:  # the disk is full, the file read-only: nothing later can be kept
+            return e
+        return None
+
+    def _score_lazily(self, files: Sequence[Path]) -> Generator[ScoreResult, None, None]:
         """Decode first, load the model when a photo decodes: a folder of broken files never loads it."""
         window = 2 * self._batch_size
         stream = decode_stream(files, self.tile_config, workers=self._decode_workers, window=window)

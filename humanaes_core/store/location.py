@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import platformdirs
 
-from humanaes_core.store.errors import CacheBusyError
+from humanaes_core.store.errors import CacheBusyError, CacheUnavailableError
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -28,6 +29,7 @@ __all__ = [
     "default_folder",
     "default_library_path",
     "file_lock",
+    "library_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,29 @@ LEGACY_NAME = "cache.sqlite"
 #: WAL and shared memory travel with the main file: the WAL may hold its latest commits.
 _COMPANIONS = ("-wal", "-shm")
 _LOCK_WAIT_S = 60.0
+#: ``scheme://`` (or ``scheme:/`` once ``Path`` has folded the slashes): a database URL, not a file name.
+#: Two letters at least, so a Windows drive (``C:/``) is a path.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
+#: The SQLAlchemy spelling of a SQLite file: ``sqlite:///relative`` or ``sqlite:////absolute``.
+_SQLITE_URL = re.compile(r"sqlite(\+pysqlite)?:///(?P<path>[^?#]+)")
+
+
+def library_path(value: str | os.PathLike[str]) -> Path:
+    """The library file that ``value`` (a --cache value, ``$HUMANAES_LIBRARY``) names.
+
+    A ``sqlite:///path`` URL names its path. Any other URL (``postgresql+psycopg://…``) is refused:
+    taken as a path it would silently become a folder named ``postgresql+psycopg:``.
+    """
+    text = os.fspath(value)
+    if not _URL.match(text):
+        return Path(text).expanduser()
+    sqlite_url = _SQLITE_URL.fullmatch(text)
+    if sqlite_url is not None:
+        return Path(sqlite_url["path"]).expanduser()
+    raise CacheUnavailableError(
+        f"{text}: library URLs other than a file path are not supported yet; "
+        "give the path of a SQLite file (or sqlite:///path)"
+    )
 
 
 def default_folder() -> Path:
@@ -53,7 +78,10 @@ def default_library_path() -> Path:
     for name in (LIBRARY_ENV_VAR, CACHE_ENV_VAR):
         override = os.environ.get(name, "").strip()
         if override:
-            return Path(override).expanduser()
+            try:
+                return library_path(override)
+            except CacheUnavailableError:  # opening it says why; finding where it is must not fail
+                return Path(override)
     return default_folder() / LIBRARY_NAME
 
 

@@ -98,11 +98,21 @@ _DECISIONS_V1 = (
     "CREATE INDEX IF NOT EXISTS ix_decisions_path ON decisions (path)",
 )
 
+#: Cache schema 2: the fast path keeps the whole file signature, so a photo swapped in with its size and
+#: mtime restored (``cp -p``, ``rsync -t``) is hashed again. Rows of schema 1 have NULLs there: they never
+#: match and are refreshed by the next scan.
+_CACHE_V2 = tuple(
+    f"ALTER TABLE file_hashes ADD COLUMN {column} BIGINT" for column in ("ctime_ns", "ino", "dev")
+)
+
 #: The score tables: ``meta``, ``file_hashes`` (the path fast path) and ``scores``.
 CACHE_COMPONENT = SchemaComponent(
     "cache",
     "schema_version",
-    (Migration(1, "first released schema: meta, file_hashes, scores", _CACHE_V1),),
+    (
+        Migration(1, "first released schema: meta, file_hashes, scores", _CACHE_V1),
+        Migration(2, "file_hashes: ctime_ns, ino, dev (the whole file signature)", _CACHE_V2),
+    ),
     CacheVersionError,
 )
 #: The photographer's decisions and their undo history.

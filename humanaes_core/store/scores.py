@@ -5,16 +5,20 @@ are keyed by the photo's *content* (``hashing.content_hash_file``), the model fi
 the checkpoint's manifest) and the settings key (what else changes a card: tiles, heads, prompt), so
 renaming or copying a photo keeps its score while a new model or new settings never reuse a stale one.
 Hashing every photo on every rescan would itself be slow (a 1,000-photo folder of 25 MB raws is 25 GB of
-reading), so a second table remembers ``(size, mtime_ns) -> hash`` per absolute path and a rescan of an
-unchanged folder only has to ``stat`` its files.
+reading), so a second table remembers each absolute path's file signature (size, mtime, ctime, inode,
+device) and the hash it had then, and a rescan of an unchanged folder only has to ``stat`` its files.
 
 The cache's tables live in the library file beside the decisions (``sqlite.SQLiteStore``); nothing here
 reads or writes the decision tables. On disk the two keys are the columns ``model_fp`` and
 ``settings_fp`` (schema 1, kept as they are).
 
-Known limit of the fast path: like ``make`` and ``rsync``'s quick check, it trusts ``(size, mtime_ns)``. A
-file rewritten in place with the same size inside one timestamp tick, or whose mtime is deliberately
-restored, keeps its old hash until its size or mtime changes.
+The fast path trusts the whole signature, not only ``(size, mtime_ns)`` as ``make`` and ``rsync``'s quick
+check do: a photo replaced by another of the same size whose mtime was restored (``cp -p``, ``rsync -t``,
+``touch -r``) has a new inode or at least a new ctime, which nobody can set back, so it is read again.
+What remains: a file rewritten in place with the same size inside one timestamp tick of both its mtime
+and ctime. Moving the library to another disk, or a disk whose device number changes, costs one re-read.
+Signature values are stored as SQLite's signed 64-bit integers, wrapped: a file dated after 2262 (beyond
+int64 nanoseconds) or an inode above 2**63 is scanned like any other.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from sqlalchemy import BigInteger, Float, Index, String, Text, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from humanaes_core.store.errors import CacheUnavailableError
 from humanaes_core.store.hashing import (
     DIGEST_SIZE,
+    FileSignature,
     HashedFile,
     content_hash_file,
     encode_path,
@@ -63,7 +69,11 @@ class Meta(Base):
 
 
 class FileHash(Base):
-    """Fast path: the last seen ``(size, mtime_ns)`` of an absolute path and the content hash it had then."""
+    """Fast path: the last seen signature of an absolute path and the content hash it had then.
+
+    Columns hold ``_int64`` of the signature's fields; ``ctime_ns``, ``ino`` and ``dev`` are NULL in rows
+    written by cache schema 1, which therefore never match.
+    """
 
     __tablename__ = "file_hashes"
 
@@ -71,6 +81,26 @@ class FileHash(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     content_hash: Mapped[str] = mapped_column(String(2 * DIGEST_SIZE))
+    ctime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    ino: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    dev: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+#: The stored form of a signature, in ``FileHash``'s column order.
+_SIGNATURE_COLUMNS = ("size", "mtime_ns", "ctime_ns", "ino", "dev")
+
+
+def _int64(value: int) -> int:
+    """``value`` wrapped into SQLite's signed 64-bit INTEGER (which raises OverflowError beyond it).
+
+    Nanoseconds since 1970 leave int64 in 2262 and inodes may use all 64 unsigned bits. Wrapping keeps
+    equality for every value a file system can hold (two values 2**64 apart never meet).
+    """
+    return (value + 2**63) % 2**64 - 2**63
+
+
+def _stored(sig: FileSignature) -> tuple[int, ...]:
+    return tuple(_int64(getattr(sig, column)) for column in _SIGNATURE_COLUMNS)
 
 
 class ScoreRow(Base):
@@ -175,54 +205,54 @@ class ScoreCache(SQLiteStore):
         return {Path(p): results[Path(p)] for p in paths}
 
     def _hash_stated(self, stats: dict[str, os.stat_result]) -> dict[str, HashedFile | OSError]:
-        """Hash each stat'ed file through the fast path: only files whose size or mtime changed are read."""
+        """Hash each stat'ed file through the fast path: only files whose signature changed are read."""
         known = self._known_hashes(list(stats)) if stats else {}
         hashes: dict[str, HashedFile | OSError] = {}
         fresh: list[dict[str, Any]] = []
         for key, st in stats.items():
             sig = signature_of(st)
             row = known.get(key)
-            if row is not None and row[0] == sig.size and row[1] == sig.mtime_ns:
-                hashes[key] = HashedFile(row[2], sig)
+            if row is not None and row[0] == _stored(sig):
+                hashes[key] = HashedFile(row[1], sig)
                 continue
-            # The stat was taken before reading: if the file changes while we hash it, its mtime will no
-            # longer match the stored one next time and it is simply hashed again.
+            # The stat was taken before reading: if the file changes while we hash it, its signature will
+            # no longer match the stored one next time and it is simply hashed again.
             try:
                 digest = content_hash_file(key)
             except OSError as exc:
                 hashes[key] = exc
                 continue
             hashes[key] = HashedFile(digest, sig)
-            fresh.append(
-                {"path": encode_path(key), "size": sig.size, "mtime_ns": sig.mtime_ns, "content_hash": digest}
-            )
+            columns = dict(zip(_SIGNATURE_COLUMNS, _stored(sig), strict=True))
+            fresh.append({"path": encode_path(key), "content_hash": digest, **columns})
         if fresh:
-            stmt = sqlite_insert(FileHash)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[FileHash.path],
-                set_={
-                    "size": stmt.excluded.size,
-                    "mtime_ns": stmt.excluded.mtime_ns,
-                    "content_hash": stmt.excluded.content_hash,
-                },
-            )
-            self._write(lambda session: session.execute(stmt, fresh))
+            self._remember(fresh)
         return hashes
 
-    def _known_hashes(self, keys: list[str]) -> dict[str, tuple[int, int, str]]:
-        """The fast-path rows of these absolute paths: path -> (size, mtime_ns, content hash)."""
-        encoded = {encode_path(k): k for k in keys}
+    def _remember(self, fresh: list[dict[str, Any]]) -> None:
+        """Store fast-path rows. Only an optimisation: when the library cannot be written (disk full,
+        read-only), the hashes are still right and the next scan reads these files again."""
+        stmt = sqlite_insert(FileHash)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[FileHash.path],
+            set_={name: getattr(stmt.excluded, name) for name in (*_SIGNATURE_COLUMNS, "content_hash")},
+        )
+        try:
+            self._write(lambda session: session.execute(stmt, fresh))
+        except CacheUnavailableError as e:
+            log.info("score cache: the hashes of %d files were not remembered: %s", len(fresh), e)
 
-        def fetch(session: Session) -> dict[str, tuple[int, int, str]]:
-            found: dict[str, tuple[int, int, str]] = {}
+    def _known_hashes(self, keys: list[str]) -> dict[str, tuple[tuple[int | None, ...], str]]:
+        """The fast-path rows of these absolute paths: path -> (stored signature, content hash)."""
+        encoded = {encode_path(k): k for k in keys}
+        columns = [getattr(FileHash, name) for name in _SIGNATURE_COLUMNS]
+
+        def fetch(session: Session) -> dict[str, tuple[tuple[int | None, ...], str]]:
+            found: dict[str, tuple[tuple[int | None, ...], str]] = {}
             for chunk in _chunks(list(encoded)):
-                rows = session.execute(
-                    select(FileHash.path, FileHash.size, FileHash.mtime_ns, FileHash.content_hash).where(
-                        FileHash.path.in_(chunk)
-                    )
-                )
-                for row_path, size, mtime_ns, digest in rows:
-                    found[encoded[row_path]] = (size, mtime_ns, digest)
+                query = select(FileHash.path, FileHash.content_hash, *columns).where(FileHash.path.in_(chunk))
+                for row_path, digest, *signature in session.execute(query):
+                    found[encoded[row_path]] = (tuple(signature), digest)
             return found
 
         return self._read(fetch)

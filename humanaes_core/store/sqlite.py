@@ -9,10 +9,17 @@ photographer's decisions, so:
   when a read snapshot turns stale, and what is still busy after that is retried with back-off.
 - **Crash safety**: every write is committed on its own as soon as it exists; WAL keeps committed
   transactions through a killed process, and an interrupted one simply never happened.
-- **Damage**: a file that is not a database or fails SQLite's ``quick_check`` when it is opened, or that
-  reports corruption later, is moved aside as ``<name>.damaged-<timestamp>`` (with a warning in the log
-  and ``recovered_from`` set), the scores, decisions and (when wholly readable) undo history still in it
-  are copied into a fresh file, and work goes on. Nothing else ever deletes rows of another component.
+- **Only a SQLite database is ever treated as one**: a file at the library's path that does not start
+  with SQLite's header (a photo named by mistake with ``--cache``, a device, a pipe) is refused with a
+  one-line error and left untouched, before SQLite opens it; an absent (or empty) file becomes a new
+  library. Other database URLs than ``sqlite:///path`` are refused (``location.library_path``).
+- **Damage**: a SQLite file that SQLite says is not a database or that fails its ``quick_check`` when
+  it is opened, or that reports corruption later, is moved aside as ``<name>.damaged-<timestamp>``
+  (with a warning in the log and ``recovered_from`` set), the scores, decisions and (when wholly
+  readable) undo history still in it are copied into a fresh file, and work goes on. Nothing else ever
+  deletes rows of another component.
+- **A full disk or a read-only file** ends the write that hit it with ``CacheUnavailableError`` (one
+  line); every transaction committed before it stays in the file.
 """
 
 from __future__ import annotations
@@ -43,16 +50,27 @@ from humanaes_core.store.location import (
     default_folder,
     default_library_path,
     file_lock,
+    library_path,
 )
 from humanaes_core.store.migrations import BUSY_TIMEOUT_MS, COMPONENTS, SchemaComponent, connect_raw, migrate
 
-__all__ = ["SQLiteStore", "database_damage"]
+__all__ = ["SQLITE_HEADER", "SQLiteStore", "database_damage", "refuse_foreign"]
 
 log = logging.getLogger(__name__)
 
 _BUSY_RETRIES = 4  # busy even after busy_timeout: back-off retries (0.05 s doubling) before giving up
 _WRITE_OPTION = "humanaes_write"  # execution option that makes a transaction BEGIN IMMEDIATE
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 11, 26
+_SQLITE_FULL = 13
+#: The file cannot be written (or opened) at all: no retry or repair helps, the photographer must act.
+_SQLITE_CANNOT = {
+    3: "permission denied",
+    8: "the file is read-only",
+    10: "a disk I/O error; is the disk full or gone?",
+    14: "it cannot be opened",
+}
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 T = TypeVar("T")
 
@@ -82,25 +100,27 @@ def _is_damage(exc: BaseException) -> bool:
     return "malformed" in text or "not a database" in text
 
 
+def _cannot_use(exc: BaseException) -> str | None:
+    """Why SQLite cannot use the file at all (disk full, read-only, I/O error), or None for other errors."""
+    code = _error_code(exc)
+    if code == _SQLITE_FULL:
+        return "the disk is full; everything saved before is kept, free some space and run again"
+    if code in _SQLITE_CANNOT:
+        orig = getattr(exc, "orig", exc)
+        return f"{_SQLITE_CANNOT[code]} ({getattr(orig, 'sqlite_errorname', None) or orig})"
+    return None
+
+
 def database_damage(path: str | os.PathLike[str], *, thorough: bool = False) -> str | None:
     """Why the file at ``path`` is not a usable SQLite database, or None if it is (or does not exist).
 
     ``quick_check`` reads every page (tens of milliseconds for a 60 MB file); ``thorough`` runs the full
-    ``integrity_check`` (indexes against tables too). A lock held by another process is not damage.
+    ``integrity_check`` (indexes against tables too). A lock held by another process is not damage. A
+    file that is no SQLite database at all is not damage either: ``refuse_foreign`` raises for it.
     """
     where = Path(path)
-    try:
-        st = where.stat()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise CacheUnavailableError(f"cannot open the library {where}: {e.strerror or e}") from None
-    if stat_mod.S_ISDIR(st.st_mode):
-        raise CacheUnavailableError(
-            f"cannot open the library {where}: it is a folder; point {LIBRARY_ENV_VAR} at a file"
-        )
-    if st.st_size == 0:
-        return None  # a new database (in WAL mode the first commits may not have reached the file yet)
+    if not refuse_foreign(where):
+        return None  # absent, or a new database (in WAL mode the first commits may not be in the file yet)
     try:
         conn = sqlite3.connect(str(where), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     except sqlite3.Error as e:
@@ -120,6 +140,45 @@ def database_damage(path: str | os.PathLike[str], *, thorough: bool = False) -> 
     return None if verdict == "ok" else verdict
 
 
+def refuse_foreign(where: Path) -> bool:
+    """Raise ``CacheUnavailableError`` unless ``where`` is absent or a regular file that starts like a
+    SQLite database (empty, or a prefix of the header, counts: another opener is creating it). Returns
+    whether the file has content. Read without blocking, so a pipe cannot hang the check.
+    """
+    try:
+        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        return False
+    except IsADirectoryError:
+        raise CacheUnavailableError(
+            f"cannot open the library {where}: it is a folder; point {LIBRARY_ENV_VAR} at a file"
+        ) from None
+    except OSError as e:
+        raise CacheUnavailableError(f"cannot open the library {where}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if stat_mod.S_ISDIR(st.st_mode):
+            raise CacheUnavailableError(
+                f"cannot open the library {where}: it is a folder; point {LIBRARY_ENV_VAR} at a file"
+            )
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise CacheUnavailableError(
+                f"cannot use {where} as the library: it is not a regular file (a device, pipe or socket); "
+                "it was left untouched"
+            )
+        head = os.read(fd, len(SQLITE_HEADER))
+    except OSError as e:
+        raise CacheUnavailableError(f"cannot read the library {where}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if not SQLITE_HEADER.startswith(head):
+        raise CacheUnavailableError(
+            f"cannot use {where} as the library: it is not a SQLite database (it was left untouched); "
+            "name a new file or an existing HumanAes library"
+        )
+    return bool(head)
+
+
 def _aside_name(db: Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = db.with_name(f"{db.name}.damaged-{stamp}")
@@ -131,7 +190,9 @@ def _aside_name(db: Path) -> Path:
 
 
 def _move_aside(db: Path, reason: str) -> Path:
-    """Rename the damaged file (and its WAL, which may hold its last commits) out of the way."""
+    """Rename the damaged file (and its WAL, which may hold its last commits) out of the way; never a
+    file that is not a SQLite database (``refuse_foreign``): that would rename someone's photo."""
+    refuse_foreign(db)
     target = _aside_name(db)
     wal = Path(f"{db}-wal")
     if wal.exists():  # first, so nobody opens the old WAL against the new, empty file
@@ -294,7 +355,8 @@ class SQLiteStore:
     recovered_from: Path | None
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path).expanduser() if path is not None else default_library_path()
+        self.path = library_path(path if path is not None else default_library_path())
+        refuse_foreign(self.path)  # before anything is created beside it
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -307,8 +369,8 @@ class SQLiteStore:
     # ---------------------------------------------------------------- opening
 
     def _open(self) -> int:
-        if self.path == default_folder() / LIBRARY_NAME:
-            adopt_legacy_file(self.path)
+        if self.path == default_folder() / LIBRARY_NAME and adopt_legacy_file(self.path):
+            refuse_foreign(self.path)
         key = _checked_key(self.path)
         with _CHECKED_LOCK:
             known = key is not None and key in _CHECKED
@@ -340,7 +402,7 @@ class SQLiteStore:
     def _unavailable(self, e: BaseException) -> HumanAesError:
         if _is_busy(e):
             return CacheBusyError(f"{self.path} stayed locked by another program; try again ({e})")
-        return CacheUnavailableError(f"cannot open the library {self.path}: {e}")
+        return CacheUnavailableError(f"cannot open the library {self.path}: {_cannot_use(e) or e}")
 
     def _start_engine(self) -> None:
         engine = _make_engine(self.path)
@@ -406,6 +468,11 @@ class SQLiteStore:
                     self._recover(generation, e, force=recoveries > 0)
                     recoveries += 1
                     continue
+                reason = _cannot_use(e)
+                if reason is not None:  # e.g. the disk filled up: what was committed before stays
+                    raise CacheUnavailableError(
+                        f"cannot {'write to' if write else 'read'} the library {self.path}: {reason}"
+                    ) from e
                 raise
 
     def _read(self, work: Callable[[Session], T]) -> T:

@@ -350,6 +350,10 @@ def build(root: Path) -> Corpus:
         write(root / ("n" * 246 + ".jpg"), encoded(picture(15, (100, 80)), "JPEG")),
         SCORED,
     )
+    # dates: nanoseconds since 1970 beyond int64 (after April 2262), as a wrong clock or a restore leaves
+    future = write(root / "dated-3000.jpg", encoded(picture(17, (120, 90)), "JPEG"))
+    os.utime(future, ns=(32_503_680_000 * 10**9, 32_503_680_000 * 10**9))
+    c.add("dated after 2262 (mtime beyond int64 ns)", future, SCORED)
     deep = root / "deep"
     deep.mkdir()
     for _ in range(DEEP_LEVELS):  # one level at a time: os.makedirs and Path.mkdir recurse per level

@@ -5,8 +5,8 @@ console script) and the desktop app. After every kill, each card that any reader
 still there, ``PRAGMA integrity_check`` passes, and the next run resumes: the cards already there are
 served from the cache (not rescored) and there is exactly one card per photo.
 
-A damaged database (garbage, truncated, damaged pages, damage found while in use) is moved aside with a
-warning, whatever is still readable is carried over, and work goes on with a fresh file.
+A damaged database (garbage after SQLite's header, truncated, damaged pages, damage found while in use)
+is moved aside with a warning, whatever is still readable is carried over, and work goes on with a fresh file.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 
 from humanaes_core.store.decisions import DecisionStore, Flag, PhotoDecision
 from humanaes_core.store.scores import ScoreCache
-from humanaes_core.store.sqlite import database_damage
+from humanaes_core.store.sqlite import SQLITE_HEADER, database_damage
 from tests import procs
 
 N_PHOTOS = 36
@@ -223,7 +223,7 @@ def _filled(db: Path, n_cards: int = 400) -> Path:
 
 def test_a_garbage_file_is_moved_aside_and_a_fresh_cache_starts(tmp_path, caplog):
     db = tmp_path / "cache.sqlite"
-    db.write_bytes(os.urandom(64 << 10))
+    db.write_bytes(SQLITE_HEADER + os.urandom(64 << 10))  # without the header it is refused, untouched
     with caplog.at_level(logging.WARNING, logger="humanaes_core.store.sqlite"), ScoreCache(db) as cache:
         assert cache.recovered_from is not None and cache.recovered_from.exists()
         cache.put("a" * 40, "m", "s", {"ok": True})
@@ -269,7 +269,7 @@ def test_damage_found_while_in_use_is_repaired_on_the_fly(tmp_path, caplog):
     with ScoreCache(db) as cache:
         assert cache.count() == 50
         cache._engine.dispose()  # so the next read goes to the disk, not to a pooled page cache
-        db.write_bytes(b"\0" * 100 + os.urandom(8192))
+        db.write_bytes(SQLITE_HEADER + b"\0" * 84 + os.urandom(8192))
         with caplog.at_level(logging.WARNING, logger="humanaes_core.store.sqlite"):
             assert cache.get("c" * 40, "m", "s") is None  # no exception: a fresh file
         assert cache.recovered_from is not None and "damaged" in caplog.text
@@ -280,7 +280,7 @@ def test_damage_found_while_in_use_is_repaired_on_the_fly(tmp_path, caplog):
 
 def test_many_openers_of_one_damaged_file_move_it_aside_once(tmp_path):
     db = tmp_path / "cache.sqlite"
-    db.write_bytes(b"not a database at all " * 2000)
+    db.write_bytes(SQLITE_HEADER + b"not a database at all " * 2000)
     barrier = threading.Barrier(6)
     errors: list[BaseException] = []
 
@@ -321,7 +321,7 @@ def test_the_app_keeps_working_on_a_damaged_cache(qtbot, tiny_model, tmp_path, m
     from humanaes_desktop.settings import AppSettings
 
     db = tmp_path / "cache.sqlite"
-    db.write_bytes(os.urandom(32 << 10))
+    db.write_bytes(SQLITE_HEADER + os.urandom(32 << 10))
     monkeypatch.setenv("HUMANAES_LIBRARY", str(db))
     monkeypatch.setenv("HUMANAES_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("HUMANAES_THUMBNAILS", str(tmp_path / "thumbnails"))

@@ -1,4 +1,4 @@
-"""Score cache: content-keyed cards, the (size, mtime_ns) fast path, WAL, upserts and rescan speed."""
+"""Score cache: content-keyed cards, the file-signature fast path, WAL, upserts and rescan speed."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from humanaes_core.store import scores as scores_mod
 from humanaes_core.store.errors import CacheVersionError
 from humanaes_core.store.hashing import content_hash_file
+from humanaes_core.store.migrations import CACHE_COMPONENT
 from humanaes_core.store.scores import ScoreCache
 
 MODEL = "internvl-1b@abc123"
@@ -235,8 +236,8 @@ def test_schema_tables_and_version(cache: ScoreCache) -> None:
     finally:
         raw.close()
     assert {"meta", "file_hashes", "scores"} <= tables
-    assert version == "1"
-    assert cache.schema_version == 1
+    assert version == str(CACHE_COMPONENT.head) == "2"
+    assert cache.schema_version == 2
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -259,3 +260,94 @@ def test_second_instance_sees_writes(tmp_path: Path) -> None:
         assert reader.count() == 1
         writer.put("c" * 40, MODEL, SETTINGS, {"v": "new"})
         assert reader.get_many(["c" * 40], MODEL, SETTINGS) == {"c" * 40: {"v": "new"}}
+
+
+# ------------------------------------------------------------------ the whole signature (issue 16, item 14)
+
+
+def test_a_same_size_photo_swapped_in_with_its_mtime_restored_is_read_again(
+    cache: ScoreCache, tmp_path: Path, reads: list[str]
+) -> None:
+    """``cp -p other.jpg a.jpg`` or ``rsync -t``: same size, same mtime, another inode (and ctime)."""
+    f = _write(tmp_path / "a.jpg", b"version-1")
+    first = cache.content_hash(f)
+    other = _write(tmp_path / "incoming.tmp", b"version-2")  # same size, same mtime
+    os.replace(other, f)
+    assert (f.stat().st_size, f.stat().st_mtime_ns) == (9, 1_600_000_000 * 10**9)
+    assert cache.content_hash(f) == content_hash_file(f) != first
+    assert len(reads) == 2
+    assert cache.content_hash(f) == content_hash_file(f) and len(reads) == 2  # and then fast again
+
+
+def test_a_photo_rewritten_in_place_with_its_mtime_restored_is_read_again(
+    cache: ScoreCache, tmp_path: Path, reads: list[str]
+) -> None:
+    """Same inode, same size, mtime set back: only the ctime, which nobody can set back, tells."""
+    f = _write(tmp_path / "a.jpg", b"version-1")
+    first = cache.content_hash(f)
+    ino, ctime = f.stat().st_ino, f.stat().st_ctime_ns
+    deadline = time.monotonic() + 5
+    while f.stat().st_ctime_ns == ctime and time.monotonic() < deadline:  # past the clock's tick
+        time.sleep(0.01)
+        _write(f, b"version-2")
+    assert f.stat().st_ino == ino and f.stat().st_ctime_ns != ctime
+    assert cache.content_hash(f) == content_hash_file(f) != first
+
+
+def test_rows_of_cache_schema_1_are_read_again_once(tmp_path: Path, reads: list[str]) -> None:
+    """A v1 row has no ctime, inode or device: it cannot vouch for the file, so the file is hashed again."""
+    f = _write(tmp_path / "a.jpg", b"the real bytes")
+    db = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(db)
+    conn.executescript((Path(__file__).resolve().parents[2] / "fixtures" / "schema_v1.sql").read_text())
+    with conn:  # what HumanAes 0.1 stored for the file that was at this path before
+        conn.execute(
+            "INSERT INTO file_hashes VALUES (?, ?, ?, ?)", (str(f), 14, f.stat().st_mtime_ns, "9" * 40)
+        )
+    conn.close()
+    with ScoreCache(db) as cache:
+        assert cache.schema_found == 1
+        assert cache.content_hash(f) == content_hash_file(f)
+        assert cache.content_hash(f) == content_hash_file(f)
+    assert len(reads) == 1
+
+
+# ------------------------------------------------------------------ values beyond int64 (issue 16, item 8)
+
+
+def test_a_file_dated_after_2262_is_hashed_and_remembered(
+    cache: ScoreCache, tmp_path: Path, reads: list[str]
+) -> None:
+    """Nanoseconds since 1970 leave SQLite's int64 in April 2262: storing that raised OverflowError and
+    stopped the scan of the whole folder."""
+    future = _write(tmp_path / "future.jpg", b"from the future")
+    year_3000 = 32_503_680_000 * 10**9
+    os.utime(future, ns=(year_3000, year_3000))
+    if future.stat().st_mtime_ns < 2**63:
+        pytest.skip("this file system cannot date a file after 2262")
+    ordinary = _write(tmp_path / "ordinary.jpg", b"from today")
+    out = cache.content_hashes([future, ordinary])
+    assert out == {future: content_hash_file(future), ordinary: content_hash_file(ordinary)}
+    assert cache.content_hashes([future, ordinary]) == out and len(reads) == 2  # fast path on the 2nd
+    os.utime(future, ns=(year_3000 + 1, year_3000 + 1))  # a change out there is still seen
+    assert cache.content_hash(future) == out[future] and len(reads) == 3
+
+
+def test_inodes_and_devices_beyond_int64_are_stored(
+    cache: ScoreCache, tmp_path: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inodes use all 64 unsigned bits on some file systems (st_dev too): stored wrapped, still exact."""
+    real = scores_mod.signature_of
+    monkeypatch.setattr(
+        scores_mod, "signature_of", lambda st: real(st)._replace(ino=2**64 - 1, dev=2**63 + 7)
+    )
+    f = _write(tmp_path / "a.jpg", b"on a big file system")
+    assert cache.content_hash(f) == content_hash_file(f)
+    assert cache.content_hash(f) == content_hash_file(f) and len(reads) == 1
+    monkeypatch.setattr(
+        scores_mod, "signature_of", lambda st: real(st)._replace(ino=2**64 - 2, dev=2**63 + 7)
+    )
+    assert cache.content_hash(f) == content_hash_file(f) and len(reads) == 2  # another inode: read again
+    wrap = scores_mod._int64
+    assert [wrap(v) for v in (0, 2**63 - 1, -(2**63), 123)] == [0, 2**63 - 1, -(2**63), 123]
+    assert len({wrap(v) for v in (2**63, 2**63 + 1, 2**64 - 1, 1, 0)}) == 5

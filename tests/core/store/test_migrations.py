@@ -238,3 +238,17 @@ def test_a_cache_file_without_decision_tables_gets_them(tmp_path):
         assert store.get(H1) == PhotoDecision(5)
     with ScoreCache(db) as cache:
         assert cache.count() == 3
+
+
+def test_cache_schema_2_keeps_the_v1_fast_path_rows_without_a_signature(tmp_path):
+    db = _from_fixture(tmp_path / "v1.sqlite")
+    assert migrate(db, CACHE_COMPONENT) == 1 and CACHE_COMPONENT.head == 2
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT path, size, mtime_ns, content_hash, ctime_ns, ino, dev FROM file_hashes"
+    ).fetchall()
+    conn.close()
+    assert sorted(rows) == [
+        ("/photos/day1/IMG_0001.jpg", 1234567, 1600000000000000000, "1" * 40, None, None, None),
+        ("/photos/day1/IMG_0002.jpg", 7654321, 1600000001000000000, "2" * 40, None, None, None),
+    ]
