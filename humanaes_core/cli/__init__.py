@@ -1,6 +1,10 @@
 """Console scripts (DESIGN section 7). Each has --help; a user-facing failure prints one clear message
 and an exit code, never a traceback. Each script lives in its own module and is imported only when run,
 so one script's --help does not pay for another's imports.
+
+Shared here: `guard` (errors as one line), `echo` (every line that may show a path: file names need not
+be valid UTF-8, terminals need not be UTF-8), `check_outputs` (every output path a user names, checked
+before any work starts) and the argparse types for bounded numbers.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from humanaes_core.errors import HumanAesError
 
@@ -19,11 +23,69 @@ if TYPE_CHECKING:
     from humanaes_core.store import ScoreCache
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Most 448 px tiles a photo may be cut into (InternVL's dynamic tiling; more only times out).
+MAX_TILES = 40
 
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def printable(text: str, encoding: str | None = "utf-8") -> str:
+    """`text` as it can be shown on a stream of `encoding`: bytes of a file name that are not UTF-8
+    (lone surrogates, ``os.fsdecode(b"caf\\xe9")``) as ``\\xNN``, characters the stream cannot encode
+    as ``\\uXXXX`` escapes. Without it a strict terminal (``PYTHONIOENCODING=utf-8:strict``) turns
+    the print of such a name into a traceback after the work was done."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name decodes to
+        raw = text.encode("utf-8", "backslashreplace")
+    text = raw.decode("utf-8", "backslashreplace")
+    enc = encoding or "utf-8"
+    return text.encode(enc, "backslashreplace").decode(enc, "replace")
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """Print one line to stdout (or stderr) safely, whatever paths it shows (see `printable`)."""
+    stream: TextIO = sys.stderr if err else sys.stdout
+    print(printable(text, getattr(stream, "encoding", None)), file=stream)
+
+
+def check_outputs(*targets: tuple[str | None, str]) -> None:
+    """Refuse, before any work starts, each named output (`(path, flag)`; None or "-" skipped) that is
+    not ours to replace: a photo, a sidecar, a database, a folder, a binary file (`outputs.check_output`)."""
+    from humanaes_core.outputs import check_output
+
+    for path, flag in targets:
+        if path is not None and path != "-":
+            check_output(path, flag)
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, else a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {text}")
+        return value
+
+    return parse
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a number >= 0 (not NaN), else a one-line usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def guard(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
@@ -34,10 +96,10 @@ def guard(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None
         try:
             return main(argv)
         except HumanAesError as e:
-            print(f"error: {e}", file=sys.stderr)
+            echo(f"error: {e}", err=True)
             return EXIT_USAGE
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+            echo("interrupted", err=True)
             return EXIT_INTERRUPTED
 
     wrapped.__doc__ = main.__doc__
@@ -58,11 +120,14 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--quantize", default=None, choices=["4bit"], help="load the language model in 4-bit NF4"
     )
     parser.add_argument(
-        "--max-tiles", type=int, default=12, help="448px tiles per photo, 1-40 (fewer is faster)"
+        "--max-tiles",
+        type=int_in(1, MAX_TILES),
+        default=12,
+        help=f"448px tiles per photo, 1-{MAX_TILES} (fewer is faster)",
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=int_in(1, 4096),
         default=None,
         help="photos per forward pass (default: 1 on a CPU, 8 on a GPU)",
     )

@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from humanaes_core.cli import EXIT_OK, add_model_args, guard
-from humanaes_core.files import atomic_write
+from humanaes_core.cli import EXIT_OK, add_model_args, check_outputs, echo, guard
 
 EPILOG = """\
 D: a HumanBeauty root (its test_label.jsonl by default, see --split), a .jsonl label file, a CSV (path +
@@ -22,9 +21,11 @@ compare with the paper's tables. Accuracy and macro precision/recall/F1 on the f
 
 
 def _write_json(report: dict, out: Path) -> None:
-    """The report as readable UTF-8 JSON, replaced atomically. A file name with undecodable bytes (a
-    skipped photo) makes it fall back to ``\\udcXX`` escapes, which keep the exact name."""
+    """The report as readable UTF-8 JSON, through the output guard (replaced atomically). A file name
+    with undecodable bytes (a skipped photo) makes it fall back to ``\\udcXX`` escapes, which keep the
+    exact name."""
     from humanaes_core.evaluation import json_safe
+    from humanaes_core.outputs import open_output
 
     safe = json_safe(report)
     text = json.dumps(safe, indent=2, ensure_ascii=False)
@@ -32,8 +33,7 @@ def _write_json(report: dict, out: Path) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = json.dumps(safe, indent=2, ensure_ascii=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out) as f:
+    with open_output(out, "--out") as f:
         f.write(text)
 
 
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-unknown-keys", action="store_true", help="ignore extra keys in label lines")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    check_outputs((args.out, "--out"), (args.csv, "--csv"))  # before the model is loaded
 
     from humanaes_core.data import load_data
     from humanaes_core.evaluation import evaluate, table2, table3, write_csv
@@ -79,20 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.quiet,
     )
     name = report["model"]["name"]
-    print(table2(report, name))
-    print()
-    print(table3(report, name))
+    echo(table2(report, name))
+    echo("")
+    echo(table3(report, name))
     _write_json(report, Path(args.out))
     if args.csv:
         write_csv(report, args.csv)
     skipped = report["skipped"] + report["data"]["skipped_while_loading"]
-    print(
+    echo(
         f"\n{report['scored']} photos scored, {len(skipped)} skipped. Report: {args.out}"
         + (f", {args.csv}" if args.csv else ""),
-        file=sys.stderr,
+        err=True,
     )
     for item in skipped:
-        print(f"  skipped {item['path']}: {item['reason']}", file=sys.stderr)
+        echo(f"  skipped {item['path']}: {item['reason']}", err=True)
     return EXIT_OK
 
 

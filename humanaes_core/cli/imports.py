@@ -8,8 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from humanaes_core.cli import EXIT_OK, guard
-from humanaes_core.files import atomic_write
+from humanaes_core.cli import EXIT_OK, check_outputs, echo, guard
 from humanaes_core.importer import BACKBONE_DTYPES, METAVOTER_MODES
 from humanaes_core.model import EXPERT_ACTIVATIONS
 
@@ -67,10 +66,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """humanaes-import: convert a released HumanAesExpert checkpoint into a native checkpoint."""
     args = _parser().parse_args(argv)
+    check_outputs((args.report, "--report"))  # before anything is converted
 
     from tqdm import tqdm
 
     from humanaes_core.importer import ImportReport, import_checkpoint, plan_import
+    from humanaes_core.outputs import open_output
 
     src = Path(args.src).expanduser()
     provenance: dict = {}
@@ -102,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                 progress=progress,
             )
     if args.report:
-        with atomic_write(args.report) as f:
+        with open_output(args.report, "--report") as f:
             json.dump(report.to_dict(), f, indent=1, ensure_ascii=False)
     done = "checked, nothing written" if args.dry_run else f"written to {report.out}"
-    print(f"{len(report.placements)} tensors placed ({report.variant}); {done}.", file=sys.stderr)
+    echo(f"{len(report.placements)} tensors placed ({report.variant}); {done}.", err=True)
     for assumption in report.assumptions:
-        print(f"  assumed: {assumption}", file=sys.stderr)
+        echo(f"  assumed: {assumption}", err=True)
     return EXIT_OK

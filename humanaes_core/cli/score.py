@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from typing import TypeVar
 
-from humanaes_core.cli import EXIT_OK, add_model_args, cached_scoring, guard
+from humanaes_core.cli import EXIT_OK, add_model_args, cached_scoring, check_outputs, echo, guard
 from humanaes_core.errors import HumanAesError
+
+T = TypeVar("T")
 
 #: Names of `scoring.PRESETS`, repeated here so that --help does not import torch (a test keeps them equal).
 PRESET_NAMES = ("accurate", "balanced", "fast")
@@ -28,6 +31,15 @@ def add_preset_arg(parser: argparse.ArgumentParser) -> None:
 
 def _photos(n: int) -> str:
     return f"{n} photo" if n == 1 else f"{n} photos"
+
+
+def _until_stopped(results: Iterator[T], stopped: list[HumanAesError]) -> Iterator[T]:
+    """The results until the run stops with an error (the disk filled up), which goes into `stopped`:
+    what was scored before it is still written to --out."""
+    try:
+        yield from results
+    except HumanAesError as e:
+        stopped.append(e)
 
 
 @guard
@@ -53,16 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
+    check_outputs((args.out, "--out"))  # before anything is scored: a typo must cost nothing
+
     from tqdm import tqdm
 
-    from humanaes_core.formats import PHOTO_SUFFIXES, card_row, collect_photos, json_line, write_rows
+    from humanaes_core.formats import card_row, collect_photos, json_line, table_format, write_rows
+    from humanaes_core.outputs import open_output
     from humanaes_core.scoring import resolve_max_tiles
     from humanaes_core.store import ScoreCache
 
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
-    if args.out != "-" and Path(args.out).suffix.lower() in PHOTO_SUFFIXES | {".xmp"}:
-        # results replace --out atomically: a slip of the keyboard must not replace a photo or a sidecar
-        raise HumanAesError(f"--out {args.out}: that is a photo's or sidecar's name; write to .jsonl or .csv")
     files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
     started = time.perf_counter()
     cache = None if args.no_cache else ScoreCache(args.cache)
@@ -71,30 +83,37 @@ def main(argv: list[str] | None = None) -> int:
         order = {str(p): i for i, p in enumerate(files)}
         rows: list[dict] = [card_row(s.path, None, s.reason) for s in skipped]
         by_file: dict[str, dict] = {}
+        stopped: list[HumanAesError] = []
         with tqdm(total=len(files), unit="photo", disable=args.quiet, file=sys.stderr) as bar:
-            for result in runner.run(files):
+            for result in _until_stopped(runner.run(files), stopped):
                 card = result.card.to_dict() if result.card is not None else None
                 by_file[result.source or ""] = card_row(result.source or "", card, result.error)
                 bar.update(1)
                 st = runner.stats
                 bar.set_postfix(cached=st.cached, scored=st.scored, skipped=st.failed, refresh=False)
         rows += sorted(by_file.values(), key=lambda r: order.get(r["path"], -1))
+        if stopped and not by_file:
+            raise stopped[0]
         if args.out == "-":
             sys.stdout.writelines(json_line(row) for row in rows)
         else:
-            write_rows(rows, args.out)
+            with open_output(args.out, "--out", newline="") as fh:
+                write_rows(rows, fh, "csv" if table_format(args.out) == "csv" else "jsonl")
     finally:
         if cache is not None:
             cache.close()
+    if stopped:
+        where = "the output" if args.out == "-" else args.out
+        raise HumanAesError(f"{stopped[0]}; results of the {len(by_file)} photos done before are in {where}")
     st = runner.stats
     all_skipped = skipped + st.skipped
     elapsed = time.perf_counter() - started
-    print(
+    echo(
         f"{_photos(st.cached + st.scored)} scored ({st.cached} from cache, {st.scored} by the model"
         f"{f', model loaded in {st.load_seconds:.1f}s' if st.model_loaded else ', model not loaded'}), "
         f"{len(all_skipped)} skipped, {elapsed:.1f}s. Results: {args.out}",
-        file=sys.stderr,
+        err=True,
     )
     for s in all_skipped:
-        print(f"  skipped {s.path}: {s.reason}", file=sys.stderr)
+        echo(f"  skipped {s.path}: {s.reason}", err=True)
     return EXIT_OK

@@ -7,7 +7,7 @@ import sys
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from humanaes_core.cli import EXIT_INTERRUPTED, EXIT_OK, guard
+from humanaes_core.cli import EXIT_INTERRUPTED, EXIT_OK, echo, guard
 
 if TYPE_CHECKING:
     from humanaes_core.train import TrainConfig
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = train(config)
     except TrainingInterrupted as e:
-        print(f"\n{e}", file=sys.stderr)
+        echo(f"\n{e}", err=True)
         return EXIT_INTERRUPTED
     if not result.main_process:
         return EXIT_OK
@@ -87,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{label} {'n/a' if m[key] is None else format(m[key], '.4f')}"
             for label, key in (("SRCC", "srcc"), ("PLCC", "plcc"), ("MAE", "mae"), ("accuracy", "accuracy"))
         )
-        print(f"validation ({m['n']} photos): {shown}", file=sys.stderr)
-    print(
+        echo(f"validation ({m['n']} photos): {shown}", err=True)
+    echo(
         f"checkpoint written to {result.output} ({result.steps} stage-1 steps). "
         f"Evaluate: humanaes-eval --data DATA --model {result.output} --out metrics.json",
-        file=sys.stderr,
+        err=True,
     )
     return EXIT_OK
 

@@ -2,7 +2,9 @@
 
 The rows are the ``humanaes-score`` rows (``formats.cards``) plus keep/rating/reason/group columns, so
 a spreadsheet that reads one reads the other; file names that are not valid UTF-8 are written the way
-``formats.cards`` writes them (CSV: ``\\xNN``; JSON: the exact name as ``\\udcXX`` escapes).
+``formats.cards`` writes them (CSV: ``\\xNN``; JSON: the exact name as ``\\udcXX`` escapes), and CSV
+cells that a spreadsheet would run as formulas are quoted. The target passes the one output guard
+(``humanaes_core.outputs``): an export never replaces a photo, a sidecar or the library.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from humanaes_core.culling.plan import Decision, card_dict
-from humanaes_core.formats import CSV_COLUMNS, card_row, write_json, write_rows
+from humanaes_core.formats import CSV_COLUMNS, card_row, table_format, write_rows
+from humanaes_core.outputs import open_output
 
 __all__ = ["DECISION_COLUMNS", "export_cards"]
 
@@ -44,10 +47,13 @@ def export_cards(
     decisions: Mapping[Path, Decision] | None = None,
     groups: Sequence[Sequence[str | os.PathLike[str]]] | None = None,
     errors: Mapping[str | os.PathLike[str], str] | None = None,
+    flag: str = "export",
 ) -> Path:
     """Every card as one row (the ``humanaes-score`` columns), plus keep/rating/reason/group columns
     when ``decisions`` are given. ``.csv``: CSV; ``.json``: one JSON array; anything else: JSON lines.
-    Photos in ``errors`` get a row with only their error. The file is replaced atomically."""
+    Photos in ``errors`` get a row with only their error. The file is replaced atomically, or written
+    directly when it is a device or pipe; a target that is not ours to replace raises
+    ``UnsafeOutputError`` (its message starts with `flag`) and nothing is written."""
     target = Path(out)
     group_of: dict[Path, tuple[int, int]] | None = None
     if groups is not None:
@@ -59,9 +65,7 @@ def export_cards(
             row.update(_decision_columns(Path(path), decisions.get(Path(path)), group_of))
         rows.append(row)
     rows += [card_row(str(path), None, reason) for path, reason in (errors or {}).items()]
-
-    if target.suffix.lower() == ".json":
-        write_json(rows, target)
-    else:
-        write_rows(rows, target, CSV_COLUMNS + (DECISION_COLUMNS if decisions is not None else []))
+    columns = CSV_COLUMNS + (DECISION_COLUMNS if decisions is not None else [])
+    with open_output(target, flag, newline="") as fh:
+        write_rows(rows, fh, table_format(target), columns)
     return target

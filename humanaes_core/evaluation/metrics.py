@@ -29,6 +29,7 @@ import numpy as np
 
 from humanaes_core.data import DataSet, Sample
 from humanaes_core.formats import write_csv as write_rows_csv
+from humanaes_core.outputs import open_output
 from humanaes_core.schema import BY_KEY, HEAD_NAMES, KEYS, LEVELS, score_to_level
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
@@ -412,6 +413,8 @@ def json_safe(value: object) -> object:
     return value
 
 
-def write_csv(report: Mapping, path: str | os.PathLike) -> None:
-    """The report's long-format rows (`report_rows`) as a CSV file, replaced atomically."""
-    write_rows_csv(report_rows(report), path, ["section", "name", "metric", "value", "n"])
+def write_csv(report: Mapping, path: str | os.PathLike, flag: str = "--csv") -> None:
+    """The report's long-format rows (`report_rows`) as a CSV file, through the output guard (replaced
+    atomically; never a photo, a sidecar or a database)."""
+    with open_output(path, flag, newline="") as fh:
+        write_rows_csv(report_rows(report), fh, ["section", "name", "metric", "value", "n"])

@@ -1,15 +1,20 @@
 """Card tables: score cards as flat rows, written as CSV, JSON lines or one JSON array.
 
 ``humanaes-score`` writes them, and so do the culling exports (``humanaes-cull --export``, the app's
-Export cards), which add decision columns; both go through here so that every table has the same
-columns and the same answer to file names that are not valid UTF-8. Python hands such names over with
-lone surrogates (``os.fsdecode(b"caf\\xe9.jpg")``), which a strict UTF-8 writer refuses:
+Export cards) and ``humanaes-eval --csv``; all go through here so that every table has the same columns
+and the same answer to two hazards:
 
-- JSON keeps the exact name: ``\\udcXX`` escapes, which ``json.loads`` + ``os.fsencode`` turn back
-  into the original bytes;
-- CSV stays valid UTF-8 for spreadsheets: the undecodable bytes appear as ``\\xNN`` text.
+- File names that are not valid UTF-8. Python hands them over with lone surrogates
+  (``os.fsdecode(b"caf\\xe9.jpg")``), which a strict UTF-8 writer refuses. JSON keeps the exact name:
+  ``\\udcXX`` escapes, which ``json.loads`` + ``os.fsencode`` turn back into the original bytes; CSV stays
+  valid UTF-8 for spreadsheets: the undecodable bytes appear as ``\\xNN`` text.
+- Formula injection (OWASP "CSV Injection"). A spreadsheet runs a cell that starts with ``=``, ``+``,
+  ``-``, ``@``, a tab or a carriage return as a formula, so a photo named ``=1+2.jpg`` or a folder named
+  ``=HYPERLINK(...)`` would become live. Such text cells get a leading single quote (``'=1+2.jpg``);
+  numbers (``-0.5``) stay numbers. JSON is written exactly, never quoted.
 
-Every file is replaced atomically (``humanaes_core.files.atomic_write``).
+The writers take an open text stream: callers open their target with ``humanaes_core.outputs.open_output``
+(the one guard for output paths, which replaces files atomically), with ``newline=""`` for CSV.
 """
 
 from __future__ import annotations
@@ -17,13 +22,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import textwrap
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from humanaes_core.files import atomic_write
 from humanaes_core.schema import HEAD_NAMES, KEYS
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "card_row",
     "csv_text",
     "json_line",
+    "table_format",
     "write_csv",
     "write_json",
     "write_json_lines",
@@ -38,6 +43,11 @@ __all__ = [
 ]
 
 CSV_COLUMNS = ["path", "error", "level", *KEYS, *(f"head_{h}" for h in HEAD_NAMES), "tiles", "mode", "model"]
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP CSV Injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: A text cell that is only a number (``-0.5``, ``+1e-3``) is no formula and is left as it is.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def card_row(path: str, card: dict | None, error: str | None) -> dict:
@@ -67,53 +77,49 @@ def json_line(row: dict) -> str:
 
 
 def csv_text(value: object) -> object:
-    """Undecodable bytes of a file name as ``\\xNN`` (the byte itself), so the CSV stays valid UTF-8;
-    any other value as it is."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return os.fsencode(value).decode("utf-8", "backslashreplace")
+    """One CSV cell: text that a spreadsheet would run as a formula gets a leading ``'``, undecodable
+    bytes of a file name become ``\\xNN`` (the byte itself) so the file stays valid UTF-8; numbers and
+    every other value stay as they are."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = os.fsencode(value).decode("utf-8", "backslashreplace")
+    if value.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
     return value
 
 
-@contextmanager
-def _replace(out: str | os.PathLike[str]) -> Iterator[IO[str]]:
-    """`out`, its folder created if need be, replaced atomically with what is written."""
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out, newline="") as fh:
-        yield fh
+def table_format(out: str | os.PathLike[str]) -> str:
+    """The table format `out` asks for: "csv" (.csv), "json" (.json) or "jsonl" (anything else)."""
+    return {".csv": "csv", ".json": "json"}.get(Path(out).suffix.lower(), "jsonl")
 
 
-def write_csv(
-    rows: Sequence[dict], out: str | os.PathLike[str], columns: Sequence[str] = CSV_COLUMNS
-) -> None:
+def write_csv(rows: Sequence[dict], fh: IO[str], columns: Sequence[str] = CSV_COLUMNS) -> None:
     """The rows as CSV with a header of `columns` (a row may leave columns out: empty cells)."""
-    with _replace(out) as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns))
-        writer.writeheader()
-        writer.writerows({k: csv_text(v) for k, v in row.items()} for row in rows)
+    writer = csv.DictWriter(fh, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows({k: csv_text(v) for k, v in row.items()} for row in rows)
 
 
-def write_json_lines(rows: Sequence[dict], out: str | os.PathLike[str]) -> None:
+def write_json_lines(rows: Sequence[dict], fh: IO[str]) -> None:
     """One JSON object per line."""
-    with _replace(out) as fh:
-        fh.writelines(json_line(row) for row in rows)
+    fh.writelines(json_line(row) for row in rows)
 
 
-def write_json(rows: Sequence[dict], out: str | os.PathLike[str]) -> None:
+def write_json(rows: Sequence[dict], fh: IO[str]) -> None:
     """One JSON array, one indented object per row (a row with an undecodable name is escaped, the
     others stay readable)."""
     items = ",\n".join(textwrap.indent(_json_text(row, indent=1), " ") for row in rows)
-    with _replace(out) as fh:
-        fh.write(f"[\n{items}\n]" if rows else "[]")
+    fh.write(f"[\n{items}\n]" if rows else "[]")
 
 
-def write_rows(
-    rows: Sequence[dict], out: str | os.PathLike[str], columns: Sequence[str] = CSV_COLUMNS
-) -> None:
-    """CSV when `out` ends in .csv, else JSON lines: the ``humanaes-score`` formats."""
-    if Path(out).suffix.lower() == ".csv":
-        write_csv(rows, out, columns)
+def write_rows(rows: Sequence[dict], fh: IO[str], fmt: str, columns: Sequence[str] = CSV_COLUMNS) -> None:
+    """The rows in `fmt` ("csv", "json" or "jsonl", see `table_format`)."""
+    if fmt == "csv":
+        write_csv(rows, fh, columns)
+    elif fmt == "json":
+        write_json(rows, fh)
     else:
-        write_json_lines(rows, out)
+        write_json_lines(rows, fh)
