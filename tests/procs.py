@@ -28,6 +28,8 @@ from PIL import Image
 PRELOAD = [
     "tests.procs",
     "humanaes_core.cli.score",
+    "humanaes_core.cli.cull",
+    "humanaes_core.culling.actions",
     "humanaes_core.scoring.scan",
     "humanaes_core.store.decisions",
     "transformers.models.internvl.modeling_internvl",
@@ -85,6 +87,17 @@ def score_child(argv: list[str], env: dict[str, str], log: str) -> None:
     from humanaes_core.cli import score_main
 
     code = score_main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def cull_child(argv: list[str], env: dict[str, str], log: str) -> None:
+    """``humanaes-cull ARGV`` in this (forked) process; exits with its exit code."""
+    _enter_child(env, log)
+    from humanaes_core.cli.cull import main as cull_main
+
+    code = cull_main(argv)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -8,11 +8,24 @@ where editors read them. Keepers get their level as a star rating, every other p
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from humanaes_core.cli import EXIT_FAILED, EXIT_OK, add_model_args, cached_scoring, guard
+from humanaes_core.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_model_args,
+    cached_scoring,
+    check_outputs,
+    echo,
+    guard,
+    int_in,
+    non_negative_float,
+)
 from humanaes_core.cli.score import add_preset_arg
 from humanaes_core.errors import HumanAesError
 from humanaes_core.schema import LEVELS
@@ -80,8 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         "--heads", default="all", choices=["all", "overall"], help="overall: quick LM+regression only"
     )
     add_preset_arg(parser)
-    parser.add_argument("--max-gap", type=float, default=None, help="bursts: seconds between frames (2)")
-    parser.add_argument("--max-hamming", type=int, default=None, help="bursts: hash distance in bits (10)")
+    parser.add_argument(
+        "--max-gap", type=non_negative_float, default=None, help="bursts: seconds between frames (2)"
+    )
+    parser.add_argument(
+        "--max-hamming", type=int_in(0, 64), default=None, help="bursts: hash distance in bits, 0-64 (10)"
+    )
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
     parser.add_argument("--cache", default=None, help="cache database file (default: per-user data dir)")
@@ -148,10 +165,10 @@ def _print_plan(per: str, decisions: dict) -> int:
         where = f"{len(by_group)} folder{'s' if len(by_group) != 1 else ''}"
     else:
         where = "ranked together"
-    print(f"{_photos(len(decisions))} culled: {n_keep} kept, {len(decisions) - n_keep} rejected ({where})")
+    echo(f"{_photos(len(decisions))} culled: {n_keep} kept, {len(decisions) - n_keep} rejected ({where})")
     for label, (k, r) in by_group.items():
         if per != "all" and (per != "burst" or k + r > 1):
-            print(f"  {label}: kept {k}, rejected {r}")
+            echo(f"  {label}: kept {k}, rejected {r}")
     return n_keep
 
 
@@ -160,12 +177,12 @@ def _write_xmp(args: argparse.Namespace, decisions: dict) -> bool:
     from humanaes_core.culling import write_sidecars
 
     if args.dry_run:
-        print(f"would write XMP sidecars for {_photos(len(decisions))}")
+        echo(f"would write XMP sidecars for {_photos(len(decisions))}")
         return False
     report = write_sidecars(decisions, args.sidecar, label=args.label, digikam=not args.no_digikam)
-    print(f"wrote {len(set(report.written))} XMP sidecars")
+    echo(f"wrote {len(set(report.written))} XMP sidecars")
     for photo, reason in report.failed:
-        print(f"  sidecar not written for {photo}: {reason}", file=sys.stderr)
+        echo(f"  sidecar not written for {photo}: {reason}", err=True)
     return bool(report.failed)
 
 
@@ -176,50 +193,134 @@ def _deliver(args: argparse.Namespace, decisions: dict, n_keep: int) -> bool:
     dest = args.copy_picks or args.move_picks
     action = "move" if args.move_picks else "copy"
     if args.dry_run:
-        print(f"would {action} {_photos(n_keep)} to {dest}")
+        echo(f"would {action} {_photos(n_keep)} to {dest}")
         return False
     copied = copy_picks(decisions, dest, move=bool(args.move_picks))
-    print(
-        f"{'moved' if args.move_picks else 'copied'} {_photos(len(copied.copied))} to {dest}"
+    for line in copied.recovered:
+        echo(line, err=True)
+    done = "moved" if args.move_picks else "copied"
+    echo(
+        f"{done} {_photos(len(copied.copied))} to {dest}"
         + (f" ({len(copied.already_there)} already there)" if copied.already_there else "")
     )
     for photo, reason in copied.failed:
-        print(f"  not {action}d: {photo}: {reason}", file=sys.stderr)
+        echo(f"  not {done}: {photo}: {reason}", err=True)
     return bool(copied.failed)
+
+
+def _check_picks(args: argparse.Namespace) -> None:
+    """Refuse a --copy-picks/--move-picks folder before anything is scored or written."""
+    dest = args.copy_picks or args.move_picks
+    if dest:
+        from humanaes_core.culling import check_destination
+
+        check_destination(dest, args.paths, recursive=not args.no_recursive)
+
+
+@contextlib.contextmanager
+def _picks_lock(args: argparse.Namespace) -> Iterator[None]:
+    """--move-picks: one run at a time on the photos' folders and the destination, the plan made under
+    the lock, and what an interrupted run left half moved settled first."""
+    if not args.move_picks or args.dry_run:
+        yield
+        return
+    from humanaes_core.culling import CullError, folder_lock, recover_moves
+
+    dest = Path(args.move_picks).expanduser()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CullError(f"{args.move_picks}: cannot create the folder ({exc.strerror or exc})") from None
+    told: list[Path] = []
+
+    def waiting(folder: Path) -> None:
+        if not told:
+            echo(f"waiting for another humanaes-cull that is moving photos in {folder}", err=True)
+        told.append(folder)
+
+    folders = [dest, *(p if p.is_dir() else p.parent for p in map(Path, args.paths))]
+    with folder_lock(folders, on_wait=waiting):
+        try:
+            settled = recover_moves(dest)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise CullError(f"{args.move_picks}: cannot settle earlier moves ({why})") from None
+        for line in settled:
+            echo(line, err=True)
+        yield
+
+
+def _moved_earlier(args: argparse.Namespace) -> dict[Path, Path]:
+    """--move-picks: the photos earlier runs moved out of the paths scanned now, by the path they were
+    scanned under, -> where they are now; they stay in the plan, so a re-run moves nothing new."""
+    if not args.move_picks:
+        return {}
+    from humanaes_core.culling import CullError, moved_photos
+
+    try:
+        moved = moved_photos(Path(args.move_picks).expanduser())
+    except OSError as exc:
+        raise CullError(f"{args.move_picks}: cannot read its move journal ({exc.strerror or exc})") from None
+    found: dict[Path, Path] = {}
+    for raw in args.paths:
+        top = Path(raw).expanduser()
+        base = Path(os.path.realpath(top))
+        for then, now in moved.items():
+            if then == base:
+                found[top] = now
+            elif then.is_relative_to(base) and (not args.no_recursive or then.parent == base):
+                found[top / then.relative_to(base)] = now
+    return found
 
 
 @guard
 def main(argv: list[str] | None = None) -> int:
     """humanaes-cull: keep the best photos, reject the rest, write XMP sidecars and copy the picks."""
     args = _parser().parse_args(argv)
+    check_outputs((args.export, "--export"))  # before scoring, sidecars, copies or moves
+    _check_picks(args)
+    with _picks_lock(args):
+        return _cull(args)
 
+
+def _cull(args: argparse.Namespace) -> int:
+    """Scan, score, plan, then act on the plan (under --move-picks' lock)."""
     from humanaes_core.culling import export_cards, plan_cull
     from humanaes_core.formats import collect_photos
 
     started = time.perf_counter()
     files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
-    if not files:
+    moved = _moved_earlier(args)
+    if not files and not moved:
         raise HumanAesError(f"no photos found in {', '.join(args.paths)}")
     errors: dict[str, str] = {s.path: s.reason for s in skipped}
-    cards = _score(args, files, errors)
+    cards = _score(args, files + list(moved.values()), errors)
     if not cards:
-        print(f"none of the {_photos(len(files))} could be scored:", file=sys.stderr)
+        echo(f"none of the {_photos(len(files))} could be scored:", err=True)
         for path, reason in errors.items():
-            print(f"  {path}: {reason}", file=sys.stderr)
+            echo(f"  {path}: {reason}", err=True)
         return EXIT_FAILED
 
     groups = _bursts(args, list(cards)) if args.per == "burst" else None
-    decisions = plan_cull(
-        cards, keep_top_percent=args.keep_top, min_level=args.min_level, per=args.per, groups=groups
+    # the plan is over the whole shoot: photos moved by an earlier run compete where they were
+    was = {now: then for then, now in moved.items()}
+    plan = plan_cull(
+        {was.get(p, p): card for p, card in cards.items()},
+        keep_top_percent=args.keep_top,
+        min_level=args.min_level,
+        per=args.per,
+        groups=[[was.get(p, p) for p in g] for g in groups] if groups is not None else None,
     )
-    n_keep = _print_plan(args.per, decisions)
-    failed = _write_xmp(args, decisions) if args.write_xmp else False
+    decisions = {moved.get(p, p): d for p, d in plan.items()}  # by where each photo is now
+    n_keep = _print_plan(args.per, plan)
+    here = {p: d for p, d in plan.items() if p not in moved}  # moved ones took their sidecars along
+    failed = _write_xmp(args, here) if args.write_xmp else False
     if args.copy_picks or args.move_picks:
-        failed |= _deliver(args, decisions, n_keep)
+        failed |= _deliver(args, plan, n_keep)
     if args.export:
-        export_cards(cards, args.export, decisions=decisions, groups=groups, errors=errors)
-        print(f"wrote {args.export}")
+        export_cards(cards, args.export, decisions=decisions, groups=groups, errors=errors, flag="--export")
+        echo(f"wrote {args.export}")
     for path, reason in errors.items():
-        print(f"  skipped {path}: {reason}", file=sys.stderr)
-    print(f"done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        echo(f"  skipped {path}: {reason}", err=True)
+    echo(f"done in {time.perf_counter() - started:.1f}s", err=True)
     return EXIT_FAILED if failed else EXIT_OK

@@ -2,8 +2,9 @@
 
 ``plan`` decides (and holds the rules both culling paths share: keeper stars and labels), ``bursts``
 groups near-identical frames, ``sidecars`` writes decisions where editors read them, ``actions``
-copies or moves the picks, ``export`` writes the cards with their decisions. ``humanaes-cull`` and the
-desktop app both go through these.
+copies or moves the picks (``moves``: the journal and folder locks that make a move survive kill -9),
+``export`` writes the cards with their decisions. ``humanaes-cull`` and the desktop app both go
+through these.
 
 Public names are imported lazily (``humanaes_core._lazy``): importing the package costs nothing until a
 name is used.
@@ -22,15 +23,19 @@ __all__ = [
     "SidecarEntry",
     "SidecarReport",
     "capture_time",
+    "check_destination",
     "copy_picks",
     "export_cards",
+    "folder_lock",
     "group_photos",
     "keeper_label_for",
     "keeper_stars",
     "level_stars",
+    "moved_photos",
     "photo_fingerprint",
     "plan_cull",
     "rated_decision",
+    "recover_moves",
     "write_sidecar_entries",
     "write_sidecars",
 ]
@@ -48,8 +53,12 @@ __getattr__, __dir__ = lazy_exports(
         "SidecarEntry": "sidecars",
         "SidecarReport": "sidecars",
         "capture_time": "bursts",
+        "check_destination": "actions",
         "copy_picks": "actions",
         "export_cards": "export",
+        "folder_lock": "moves",
+        "moved_photos": "moves",
+        "recover_moves": "moves",
         "photo_fingerprint": "bursts",
         "group_photos": "bursts",
         "keeper_label_for": "plan",

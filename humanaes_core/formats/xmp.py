@@ -7,7 +7,8 @@ fields change, and everything else it held (keywords ``dc:subject``, ``lr:hierar
 Lightroom/ACR develop settings ``crs:*``, darktable's history, fields of namespaces nobody here knows)
 is written back. The new file replaces the old one atomically (temporary file in the same folder, then
 ``os.replace``), so a crash never leaves half a sidecar; a sidecar that does not parse is left alone and
-reported instead of being overwritten.
+reported instead of being overwritten, and so is one that is not a regular file (a pipe, a link to a
+device), one over ``SIDECAR_MAX_BYTES``, and one made read-only.
 
 Fields written:
 - ``xmp:Rating``: 0-5 stars; ``-1`` for a reject (Lightroom Classic, Bridge/ACR, darktable);
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +47,7 @@ from humanaes_core.formats.decoders import HEIF_SUFFIXES, RAW_SUFFIXES
 __all__ = [
     "CONVENTIONS",
     "LABELS",
+    "SIDECAR_MAX_BYTES",
     "Convention",
     "Rating",
     "XmpError",
@@ -58,6 +61,9 @@ __all__ = [
 
 Convention = Literal["auto", "name.xmp", "name.ext.xmp"]
 CONVENTIONS: tuple[str, ...] = ("auto", "name.xmp", "name.ext.xmp")
+#: The largest sidecar read or rewritten. Real ones are kilobytes (a long darktable history a few
+#: hundred); a bigger file is not a sidecar anyone wrote, and parsing 200 MB costs gigabytes.
+SIDECAR_MAX_BYTES = 16 << 20
 #: Lightroom's default colour-label names, which darktable also maps to its five labels.
 LABELS: tuple[str, ...] = ("Red", "Yellow", "Green", "Blue", "Purple")
 
@@ -245,13 +251,37 @@ def _parse_packet(data: bytes, where: str) -> tuple[Any, dict[str, Any]]:
     return img, fields
 
 
+def _sidecar_bytes(path: Path, *, to_rewrite: bool = False) -> bytes | None:
+    """A sidecar's bytes; None when there is none. Only a regular file of at most SIDECAR_MAX_BYTES is
+    read (a pipe would block forever, ``/dev/zero`` never end), and with `to_rewrite` only a writable
+    one: a sidecar made read-only is the photographer's "leave this alone"."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise XmpError(f"{path}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise XmpError(f"{path}: not a regular file (a folder, pipe or device); not touched")
+        too_big = f"{path}: larger than the {SIDECAR_MAX_BYTES >> 20} MB a sidecar may have; not touched"
+        if st.st_size > SIDECAR_MAX_BYTES:
+            raise XmpError(too_big)
+        if to_rewrite and (not st.st_mode & 0o222 or not os.access(path, os.W_OK)):
+            raise XmpError(f"{path}: the sidecar is read-only; left as it is")
+        data = fh.read(SIDECAR_MAX_BYTES + 1)
+    if len(data) > SIDECAR_MAX_BYTES:  # it grew while being read
+        raise XmpError(too_big)
+    return data
+
+
 def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
     """All fields of one sidecar, keyed the Exiv2 way (``Xmp.xmp.Rating``, ``Xmp.dc.subject``, ...)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise XmpError(f"{path}: {exc.strerror or exc}") from exc
+    data = _sidecar_bytes(path)
+    if data is None:
+        raise XmpError(f"{path}: no such sidecar")
     with _LOCK:
         img, fields = _parse_packet(data, str(path))
         img.close()
@@ -386,10 +416,7 @@ def _now_iso() -> str:
 
 def _update(sidecar: Path, photo: Path, changes_for: Any) -> bool:
     """Read-modify-write one sidecar under the lock; True when the file was (re)written."""
-    try:
-        data = sidecar.read_bytes() if sidecar.exists() else b""
-    except OSError as exc:
-        raise XmpError(f"{sidecar}: {exc.strerror or exc}") from exc
+    data = _sidecar_bytes(sidecar, to_rewrite=True) or b""
     img, fields = _parse_packet(data, str(sidecar))
     try:
         changes = changes_for(fields)

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -324,3 +325,64 @@ def test_newest_sidecar_wins_and_digikam_fields_are_understood(tmp_path):
     os.utime(old, (1_000_000, 1_000_000))
     assert read_rating(photo) == Rating(4, False, True, "Blue", str(new))
     assert read_rating(tmp_path / "nothing.jpg") == Rating()
+
+
+# ------------------------------------------------------------------- sidecars that are not sidecars
+
+_SPECIAL_WRITER = """
+import json, resource, sys
+from pathlib import Path
+
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # reading /dev/zero must not take the machine
+from humanaes_core.culling import Decision, write_sidecars
+from humanaes_core.formats.xmp import read_rating
+
+folder = Path(sys.argv[1])
+photos = sorted(folder.glob("*.jpg"))
+ratings = [read_rating(p).stars for p in photos]
+report = write_sidecars({p: Decision(True, 4, "test") for p in photos})
+failed = [[p.name, reason] for p, reason in report.failed]
+print(json.dumps({"written": sorted(p.name for p in report.written), "failed": failed, "ratings": ratings}))
+"""
+
+
+def _big_sidecar(path: Path) -> None:
+    body = EDITOR_SIDECAR.replace("</x:xmpmeta>", " " * (xmp.SIDECAR_MAX_BYTES + 1024) + "</x:xmpmeta>")
+    path.write_text(body, encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "too-big", "read-only"])
+def test_a_sidecar_that_is_not_a_writable_regular_file_is_left_alone(kind, tmp_path):
+    """Issue 16 items 7 and 15: a FIFO sidecar hung --write-xmp (and the app's Write XMP) forever, one
+    linked to /dev/zero was read until memory ran out, 200 MB took 36 s and 7.4 GB, and a 0444 sidecar
+    was replaced. Now each is reported in one line, left as it was, and the other photos are written."""
+    for name in ("IMG_0.jpg", "IMG_1.jpg"):
+        synthetic_photo(1, (32, 24)).save(tmp_path / name)
+    odd = tmp_path / "IMG_0.jpg.xmp"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    elif kind == "dev-zero":
+        odd.symlink_to("/dev/zero")
+    elif kind == "too-big":
+        _big_sidecar(odd)
+    else:
+        odd.write_text(EDITOR_SIDECAR, encoding="utf-8")
+        odd.chmod(0o444)
+    before = os.lstat(odd)
+    data = odd.read_bytes() if odd.is_file() else None
+    run = subprocess.run(
+        [sys.executable, "-c", _SPECIAL_WRITER, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    assert result["written"] == ["IMG_1.jpg.xmp"]
+    [[name, reason]] = result["failed"]
+    expected = {"fifo": "not a regular file", "dev-zero": "not a regular file", "too-big": "larger than"}
+    assert name == "IMG_0.jpg" and expected.get(kind, "read-only") in reason and "\n" not in reason
+    after = os.lstat(odd)
+    assert [after.st_mode, after.st_ino, after.st_mtime_ns] == [
+        before.st_mode,
+        before.st_ino,
+        before.st_mtime_ns,
+    ]
+    assert data is None or odd.read_bytes() == data
