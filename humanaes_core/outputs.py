@@ -76,7 +76,13 @@ def check_output(target: str | os.PathLike[str], flag: str = "output") -> Path:
     """
     path = Path(target)
     name = os.fsdecode(os.fspath(path))
-    if path.is_symlink():  # judge what the link points at: a link to a photo is still a photo
+    try:
+        linked = stat.S_ISLNK(path.lstat().st_mode)
+    except FileNotFoundError:
+        linked = False
+    except OSError as e:  # a name too long, a path through a file, no permission on a folder
+        raise UnsafeOutputError(f"{flag} {name}: {e.strerror or e}") from None
+    if linked:  # judge what the link points at: a link to a photo is still a photo
         check_output(path.resolve(), flag)
     if path.suffix.lower() in _PROTECTED_SUFFIXES:
         raise UnsafeOutputError(
