@@ -26,3 +26,12 @@ class CheckpointError(HumanAesError):
 
 class DeviceError(HumanAesError):
     """The requested device or precision cannot be used on this machine."""
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, for messages: a hostile value (a 100 MB label, a
+    billion-digit number) must not become a huge message."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return f"<a number of about {int(value.bit_length() * 0.30103)} digits>"  # repr could refuse it
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"

@@ -12,7 +12,10 @@ A data set is a list of `Sample`s, each a photo and some of the 13 labels (the 1
   read as culling reads them (`xmp.read_rating`), mapped to overall scores by `STAR_SCORES`.
 
 Everything is checked before any training starts, and every problem is reported with the file and line
-it comes from, so a broken label file costs seconds rather than a failed overnight run.
+it comes from, so a broken label file costs seconds rather than a failed overnight run. Label files are
+read only when they are regular files of at most `MAX_LABEL_BYTES` (a FIFO or /dev/zero fails at
+once), a UTF-8 BOM is accepted in both formats, and values are quoted in messages only in part
+(`errors.shown`), so a 100 MB label cannot become a 100 MB message.
 
 The data set itself (`Sample`, `DataSet`, the hold-out split) is in `samples`; the question/answer text
 a sample is trained with in `qa`.
@@ -21,7 +24,7 @@ a sample is trained with in `qa`.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -29,13 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from humanaes_core.data.samples import DataError, DataSet, Sample
-from humanaes_core.errors import ImageLoadError
+from humanaes_core.errors import ImageLoadError, shown
+from humanaes_core.files import parse_json, read_small_file
 from humanaes_core.schema import KEYS, LEVELS, from_official
 
 if TYPE_CHECKING:
     from humanaes_core.formats import Rating
 
 __all__ = [
+    "MAX_LABEL_BYTES",
     "REJECT_SCORE",
     "STAR_SCORES",
     "load_csv",
@@ -51,7 +56,12 @@ STAR_SCORES: Mapping[int, float] = {1: 0.1, 2: 0.3, 3: 0.5, 4: 0.7, 5: 0.9}
 #: A rejected photo ranks below one star.
 REJECT_SCORE = 0.0
 
+#: The largest label file read (HumanBeauty's 108 000 training lines take 20 MB).
+MAX_LABEL_BYTES = 512 << 20
+#: Longest image path a label may give (longer ones are refused before any file-system call).
+_MAX_PATH_CHARS = 4096
 _MAX_ERRORS_SHOWN = 20
+_MAX_PROBLEM_CHARS = 300
 _JSONL_KEYS = frozenset({"image_name", "is_expert", "score", "text_level"})
 _CSV_LABELS = frozenset(KEYS)
 
@@ -64,7 +74,8 @@ class _Problems:
         self.items: list[str] = []
 
     def add(self, where: str, message: str) -> None:
-        self.items.append(f"{where}: {message}")
+        item = f"{where}: {message}"
+        self.items.append(item if len(item) <= _MAX_PROBLEM_CHARS else f"{item[: _MAX_PROBLEM_CHARS - 1]}…")
 
     def raise_if_any(self) -> None:
         if not self.items:
@@ -89,20 +100,20 @@ def _resolve_image(raw: object, root: Path, allow_outside_root: bool) -> tuple[P
     """
     if not isinstance(raw, str) or not raw.strip():
         return None, "image path is empty or not a string"
+    if len(raw) > _MAX_PATH_CHARS or "\0" in raw:
+        return None, f"image path {shown(raw)} is not a usable path"
     given = Path(raw)
     if given.is_absolute() and not allow_outside_root:
-        return None, f"absolute path {raw!r} (allow with --allow-absolute-paths)"
+        return None, f"absolute path {shown(raw)} (allow with --allow-absolute-paths)"
     path = given if given.is_absolute() else root / given
-    if not allow_outside_root:
-        try:
-            path.resolve().relative_to(root.resolve())
-        except ValueError:
-            return (
-                None,
-                f"path {raw!r} leads outside the data root {root} (allow with --allow-absolute-paths)",
-            )
-    if not path.is_file():
-        return None, f"image not found: {path}"
+    try:
+        if not allow_outside_root and not path.resolve().is_relative_to(root.resolve()):
+            outside = f"path {shown(raw)} leads outside the data root {root}"
+            return None, f"{outside} (allow with --allow-absolute-paths)"
+        if not path.is_file():
+            return None, f"image not found: {shown(str(path), 200)}"
+    except OSError as e:  # a name too long for the file system, a loop of links
+        return None, f"image path {shown(raw)} is not usable ({e.strerror or e.__class__.__name__})"
     return path, None
 
 
@@ -133,13 +144,24 @@ def _check_readable(path: Path) -> str | None:
 
 def _score(value: object) -> tuple[float | None, str | None]:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return None, f"score {value!r} is not a number"
-    x = float(value)
+        return None, f"score {shown(value)} is not a number"
+    try:
+        x = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None, f"score {shown(value)} is outside [0, 1]"
     if not math.isfinite(x):
-        return None, f"score {value!r} is not finite"
+        return None, f"score {shown(value)} is not finite"
     if not 0.0 <= x <= 1.0:
         return None, f"score {x} is outside [0, 1]"
     return x, None
+
+
+def _read_labels(path: Path, what: str) -> str:
+    """A label file's text (UTF-8, a BOM allowed): a regular file of at most MAX_LABEL_BYTES."""
+    try:
+        return read_small_file(path, MAX_LABEL_BYTES).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the {what} ({e})") from None
 
 
 # ------------------------------------------------------------------------------- HumanBeauty JSONL
@@ -158,16 +180,13 @@ def load_label_jsonl(
     root_path = Path(root) if root is not None else path.parent
     problems = _Problems(path)
     samples: list[Sample] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read the label file ({e})") from None
+    lines = _read_labels(path, "label file").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
         try:
-            row = json.loads(line)
+            row = parse_json(line)
         except ValueError as e:
             problems.add(where, f"not valid JSON ({e})")
             continue
@@ -198,8 +217,8 @@ def _jsonl_sample(
     if unknown and not allow_unknown_keys:
         problems.add(
             where,
-            f"unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(_JSONL_KEYS))} "
-            "(ignore extra keys with --allow-unknown-keys)",
+            f"unknown key(s) {', '.join(k[:40] for k in unknown[:5])}; expected "
+            f"{', '.join(sorted(_JSONL_KEYS))} (ignore extra keys with --allow-unknown-keys)",
         )
     for key in ("image_name", "score"):
         if key not in row:
@@ -212,12 +231,12 @@ def _jsonl_sample(
     raw = row["score"]
     is_expert = row.get("is_expert", isinstance(raw, list))
     if not isinstance(is_expert, bool):
-        problems.add(where, f"is_expert must be true or false, got {is_expert!r}")
+        problems.add(where, f"is_expert must be true or false, got {shown(is_expert)}")
         return None
     labels: dict[str, float] = {}
     if is_expert:
         if not isinstance(raw, list) or len(raw) != len(KEYS):
-            got = f"a list of {len(raw)}" if isinstance(raw, list) else repr(raw)
+            got = f"a list of {len(raw)}" if isinstance(raw, list) else shown(raw)
             problems.add(where, f"is_expert is true, so score must be a list of 12 numbers; got {got}")
             return None
         values = []
@@ -241,7 +260,7 @@ def _jsonl_sample(
     level = row.get("text_level")
     if level is not None:
         if not isinstance(level, str) or level.strip().lower() not in LEVELS:
-            problems.add(where, f"text_level {level!r} is not one of {', '.join(LEVELS)}")
+            problems.add(where, f"text_level {shown(level)} is not one of {', '.join(LEVELS)}")
             return None
         level = level.strip().lower()
     if image is None:
@@ -270,19 +289,20 @@ def load_csv(
     root = path.parent
     problems = _Problems(path)
     samples: list[Sample] = []
+    text = _read_labels(path, "CSV")
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
+        with io.StringIO(text, newline="") as f:
             reader = csv.reader(f)
             header = [h.strip() for h in next(reader, [])]
             if "path" not in header:
                 raise DataError(
-                    f"{path}:1: the header needs a 'path' column (got {', '.join(header) or 'none'})"
+                    f"{path}:1: the header needs a 'path' column (got {(', '.join(header) or 'none')[:200]})"
                 )
             unknown = [h for h in header if h != "path" and h not in _CSV_LABELS]
             if unknown:
                 raise DataError(
-                    f"{path}:1: unknown column(s) {', '.join(unknown)}; columns are 'path' plus any of "
-                    f"{', '.join(KEYS)}"
+                    f"{path}:1: unknown column(s) {', '.join(unknown)[:200]}; columns are 'path' plus "
+                    f"any of {', '.join(KEYS)}"
                 )
             if len(set(header)) != len(header):
                 raise DataError(f"{path}:1: duplicate column names")
@@ -298,7 +318,7 @@ def load_csv(
                 )
                 if sample is not None:
                     samples.append(sample)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+    except csv.Error as e:
         raise DataError(f"{path}: cannot read the CSV ({e})") from None
     if check_images:
         _check_images(samples, problems)
@@ -422,6 +442,8 @@ def load_data(
                 check_images=check_images,
             )
         raise DataError(f"{path}: data must be a folder, a .csv or a .jsonl label file")
+    if not path.is_dir():
+        raise DataError(f"{path}: not a regular file or a folder (a device, FIFO or socket); not read")
     labels = path / f"{split}_label.jsonl"
     if labels.is_file():
         data = load_label_jsonl(

@@ -11,11 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from humanaes_core.errors import shown
 from humanaes_core.importer.source import ImportFailure, read_json
-from humanaes_core.model import INTERNVL_SYSTEM_MESSAGE, PromptConfig
+from humanaes_core.model import (
+    INTERNVL_SYSTEM_MESSAGE,
+    MAX_TILES,
+    PromptConfig,
+    language_size_problems,
+    vision_size_problems,
+)
 
 if TYPE_CHECKING:
     from transformers import InternVLConfig
+
+MAX_PROBLEMS = 8
 
 # The InternVL conversation templates of the released models. All are ChatML (<|im_start|>/<|im_end|>);
 # the value is the template's default system message.
@@ -54,32 +63,55 @@ class SourceConfig:
 
 
 def read_config(root: Path) -> SourceConfig:
-    """`root/config.json`, validated: every unsupported setting is named in one ImportFailure."""
+    """`root/config.json`, validated: every unsupported setting is named in one ImportFailure.
+
+    Sizes are held to the native checkpoint's limits (`humanaes_core.model`) here, before anything
+    is allocated: the importer builds the model a config describes.
+    """
     raw = read_json(root / "config.json")
-    if "llm_config" not in raw or "vision_config" not in raw:
+    llm, vision = raw.get("llm_config"), raw.get("vision_config")
+    if not isinstance(llm, dict) or not isinstance(vision, dict):
         raise ImportFailure(
             f"{root}/config.json is not InternVL's original layout (it needs llm_config and vision_config)"
         )
-    llm, vision = dict(raw["llm_config"]), dict(raw["vision_config"])
-    variant = _llm_variant(llm)
-    problems = _unsupported(raw, vision)
-    if problems:
-        raise ImportFailure(f"{root}/config.json: " + "; ".join(problems))
-    template = str(raw["template"])
-    patch = vision.get("patch_size", 14)
-    dynamic = bool(raw.get("dynamic_image_size", True))
-    return SourceConfig(
-        variant=variant,
-        llm=llm,
-        vision=vision,
-        image_size=int(raw.get("force_image_size") or vision.get("image_size", 448)),
-        patch_size=int(patch[0] if isinstance(patch, (list, tuple)) else patch),
-        downsample_ratio=float(raw.get("downsample_ratio", 0.5)),
-        template=template,
-        system_message=str(raw.get("system_message") or TEMPLATES[template]),
-        max_tiles=int(raw.get("max_dynamic_patch", 12)) if dynamic else 1,
-        use_thumbnail=bool(raw.get("use_thumbnail", True)),
-    )
+    try:
+        variant = _llm_variant(llm)
+        problems = _unsupported(raw, vision) + _size_problems(raw, llm, vision)
+        if problems:
+            raise ImportFailure(f"{root}/config.json: " + "; ".join(problems[:MAX_PROBLEMS]))
+        template = str(raw["template"])
+        patch = vision.get("patch_size", 14)
+        dynamic = bool(raw.get("dynamic_image_size", True))
+        return SourceConfig(
+            variant=variant,
+            llm=dict(llm),
+            vision=dict(vision),
+            image_size=int(raw.get("force_image_size") or vision.get("image_size", 448)),
+            patch_size=int(patch[0] if isinstance(patch, (list, tuple)) else patch),
+            downsample_ratio=float(raw.get("downsample_ratio", 0.5)),
+            template=template,
+            system_message=str(raw.get("system_message") or TEMPLATES[template]),
+            max_tiles=int(raw.get("max_dynamic_patch", 12)) if dynamic else 1,
+            use_thumbnail=bool(raw.get("use_thumbnail", True)),
+        )
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ImportFailure(f"{root}/config.json: a setting has the wrong type ({str(e)[:200]})") from None
+
+
+def _size_problems(raw: dict, llm: dict, vision: dict) -> list[str]:
+    """Sizes beyond the native checkpoint's limits (layers, widths, heads, vocabulary, tiles)."""
+    tile = {
+        **vision,
+        "image_size": raw.get("force_image_size") or vision.get("image_size", 448),
+        "patch_size": vision.get("patch_size", 14),
+    }
+    problems = language_size_problems(llm, "llm_config") + vision_size_problems(tile, "vision_config")
+    tiles = raw.get("max_dynamic_patch", 12)
+    if isinstance(tiles, bool) or not isinstance(tiles, int) or not 1 <= tiles <= MAX_TILES:
+        problems.append(
+            f"max_dynamic_patch is {shown(tiles)}; it must be a whole number from 1 to {MAX_TILES}"
+        )
+    return problems
 
 
 def _unsupported(raw: dict, vision: dict) -> list[str]:
@@ -91,14 +123,14 @@ def _unsupported(raw: dict, vision: dict) -> list[str]:
         )
     if vision.get("norm_type", "layer_norm") != "layer_norm":
         problems.append(
-            f"vision_config.norm_type is {vision.get('norm_type')!r} (InternViT-6B style); "
+            f"vision_config.norm_type is {shown(vision.get('norm_type'))} (InternViT-6B style); "
             "only layer_norm (InternViT-300M) is supported"
         )
     if str(raw.get("ps_version", "v2")) != "v2":
-        problems.append(f"ps_version {raw.get('ps_version')!r}: only the v2 pixel shuffle is supported")
+        problems.append(f"ps_version {shown(raw.get('ps_version'))}: only the v2 pixel shuffle is supported")
     if int(raw.get("select_layer", -1)) != -1:
         problems.append(
-            f"select_layer {raw.get('select_layer')}: only the last vision layer (-1) is supported"
+            f"select_layer {shown(raw.get('select_layer'))}: only the last vision layer (-1) is supported"
         )
     ratio = float(raw.get("downsample_ratio", 0.5))
     if ratio <= 0 or abs(1 / ratio - round(1 / ratio)) > 1e-6:
@@ -106,7 +138,8 @@ def _unsupported(raw: dict, vision: dict) -> list[str]:
     template = str(raw.get("template", ""))
     if template not in TEMPLATES:
         problems.append(
-            f"conversation template {template!r} is not supported (known: {', '.join(sorted(TEMPLATES))})"
+            f"conversation template {shown(template)} is not supported "
+            f"(known: {', '.join(sorted(TEMPLATES))})"
         )
     return problems
 
@@ -119,7 +152,7 @@ def _llm_variant(llm: dict) -> str:
     if "InternLM2ForCausalLM" in archs or (not archs and model_type == "internlm2"):
         return "internlm2"
     raise ImportFailure(
-        f"unsupported language model {archs or model_type!r} in llm_config; this importer converts "
+        f"unsupported language model {shown(archs or model_type)} in llm_config; this importer converts "
         "Qwen2ForCausalLM (HumanAesExpert-1B) and InternLM2ForCausalLM (HumanAesExpert-8B)"
     )
 
@@ -139,6 +172,8 @@ def _rope_parameters(llm: dict) -> dict:
     scaling = llm.get("rope_scaling")
     if not scaling:
         return {"rope_type": "default", "rope_theta": theta}
+    if not isinstance(scaling, dict):
+        raise ImportFailure(f"llm_config.rope_scaling is {shown(scaling)}, not a JSON object")
     kind = scaling.get("type") or scaling.get("rope_type")
     if kind not in ("linear", "dynamic"):
         raise ImportFailure(
@@ -171,6 +206,8 @@ def _text_config(sc: SourceConfig, tie: bool) -> Any:
         }
     except KeyError as e:
         raise ImportFailure(f"llm_config lacks {e.args[0]!r}") from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ImportFailure(f"llm_config: a setting has the wrong type ({str(e)[:200]})") from None
     if sc.variant == "qwen2":
         sliding = bool(llm.get("use_sliding_window", False))
         extra = {"use_sliding_window": sliding}

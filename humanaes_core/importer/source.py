@@ -1,18 +1,22 @@
 """Reading a released checkpoint's folder: its JSON files and the headers and data of its safetensors.
 
 Nothing in the folder is executed and pickle files are never opened (unpickling can run code): only
-JSON and safetensors are read. Everything the importer reports about a tensor starts here, so the
-failure type and the listing helpers live here too.
+JSON and safetensors are read. JSON and tokenizer files are read only when they are regular files
+within their size limits (`humanaes_core.files.read_small_file`, the limits of `humanaes_core.model`):
+a FIFO or a link to /dev/zero fails at once instead of hanging or filling memory. Everything the
+importer reports about a tensor starts here, so the failure type and the listing helpers live here too.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from humanaes_core.errors import HumanAesError
+from humanaes_core.errors import HumanAesError, shown
+from humanaes_core.files import read_json_file, read_small_file
+from humanaes_core.model import MAX_METADATA_BYTES, MAX_TOKENIZER_BYTES
 
 if TYPE_CHECKING:
     import torch
@@ -68,10 +72,10 @@ def listing(items: list[str]) -> str:
     return "\n    " + "\n    ".join(shown) + more
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: Path, limit: int = MAX_METADATA_BYTES) -> dict:
     """A JSON object from the source, or ImportFailure saying why not."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json_file(path, limit)
     except FileNotFoundError:
         raise ImportFailure(f"{path} is missing") from None
     except (OSError, ValueError) as e:
@@ -81,11 +85,38 @@ def read_json(path: Path) -> dict:
     return data
 
 
+def read_tokenizer_file(path: Path) -> bytes:
+    """A tokenizer file's bytes (regular, at most MAX_TOKENIZER_BYTES), or ImportFailure saying why not."""
+    try:
+        return read_small_file(path, MAX_TOKENIZER_BYTES)
+    except OSError as e:
+        raise ImportFailure(f"{path} is unreadable: {e}") from None
+
+
+def check_tokenizer_files(root: Path, names: tuple[str, ...]) -> None:
+    """Refuse tokenizer files a third-party reader would open that are not small regular files."""
+    for name in names:
+        path = root / name
+        if not os.path.lexists(path):
+            continue
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise ImportFailure(f"{path} is unreadable: {e}") from None
+        if not path.is_file():
+            raise ImportFailure(f"{path} is not a regular file; not read")
+        if st.st_size > MAX_TOKENIZER_BYTES:
+            raise ImportFailure(
+                f"{path} is {st.st_size:,} bytes, more than the {MAX_TOKENIZER_BYTES:,} a tokenizer "
+                "file may have"
+            )
+
+
 def looks_like_original(path: str | Path) -> bool:
     """True for a directory whose config.json is InternVL's original (`llm_config` + `vision_config`)."""
     config = Path(path) / "config.json"
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
+        data = read_json_file(config, MAX_METADATA_BYTES)
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and "llm_config" in data and "vision_config" in data
@@ -161,6 +192,7 @@ def _shard_index(index_path: Path, files: list[str]) -> dict[str, str]:
     if missing_files:
         raise ImportFailure(
             f"{index_path.parent}: the shard index names files that are not there: "
-            f"{', '.join(missing_files)} (an incomplete download? download it again)"
+            f"{', '.join(shown(f) for f in missing_files[:MAX_LISTED])} (an incomplete download? "
+            "download it again)"
         )
     return indexed

@@ -10,11 +10,12 @@ import instead of shifting token ids.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from humanaes_core.importer.config import TEMPLATES
-from humanaes_core.importer.source import ImportFailure, read_json
+from humanaes_core.importer.source import ImportFailure, check_tokenizer_files, read_json, read_tokenizer_file
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -25,14 +26,41 @@ _SP_BPE = 2
 _SP_CONTROL, _SP_USER_DEFINED = 3, 4
 
 
+#: Every file transformers' tokenizer loading may open in the source folder: each must be a regular
+#: file within MAX_TOKENIZER_BYTES before it is handed to a reader that has no limit.
+TOKENIZER_READS = (
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.json",
+    "chat_template.jinja",
+)
+
+
 def convert_tokenizer(root: Path, variant: str) -> PreTrainedTokenizerBase:
-    """The source's tokenizer as a fast tokenizer, without running the source's tokenizer code."""
-    if (root / "vocab.json").is_file() and (root / "merges.txt").is_file():
-        return _qwen2_tokenizer(root)
-    if (root / "tokenizer.model").is_file():
-        return sentencepiece_tokenizer(root)
-    if variant == "qwen2" and (root / "tokenizer.json").is_file():
-        return _qwen2_tokenizer(root)
+    """The source's tokenizer as a fast tokenizer, without running the source's tokenizer code.
+
+    Any failure of the readers (tokenizers raises plain ``Exception``, protobuf its ``DecodeError``, a
+    malformed id a ``ValueError``) is an ImportFailure naming the folder; only running out of memory
+    is left as it is.
+    """
+    check_tokenizer_files(root, TOKENIZER_READS)
+    try:
+        if (root / "vocab.json").is_file() and (root / "merges.txt").is_file():
+            return _qwen2_tokenizer(root)
+        if (root / "tokenizer.model").is_file():
+            return sentencepiece_tokenizer(root)
+        if variant == "qwen2" and (root / "tokenizer.json").is_file():
+            return _qwen2_tokenizer(root)
+    except (ImportFailure, MemoryError):
+        raise
+    except Exception as e:
+        first = next(iter(str(e).strip().splitlines()), "") or e.__class__.__name__
+        raise ImportFailure(f"{root}: cannot convert the tokenizer: {first[:300]}") from None
     raise ImportFailure(
         f"{root}: no tokenizer found (expected vocab.json + merges.txt for Qwen2, "
         "tokenizer.model for InternLM2)"
@@ -43,10 +71,7 @@ def _qwen2_tokenizer(root: Path) -> PreTrainedTokenizerBase:
     """Qwen2's byte-level BPE from vocab.json/merges.txt (or tokenizer.json); auto_map is ignored."""
     from transformers import Qwen2Tokenizer
 
-    try:
-        tokenizer = Qwen2Tokenizer.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise ImportFailure(f"{root}: cannot read the Qwen2 tokenizer files: {e}") from None
+    tokenizer = Qwen2Tokenizer.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
     _check_added_ids(tokenizer, _declared_added_tokens(root), root)
     return tokenizer
 
@@ -99,10 +124,10 @@ def _read_sentencepiece(path: Path) -> tuple[bytes, Any]:
             f"reading {path} needs sentencepiece and a protobuf at least as new as its schema: {e}"
         ) from None
     proto = sentencepiece_model_pb2.ModelProto()
+    data = read_tokenizer_file(path)
     try:
-        data = path.read_bytes()
         proto.ParseFromString(data)
-    except (OSError, DecodeError) as e:
+    except DecodeError as e:
         raise ImportFailure(f"{path} is not a readable sentencepiece model: {e}") from None
     if not proto.pieces:
         raise ImportFailure(f"{path} holds no sentencepiece vocabulary")
@@ -164,7 +189,7 @@ def _add_tokens(
 
 
 def _read_optional_json(path: Path) -> dict:
-    return read_json(path) if path.is_file() else {}
+    return read_json(path) if os.path.lexists(path) else {}
 
 
 def _special_tokens(cfg: dict, special_tokens_map: dict) -> dict[str, str]:

@@ -11,35 +11,46 @@ Layout (everything safetensors or JSON; nothing is unpickled and no code from th
                             unless the language model is 4-bit)
     manifest.json           size and sha256 of every other file; the model fingerprint is its hash
 
-``manifest`` verifies the directory before anything is read; ``meta`` reads humanaes.json without torch.
+``manifest`` verifies the directory before anything is read; ``meta`` reads humanaes.json without torch
+and checks humanaes.json's and config.json's sizes against its limits before anything is allocated.
 Pickles (``*.bin``, ``*.pt``...) and Python files are never opened or imported: weights load
 with ``use_safetensors=True``, tokenizers and configs with ``trust_remote_code=False``, and an adapter
-only from ``adapter_model.safetensors``.
+only from ``adapter_model.safetensors``. Whatever else is wrong with a verified file (a corrupt
+safetensors header, a tokenizer that does not parse, a config transformers rejects) ends in one
+``CheckpointError`` line naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from humanaes_core.errors import CheckpointError
+from humanaes_core.errors import CheckpointError, shown
+from humanaes_core.files import read_json_file
 from humanaes_core.model.heads import Heads
 from humanaes_core.model.manifest import verify, write_manifest
 from humanaes_core.model.meta import (
     ADAPTER_DIR,
     ADAPTER_WEIGHTS,
     HEADS_FILE,
+    MAX_METADATA_BYTES,
     META_FILE,
     CheckpointMeta,
+    check_backbone_config,
     read_meta,
 )
 from humanaes_core.model.modeling import HumanAesModel
+
+#: The largest LoRA rank an adapter may declare (trained adapters use 8 to 128).
+MAX_LORA_RANK = 1024
 
 
 def save_checkpoint(
@@ -105,29 +116,32 @@ def load_model(
 
     directory = Path(directory)
     meta = read_meta(directory)
-    verify(directory)
+    manifest = verify(directory)
+    config = _json(directory, "config.json")
+    check_backbone_config(config, meta, directory)
+    _check_weights_cover(config, manifest, directory)  # type: ignore[arg-type]
+    adapter = directory / ADAPTER_DIR
+    if adapter.is_dir():
+        _check_adapter(adapter)
     hf_logging.disable_progress_bar()  # per-tensor bars mean nothing to a photographer
-    tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+    with _reading(directory, "the tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
     kwargs: dict = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": False}
     kwargs["attn_implementation"] = "sdpa"
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": device}
-    try:
+    with _reading(directory, "the backbone weights"):
         backbone = InternVLForConditionalGeneration.from_pretrained(directory, **kwargs)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{directory}: cannot load the backbone weights: {e}") from None
     if quantization_config is None:
         backbone.to(device)
-    if (directory / ADAPTER_DIR).is_dir():
-        backbone = _apply_adapter(backbone, directory / ADAPTER_DIR, merge=quantization_config is None)
+    if adapter.is_dir():
+        with _reading(adapter, "the LoRA adapter"):
+            backbone = _apply_adapter(backbone, adapter, merge=quantization_config is None)
     backbone.eval()
-    heads = Heads(meta.heads)
-    try:
-        state = load_file(str(directory / HEADS_FILE))
-        heads.load_state_dict(state, strict=True)
-    except (OSError, RuntimeError) as e:
-        raise CheckpointError(f"{directory}/{HEADS_FILE}: {e}") from None
+    heads = Heads(meta.heads, meta.open_fields)
+    with _reading(directory / HEADS_FILE, "the heads"):
+        heads.load_state_dict(load_file(str(directory / HEADS_FILE)), strict=True)
     heads.to(device).eval()
     num_image_token = int(
         (meta.image.image_size // backbone.config.vision_config.patch_size[0]) ** 2
@@ -135,6 +149,79 @@ def load_model(
     )
     model = HumanAesModel(backbone, heads, tokenizer, meta.prompt, num_image_token)
     return model.eval(), meta
+
+
+def _json(directory: Path, name: str) -> object:
+    try:
+        return read_json_file(directory / name, MAX_METADATA_BYTES)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{directory}/{name} is unreadable: {e}") from None
+
+
+def _parameters_at_least(config: dict) -> int:
+    """A lower bound of the backbone's parameter count from its (already bounded) config.json."""
+    text, vision = config["text_config"], config["vision_config"]
+    th, ti = text["hidden_size"], text["intermediate_size"]
+    vh, vi = vision["hidden_size"], vision["intermediate_size"]
+    per_text_layer = 2 * th * th + 3 * th * ti  # q and o projections, the gated MLP
+    per_vision_layer = 4 * vh * vh + 2 * vh * vi  # q, k, v, o and the MLP
+    return (
+        text["num_hidden_layers"] * per_text_layer
+        + vision["num_hidden_layers"] * per_vision_layer
+        + text["vocab_size"] * th
+    )
+
+
+def _check_weights_cover(config: dict, manifest: dict[str, dict], directory: Path) -> None:
+    """Refuse a config.json that describes a model far larger than the weights beside it.
+
+    transformers builds the whole model a config describes before it reads a weight; each size within
+    its limit, a config can still ask for a model of terabytes on top of a file of kilobytes. Weights
+    take at least half a byte a parameter (4-bit), so less than a quarter byte is impossible.
+    """
+    stored = sum(
+        entry["size"]
+        for name, entry in manifest.items()
+        if name.startswith("model") and name.endswith(".safetensors") and "/" not in name
+    )
+    needed = _parameters_at_least(config)
+    if stored * 4 < needed:
+        raise CheckpointError(
+            f"{directory}: the backbone weights (model*.safetensors) hold {stored:,} bytes, too few for "
+            f"the {needed:,} parameters or more that config.json describes"
+        )
+
+
+def _check_adapter(adapter: Path) -> None:
+    """A LoRA adapter of a sane rank, before peft builds it."""
+    config = _json(adapter, "adapter_config.json")
+    if not isinstance(config, dict) or config.get("peft_type") != "LORA":
+        raise CheckpointError(f"{adapter}/adapter_config.json: not a LoRA adapter's config")
+    rank = config.get("r")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_LORA_RANK:
+        raise CheckpointError(
+            f"{adapter}/adapter_config.json: r is {shown(rank)}; it must be a whole number from 1 to "
+            f"{MAX_LORA_RANK}"
+        )
+
+
+@contextlib.contextmanager
+def _reading(where: Path, what: str) -> Iterator[None]:
+    """Any failure of a third-party reader of a verified file as one CheckpointError line.
+
+    tokenizers raises plain ``Exception``, safetensors its own ``SafetensorError``, transformers
+    ``KeyError`` or ``AttributeError`` on odd configs: at this trust boundary every one of them means
+    the checkpoint is broken. Only running out of memory is left as it is, because it is not.
+    """
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as e:
+        first = next(iter(str(e).strip().splitlines()), "") or e.__class__.__name__
+        raise CheckpointError(f"{where}: cannot load {what}: {first[:300]}") from None
 
 
 def _apply_adapter(backbone: torch.nn.Module, adapter_dir: Path, merge: bool) -> torch.nn.Module:

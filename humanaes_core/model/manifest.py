@@ -6,7 +6,11 @@ load, and the large weight files on the first load only: a verified stamp keyed 
 size, mtime, ctime and inode (in the model cache folder, ``verified.json``) lets later loads skip the
 hash until the file changes in any way. A file the loader would read that the manifest does not list
 (weights, JSON, an adapter) is refused, because it could change the model without changing its
-fingerprint. Torch-free: the fingerprint of a model is known without loading it.
+fingerprint. For the same reason every file a loader reads lies inside the checkpoint: a link that
+leads out of it (except a hub snapshot's links into its own ``blobs``), a shard index or tokenizer
+config naming a file elsewhere, and a device or FIFO where a file should be are refused, and the
+metadata and tokenizer files must be within their size limits (``meta``) before anything parses them.
+Torch-free: the fingerprint of a model is known without loading it.
 """
 
 from __future__ import annotations
@@ -18,12 +22,19 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from humanaes_core.errors import CheckpointError
-from humanaes_core.files import atomic_write
+from humanaes_core.errors import CheckpointError, shown
+from humanaes_core.files import atomic_write, read_json_file, read_small_file
 from humanaes_core.model.locations import cache_dir
-from humanaes_core.model.meta import ADAPTER_DIR, MANIFEST_FILE
+from humanaes_core.model.meta import (
+    ADAPTER_DIR,
+    MANIFEST_FILE,
+    MAX_METADATA_BYTES,
+    MAX_TOKENIZER_BYTES,
+    TOKENIZER_FILES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +42,7 @@ log = logging.getLogger(__name__)
 STAMP_MIN_BYTES = 32 << 20
 STAMPS_FILE = "verified.json"
 _MAX_STAMPS = 512
+_PROBLEMS_SHOWN = 5
 #: Top-level files the loaders (ours, transformers, tokenizers) may read: an unlisted one is refused. Other
 #: files (a README, the user's own metrics.json) are never read and may sit beside the checkpoint's own.
 _LOADER_READS = (
@@ -52,7 +64,10 @@ _LOADER_READS = (
     "chat_template.jinja",
     "preprocessor_config.json",
     "processor_config.json",
+    "*.jinja",
 )
+#: Folders the loaders read (peft the adapter, transformers extra chat templates): all of each is checked.
+_READ_FOLDERS = (ADAPTER_DIR, "additional_chat_templates")
 #: Files that could run code if something opened them: never read, but worth a warning.
 _DANGEROUS = ("*.py", "*.pyc", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.joblib", "*.so")
 
@@ -77,7 +92,7 @@ def write_manifest(directory: Path) -> None:
 
 def _read_manifest(directory: Path) -> dict[str, dict]:
     try:
-        manifest = json.loads((directory / MANIFEST_FILE).read_text())["files"]
+        manifest = read_json_file(directory / MANIFEST_FILE, MAX_METADATA_BYTES)["files"]
         if not isinstance(manifest, dict):
             raise ValueError("'files' is not a mapping")
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -86,24 +101,61 @@ def _read_manifest(directory: Path) -> dict[str, dict]:
         pure = PurePosixPath(name)
         if pure.is_absolute() or ".." in pure.parts or "\\" in name or ":" in name:
             raise CheckpointError(
-                f"{directory}: {MANIFEST_FILE} names a file outside the checkpoint: {name!r}"
+                f"{directory}: {MANIFEST_FILE} names a file outside the checkpoint: {shown(name)}"
             )
         if not isinstance(entry, dict) or not isinstance(entry.get("size"), int) or "sha256" not in entry:
-            raise CheckpointError(f"{directory}: {MANIFEST_FILE} has a malformed entry for {name!r}")
+            raise CheckpointError(f"{directory}: {MANIFEST_FILE} has a malformed entry for {shown(name)}")
     return manifest
 
 
+def _roots(directory: Path) -> tuple[str, ...]:
+    """Where the checkpoint's files may really be: the folder, and for a hub snapshot its ``blobs``."""
+    roots = [os.path.realpath(directory)]
+    if directory.resolve().parent.name == "snapshots":  # <cache>/models--owner--name/snapshots/<rev>
+        roots.append(os.path.realpath(directory.resolve().parent.parent / "blobs"))
+    return tuple(roots)
+
+
+def _inside(path: Path, roots: tuple[str, ...]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == root or real.startswith(root + os.sep) for root in roots)
+
+
+def _size_limit(name: str) -> int | None:
+    """The most bytes a file the loaders parse may have (None: weights and other data, unlimited)."""
+    base = PurePosixPath(name).name
+    if any(fnmatch.fnmatch(base, pattern) for pattern in TOKENIZER_FILES):
+        return MAX_TOKENIZER_BYTES
+    if base.endswith(".json") and (name.startswith(f"{ADAPTER_DIR}/") or _loader_reads(base)):
+        return MAX_METADATA_BYTES
+    return None
+
+
+def _loader_reads(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in _LOADER_READS)
+
+
 def check_manifest(directory: Path, full: bool = False) -> dict:
-    """Refuse a checkpoint whose files are missing or changed size (or, with `full`, changed content)."""
+    """Refuse a checkpoint whose files are missing or changed size (or, with `full`, changed content).
+
+    A listed file must be a regular file inside the checkpoint (see `_roots`) and, if a loader parses
+    it, within its size limit.
+    """
     directory = Path(directory)
     manifest = _read_manifest(directory)
+    roots = _roots(directory)
     problems = []
     for name, entry in manifest.items():
         p = directory / name
+        limit = _size_limit(name)
         if not p.is_file():
-            problems.append(f"{name}: missing")
+            problems.append(f"{name}: missing" + (" (not a regular file)" if p.exists() else ""))
+        elif not _inside(p, roots):
+            problems.append(f"{name}: leads outside the checkpoint (to {os.path.realpath(p)})")
         elif p.stat().st_size != entry["size"]:
             problems.append(f"{name}: size {p.stat().st_size}, manifest says {entry['size']}")
+        elif limit is not None and entry["size"] > limit:
+            problems.append(f"{name}: {entry['size']:,} bytes, more than the {limit:,} such a file may have")
         elif full and _sha256(p) != entry["sha256"]:
             problems.append(f"{name}: content does not match the manifest's sha256")
     if problems:
@@ -112,10 +164,12 @@ def check_manifest(directory: Path, full: bool = False) -> dict:
 
 
 def _damaged(directory: Path, problems: list[str]) -> str:
+    """One line: the checkpoint, what is wrong with it (the first few problems) and what to do."""
+    shown_problems = "; ".join(problems[:_PROBLEMS_SHOWN])
+    more = f" (and {len(problems) - _PROBLEMS_SHOWN} more)" if len(problems) > _PROBLEMS_SHOWN else ""
     return (
-        f"{directory}: checkpoint is damaged or incomplete, so it was not loaded:\n  "
-        + "\n  ".join(problems)
-        + "\nDownload, import or train it again (or restore it from a backup)."
+        f"{directory}: checkpoint is damaged or incomplete, so it was not loaded: {shown_problems}{more}. "
+        "Download, import or train it again (or restore it from a backup)."
     )
 
 
@@ -137,7 +191,7 @@ def _stamp_of(path: Path, sha256: str) -> dict:
 
 def _load_stamps() -> dict[str, dict]:
     try:
-        data = json.loads(_stamps_path().read_text(encoding="utf-8"))
+        data = read_json_file(_stamps_path(), MAX_METADATA_BYTES)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -159,22 +213,72 @@ def _save_stamps(new: dict[str, dict]) -> None:
         log.debug("could not record verified checkpoint files in %s: %s", target, e)
 
 
+def _walk(directory: Path) -> Iterator[Path]:
+    """What the loaders may open: the top level, and all of the adapter and chat-template folders
+    (links to folders are yielded, never entered)."""
+    for p in directory.iterdir():
+        if p.name in _READ_FOLDERS and p.is_dir() and not p.is_symlink():
+            for folder, dirs, files in os.walk(p):
+                base = Path(folder)
+                yield from (base / name for name in dirs if (base / name).is_symlink())
+                yield from (base / name for name in files)
+        elif not p.is_dir() or p.is_symlink():
+            yield p
+
+
 def _unlisted(directory: Path, manifest: dict[str, dict]) -> tuple[list[str], list[str]]:
-    """Files in the directory the manifest does not list: (ones a loader would read, code or pickles)."""
-    read, dangerous = [], []
-    candidates = [p for p in directory.iterdir() if p.is_file()]
-    adapter = directory / ADAPTER_DIR
-    if adapter.is_dir():
-        candidates += [p for p in adapter.rglob("*") if p.is_file()]
-    for p in candidates:
+    """Problems of files the manifest does not list (read by a loader, leading outside, not a regular
+    file), and the names of unlisted code or pickles."""
+    problems, dangerous = [], []
+    roots = _roots(directory)
+    for p in _walk(directory):
         rel = p.relative_to(directory).as_posix()
         if rel in manifest or rel == MANIFEST_FILE:
             continue
         if any(fnmatch.fnmatch(p.name.lower(), pat) for pat in _DANGEROUS):
             dangerous.append(rel)
-        elif rel.startswith(f"{ADAPTER_DIR}/") or any(fnmatch.fnmatch(p.name, pat) for pat in _LOADER_READS):
-            read.append(rel)
-    return read, dangerous
+        elif not ("/" in rel or p.name in _READ_FOLDERS or _loader_reads(p.name)):
+            continue  # never read: a README, the user's notes (or a link to them) may sit beside
+        elif p.is_symlink() and not _inside(p, roots):
+            problems.append(f"{rel}: a link that leads outside the checkpoint (to {os.path.realpath(p)})")
+        else:
+            why = "not listed in" if p.is_file() else "not a regular file, and not listed in"
+            problems.append(f"{rel}: {why} {MANIFEST_FILE} (it would change the model unnoticed)")
+    return problems, dangerous
+
+
+def _named_files(directory: Path, manifest: dict[str, dict]) -> list[str]:
+    """Problems of the files a verified JSON file names: a shard index's weight_map, a tokenizer
+    config's fast_tokenizer_files. Each must be a plain name beside it that the manifest lists."""
+    problems = []
+    for name in manifest:
+        base = PurePosixPath(name)
+        if base.name.endswith(".safetensors.index.json"):
+            key = "weight_map"
+        elif base.name == "tokenizer_config.json":
+            key = "fast_tokenizer_files"
+        else:
+            continue
+        try:
+            data = read_json_file(directory / name, MAX_METADATA_BYTES)
+        except (OSError, ValueError) as e:
+            problems.append(f"{name}: unreadable ({e})")
+            continue
+        named = data.get(key) if isinstance(data, dict) else None
+        if key == "weight_map" and not isinstance(named, dict):
+            problems.append(f"{name}: no weight_map")
+            continue
+        if isinstance(named, dict):
+            named = list(named.values())
+        for value in named if isinstance(named, list) else []:
+            target = base.parent / value if isinstance(value, str) else None
+            if target is None or "/" in value or "\\" in value or value in ("", ".", ".."):
+                problems.append(f"{name}: names {shown(value)}, which is not a file beside it")
+                break
+            if target.as_posix() not in manifest:
+                problems.append(f"{name}: names {shown(value)}, which {MANIFEST_FILE} does not list")
+                break
+    return problems
 
 
 def verify(directory: str | os.PathLike) -> dict:
@@ -186,11 +290,7 @@ def verify(directory: str | os.PathLike) -> dict:
     """
     directory = Path(directory)
     manifest = check_manifest(directory)
-    problems: list[str] = []
-    unlisted, dangerous = _unlisted(directory, manifest)
-    problems += [
-        f"{name}: not listed in {MANIFEST_FILE} (it would change the model unnoticed)" for name in unlisted
-    ]
+    problems, dangerous = _unlisted(directory, manifest)
     if dangerous:
         names = ", ".join(sorted(dangerous))
         log.warning("%s: ignoring files that are never loaded (no pickles, no code): %s", directory, names)
@@ -210,6 +310,8 @@ def verify(directory: str | os.PathLike) -> dict:
         elif entry["size"] >= STAMP_MIN_BYTES:
             with contextlib.suppress(OSError):
                 fresh[key] = {**_stamp_of(p, entry["sha256"]), "verified_at": time.time()}
+    if not problems:  # the JSON that names files is read only once its hash matched
+        problems = _named_files(directory, manifest)
     if problems:
         raise CheckpointError(_damaged(directory, problems))
     if fresh:
@@ -220,7 +322,7 @@ def verify(directory: str | os.PathLike) -> dict:
 def checkpoint_fingerprint(directory: str | os.PathLike) -> str:
     """Identity of a checkpoint's weights and settings, without loading it (hash of its manifest)."""
     try:
-        data = (Path(directory) / MANIFEST_FILE).read_bytes()
+        data = read_small_file(Path(directory) / MANIFEST_FILE, MAX_METADATA_BYTES)
     except OSError as e:
         raise CheckpointError(f"{directory}: cannot read {MANIFEST_FILE} ({e})") from None
     return hashlib.sha256(data).hexdigest()[:16]

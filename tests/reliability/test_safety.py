@@ -204,10 +204,10 @@ def test_a_manifest_cannot_point_outside_the_checkpoint(copy_of):
 
 def test_large_files_are_hashed_once_then_trusted_until_they_change(copy_of, monkeypatch):
     path = copy_of()
-    monkeypatch.setattr(ckpt, "STAMP_MIN_BYTES", 100_000)  # model.safetensors (~780 KB) is "large" here
+    monkeypatch.setattr(manifest, "STAMP_MIN_BYTES", 100_000)  # model.safetensors (~780 KB) is "large" here
     hashed: list[str] = []
     real = manifest._sha256
-    monkeypatch.setattr(ckpt, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    monkeypatch.setattr(manifest, "_sha256", lambda p: hashed.append(p.name) or real(p))
     ckpt.verify(path)
     assert "model.safetensors" in hashed and "tokenizer.json" in hashed
     hashed.clear()
@@ -444,7 +444,7 @@ def test_copies_refuse_the_photos_own_folder_even_through_a_link(shoot, tmp_path
 
 def test_without_hard_links_a_copy_still_never_replaces_a_file(shoot, tmp_path, monkeypatch):
     """exFAT cards have no hard links: the name must be reserved, not checked and then replaced."""
-    from humanaes_core.culling import actions as cull
+    from humanaes_core.culling import moves as cull
 
     def no_links(*_args, **_kwargs):
         raise OSError(errno.EPERM, "Operation not permitted")

@@ -109,10 +109,17 @@ BAD_LINES = [
     ({"image_name": "../outside.jpg", "score": 0.5}, "leads outside the data root"),
     ('{"image_name": "img/0.jpg", "score": 0.5', "not valid JSON"),
     ("[1, 2]", "must be a JSON object"),
+    # hostile lines (issue 16): each one labelled problem, never a RecursionError or OverflowError
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON (JSON nested too deeply)"),
+    ('{"image_name": "img/0.jpg", "score": 1' + "0" * 400 + "}", "digits> is outside [0, 1]"),
+    ('{"image_name": "img/0.jpg", "score": 1' + "0" * 5000 + "}", "not valid JSON"),
+    ({"image_name": "img/0.jpg", "is_expert": True, "score": [10**400] * 12}, "score[0]: score <a number"),
+    ({"image_name": "b" * 300 + ".jpg", "score": 0.5}, "is not usable (File name too long)"),
+    ({"image_name": "a/" * 5000, "score": 0.5}, "is not a usable path"),
 ]
 
 
-@pytest.mark.parametrize(("bad", "message"), BAD_LINES)
+@pytest.mark.parametrize(("bad", "message"), BAD_LINES, ids=[message for _, message in BAD_LINES])
 def test_bad_label_lines_are_reported_with_file_and_line(root, bad, message):
     _photo(root.parent / "outside.jpg")
     labels = _jsonl(root / "train_label.jsonl", [{"image_name": "img/1.jpg", "score": 0.3}, bad])
@@ -121,6 +128,51 @@ def test_bad_label_lines_are_reported_with_file_and_line(root, bad, message):
     text = str(info.value)
     assert f"{labels}:2: " in text and message in text
     assert f"{labels}:1:" not in text  # the good line is not blamed
+
+
+def test_a_huge_label_value_is_not_repeated_in_the_message(root):
+    big = "x" * (20 << 20)
+    labels = _jsonl(
+        root / "train_label.jsonl",
+        [
+            {"image_name": "img/0.jpg", "score": big},
+            {"image_name": big, "score": 0.5},
+            {"image_name": "img/1.jpg", "score": 0.5, big: 1},
+            {"image_name": "img/2.jpg", "score": 0.5, "text_level": big},
+            {"image_name": "img/2.jpg", "score": 0.5, "is_expert": big},
+        ],
+    )
+    with pytest.raises(DataError, match="5 problem") as info:
+        load_label_jsonl(labels)
+    assert len(str(info.value)) < 5000
+
+
+def test_a_label_file_with_a_utf8_bom_is_read_like_the_csv(root):
+    labels = root / "train_label.jsonl"
+    labels.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"image_name": "img/0.jpg", "score": 0.5}).encode() + b"\n"
+    )
+    assert [s.overall for s in load_data(root).samples] == [0.5]
+    table = root / "labels.csv"
+    table.write_bytes(b"\xef\xbb\xbfpath,overall\nimg/1.jpg,0.25\n")
+    assert [s.overall for s in load_data(table).samples] == [0.25]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_label_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind, suffix):
+    import os
+
+    path = tmp_path / f"labels{suffix}"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink("/dev/zero", path)
+    reader = load_csv if suffix == ".csv" else load_label_jsonl
+    with pytest.raises(DataError, match="not a regular file"):
+        reader(path)
+    with pytest.raises(DataError, match="not a regular file"):
+        load_data(path)
 
 
 def test_every_problem_is_reported_at_once(root):
@@ -292,7 +344,7 @@ def test_questions_and_answers_follow_the_paper(root):
     given_level, plain, expert = load_data(root).samples
     prompt = PromptConfig()
     qa = build_qa(given_level, prompt)
-    assert qa.question == OVERALL_QUESTIONS[0] and not qa.is_dims  # evaluation: the configured question
+    assert qa.question == OVERALL_QUESTIONS[1] and not qa.is_dims  # evaluation: the configured (release's)
     assert qa.answer == "The aesthetics of the human image is good"  # the data's text_level is used
     assert build_qa(plain, prompt).answer == "The aesthetics of the human image is poor"
     assert build_qa(plain, prompt, 3).question == OVERALL_QUESTIONS[3]  # training: a paraphrase
