@@ -139,7 +139,8 @@ class ExpertAttributor:
         except OSError as e:
             raise CheckpointError(f"{directory}/{HEADS_FILE}: {e}") from None
         expert_state = {k[len(_EXPERT_PREFIX) :]: v for k, v in state.items() if k.startswith(_EXPERT_PREFIX)}
-        head = ExpertHead(meta.heads.hidden_size, meta.heads.expert_ffn_hidden, meta.heads.expert_activation)
+        h = meta.heads
+        head = ExpertHead(h.hidden_size, h.expert_ffn_hidden, h.expert_activation, meta.open_fields)
         try:
             head.load_state_dict(expert_state, strict=True)
         except RuntimeError as e:

@@ -146,6 +146,7 @@ def cached_scoring(args: argparse.Namespace, cache: ScoreCache | None, max_tiles
         max_tiles=max_tiles,
         batch_size=args.batch_size,
         heads=args.heads,
+        preset=getattr(args, "preset", None),
     )
 
 

@@ -17,6 +17,11 @@ Two families of numbers are reported side by side. "standard": MSE, RMSE, MAE an
 as textbooks define them. "paper_compatible" (starred in the tables): what the official evaluation
 script reports, MSE* = sqrt(MSE + 1e-8), MAE* = sqrt(MAE + 1e-8) and |PLCC|, |SRCC|, |KRCC|; only these
 compare with the paper's tables. Accuracy and macro precision/recall/F1 on the five levels are shared.
+
+--protocol paper evaluates as the release's eval_HumanAesExpert.py does: the "release" preset (its
+load_image pixels, its question "Rate the aesthetics of this human picture.", fp16 on CUDA, 12 tiles) and
+ground-truth levels from the labels' text_level where a line has one (HumanBeauty's 58K overall-only
+samples), the score's level elsewhere.
 """
 
 
@@ -56,8 +61,16 @@ def main(argv: list[str] | None = None) -> int:
         "--allow-absolute-paths", action="store_true", help="labels may point outside the data"
     )
     parser.add_argument("--allow-unknown-keys", action="store_true", help="ignore extra keys in label lines")
+    parser.add_argument(
+        "--protocol",
+        choices=("standard", "paper"),
+        default="standard",
+        help="paper: the release's evaluation (its pixels, question and text_level ground truth)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.protocol == "paper" and args.max_tiles != 12:
+        parser.error("--protocol paper uses the release's 12 tiles; leave out --max-tiles")
     check_outputs((args.out, "--out"), (args.csv, "--csv"))  # before the model is loaded
 
     from humanaes_core.data import load_data
@@ -78,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         max_tiles=args.max_tiles,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        protocol=args.protocol,
     )
     name = report["model"]["name"]
     echo(table2(report, name))

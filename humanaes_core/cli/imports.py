@@ -7,10 +7,14 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from humanaes_core.cli import EXIT_OK, check_outputs, echo, guard
+from humanaes_core.cli import EXIT_FAILED, EXIT_OK, check_outputs, echo, guard
 from humanaes_core.importer import BACKBONE_DTYPES, METAVOTER_MODES
 from humanaes_core.model import EXPERT_ACTIVATIONS
+
+if TYPE_CHECKING:
+    from humanaes_core.importer import VerifyReport
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -59,14 +63,77 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--report", metavar="FILE", help="write the placement table and assumptions as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify = parser.add_argument_group(
+        "verify against the release",
+        "compare the import with a reference.json written by tools/release_reference.py in the release's own "
+        "environment (docs/models.md, 'Verify your import')",
+    )
+    verify.add_argument("--verify", metavar="REFERENCE", help="reference.json to compare the import with")
+    verify.add_argument(
+        "--verify-photos",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="folder holding the reference's photos (default: where they were recorded, the reference's "
+        "folder, resources/samples)",
+    )
+    verify.add_argument(
+        "--verify-preset",
+        default="release",
+        help="scoring preset for the photos (default: release, the release's pixels and question; none: the "
+        "checkpoint's own settings)",
+    )
+    verify.add_argument(
+        "--verify-tolerance",
+        type=float,
+        default=0.01,
+        help="largest score difference that counts as the same (fp16 on a GPU vs fp32: 0.01)",
+    )
     return parser
+
+
+def _verify(args: argparse.Namespace, out: Path, reference: dict) -> VerifyReport:
+    """Score the reference's photos with the imported model, compare stage by stage, print the table."""
+    from humanaes_core import load_scorer
+    from humanaes_core.importer import Tolerance, verify_import
+
+    preset = None if args.verify_preset == "none" else args.verify_preset
+    max_tiles = int((reference.get("settings") or {}).get("max_num", 12))
+    scorer = load_scorer(out, max_tiles=max_tiles, preset=preset)
+    samples = Path(__file__).resolve().parents[2] / "resources" / "samples"
+    tol = Tolerance(score=args.verify_tolerance, hidden=5 * args.verify_tolerance)
+    report = verify_import(
+        out,
+        args.verify,
+        scorer.model,
+        scorer.tile_config,
+        question_index=scorer.question_index,
+        photo_dirs=[*args.verify_photos, samples],
+        tol=tol,
+    )
+    echo(report.table())
+    for warning in report.warnings:
+        echo(f"  warning: {warning}", err=True)
+    if report.changed or report.prompt:
+        echo(f"written to {out}/humanaes.json: {report.changed | report.prompt}", err=True)
+    return report
 
 
 @guard
 def main(argv: list[str] | None = None) -> int:
     """humanaes-import: convert a released HumanAesExpert checkpoint into a native checkpoint."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.verify and args.dry_run:
+        parser.error("--verify needs the import written; leave out --dry-run")
+    if not (args.verify_tolerance > 0):
+        parser.error("--verify-tolerance must be a positive number")
     check_outputs((args.report, "--report"))  # before anything is converted
+    reference = None
+    if args.verify:
+        from humanaes_core.importer import read_reference
+
+        reference = read_reference(args.verify)  # a bad reference fails before the conversion
 
     from tqdm import tqdm
 
@@ -102,11 +169,18 @@ def main(argv: list[str] | None = None) -> int:
                 provenance=provenance,
                 progress=progress,
             )
-    if args.report:
-        with open_output(args.report, "--report") as f:
-            json.dump(report.to_dict(), f, indent=1, ensure_ascii=False)
     done = "checked, nothing written" if args.dry_run else f"written to {report.out}"
     echo(f"{len(report.placements)} tensors placed ({report.variant}); {done}.", err=True)
     for assumption in report.assumptions:
         echo(f"  assumed: {assumption}", err=True)
+    for warning in report.warnings:  # the self-check's findings, loud: a likely wrong assumption
+        echo(f"WARNING: {warning}", err=True)
+    verified = _verify(args, Path(args.out).expanduser(), reference) if reference is not None else None
+    if args.report:
+        with open_output(args.report, "--report") as f:
+            extra = {"verify": verified.to_dict()} if verified is not None else {}
+            json.dump(report.to_dict() | extra, f, indent=1, ensure_ascii=False)
+    if verified is not None and not verified.ok:
+        echo("verify: the import does not reproduce the reference in the stages marked NO", err=True)
+        return EXIT_FAILED
     return EXIT_OK

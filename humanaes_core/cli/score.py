@@ -13,18 +13,18 @@ from humanaes_core.errors import HumanAesError
 
 T = TypeVar("T")
 
-#: Names of `scoring.PRESETS`, repeated here so that --help does not import torch (a test keeps them equal).
-PRESET_NAMES = ("accurate", "balanced", "fast")
-
 
 def add_preset_arg(parser: argparse.ArgumentParser) -> None:
     """--preset, which sets --max-tiles (so --max-tiles has no default of its own any more)."""
+    from humanaes_core.scoring import ALL_PRESETS  # torch-free: --help stays fast
+
     parser.add_argument(
         "--preset",
-        choices=PRESET_NAMES,
+        choices=list(ALL_PRESETS),
         default=None,
         help="speed/accuracy: accurate = up to 12 tiles (default), balanced = 4, fast = 1 "
-        "(one 448 px view of the whole photo; several times faster, see BENCHMARKS.md)",
+        "(one 448 px view of the whole photo; several times faster, see BENCHMARKS.md); release = the "
+        "released code's pixels, question and fp16, to compare scores with it (docs/models.md)",
     )
     parser.set_defaults(max_tiles=None)
 

@@ -16,6 +16,12 @@ level never predicted.
 
 Per dimension (Table 3) the MAE of each of the 12 dimensions is reported over the photos that have
 that label; the paper's Table 3 uses its "MAE" (its overall-aesthetic column equals Table 2's MAE).
+
+Two protocols (`PROTOCOLS`): "standard" scores with the checkpoint's own settings and maps every
+ground-truth score to its level; "paper" follows the release's eval_HumanAesExpert.py: the "release"
+preset (its load_image pixels, its question "Rate the aesthetics of this human picture.", fp16 on
+CUDA) and, for the level metrics, the data's own `text_level` where a line has one (the 58K
+overall-only samples of HumanBeauty), the level of the score elsewhere.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ def register(name: str, label: str, higher_is_better: bool) -> Callable[[MetricF
         return fn
 
     return deco
+
+
+PROTOCOLS = ("standard", "paper")
 
 
 def _levels(scores: np.ndarray) -> np.ndarray:
@@ -201,13 +210,35 @@ def compute(names: Sequence[str], pred: Sequence[float], target: Sequence[float]
     return {name: METRICS[name].fn(p, t) for name in names}
 
 
-def overall_metrics(pred: Sequence[float], target: Sequence[float]) -> dict:
-    """Table 2 for one predictor: {"n", "standard": {...}, "paper_compatible": {...}}."""
-    return {
+def level_metrics(pred: Sequence[float], target_levels: Sequence[str]) -> dict[str, float]:
+    """Accuracy and macro precision/recall/F1 of the predicted scores' levels against given level words
+    (the paper protocol's `text_level`), computed as the registered level metrics are."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    if not len(pred):
+        return dict.fromkeys(LEVEL_METRICS, math.nan)
+    p = _levels(np.asarray(pred, dtype=np.float64))
+    t = np.array([LEVELS.index(level) for level in target_levels], dtype=np.int64)
+    prf = precision_recall_fscore_support(t, p, average="macro", zero_division=0)
+    return {"accuracy": float(accuracy_score(t, p)), "precision": float(prf[0]), "recall": float(prf[1]),
+            "f1": float(prf[2])}  # fmt: skip
+
+
+def overall_metrics(
+    pred: Sequence[float], target: Sequence[float], target_levels: Sequence[str] | None = None
+) -> dict:
+    """Table 2 for one predictor: {"n", "standard": {...}, "paper_compatible": {...}}; with
+    `target_levels` the level metrics compare with those words instead of the targets' levels."""
+    out = {
         "n": len(pred),
         "standard": compute(STANDARD, pred, target),
         "paper_compatible": compute(PAPER, pred, target),
     }
+    if target_levels is not None:
+        levels = level_metrics(pred, target_levels)
+        out["standard"].update(levels)
+        out["paper_compatible"].update(levels)
+    return out
 
 
 def dimension_metrics(pred: Mapping[str, Sequence[float]], target: Mapping[str, Sequence[float]]) -> dict:
@@ -222,11 +253,14 @@ def dimension_metrics(pred: Mapping[str, Sequence[float]], target: Mapping[str, 
 # --- running a model over a data set -----------------------------------------------------------------
 
 
-def evaluate_samples(scorer, samples: Sequence[Sample], progress: bool = True) -> dict:
+def evaluate_samples(
+    scorer, samples: Sequence[Sample], progress: bool = True, text_levels: bool = False
+) -> dict:
     """Score every sample (all heads) and compute Tables 2 and 3.
 
     The final overall score is the card's (the MetaVoter); each head's own overall score is evaluated
     too, as in the paper's ablation. Photos that cannot be read are left out and listed with the reason.
+    `text_levels` (the paper protocol): the level metrics use a sample's `text_level` where it has one.
     """
     from tqdm import tqdm
 
@@ -244,6 +278,7 @@ def evaluate_samples(scorer, samples: Sequence[Sample], progress: bool = True) -
                 cards[paths[result.index]] = result.card
             bar.update(1)
     overall_target: list[float] = []
+    target_levels: list[str] = []
     heads_pred: dict[str, list[float]] = {h: [] for h in REPORT_HEADS}
     dim_pred: dict[str, list[float]] = {k: [] for k in KEYS}
     dim_target: dict[str, list[float]] = {k: [] for k in KEYS}
@@ -253,12 +288,14 @@ def evaluate_samples(scorer, samples: Sequence[Sample], progress: bool = True) -
             continue
         if s.overall is not None:
             overall_target.append(s.overall)
+            target_levels.append(s.level if text_levels and s.level else score_to_level(s.overall))
             for h in REPORT_HEADS:
                 heads_pred[h].append(card.dims["overall"] if h == "metavoter" else card.heads[h])
         for key, value in s.labels.items():
             dim_target[key].append(value)
             dim_pred[key].append(card.dims[key])
-    heads = {h: overall_metrics(heads_pred[h], overall_target) for h in REPORT_HEADS}
+    levels = target_levels if text_levels else None
+    heads = {h: overall_metrics(heads_pred[h], overall_target, levels) for h in REPORT_HEADS}
     dims = dimension_metrics(dim_pred, dim_target)
     summary = {
         "n": len(overall_target),
@@ -273,6 +310,7 @@ def evaluate_samples(scorer, samples: Sequence[Sample], progress: bool = True) -
         "summary": summary,
         "scored": len(cards),
         "skipped": skipped,
+        "levels_from_text_level": sum(1 for s in samples if text_levels and s.level and str(s.path) in cards),
     }
 
 
@@ -286,10 +324,18 @@ def evaluate(
     max_tiles: int = 12,
     batch_size: int = 8,
     progress: bool = True,
+    protocol: str = "standard",
 ) -> dict:
-    """Load a model and evaluate it on a data set: the report `humanaes-eval` writes."""
+    """Load a model and evaluate it on a data set: the report `humanaes-eval` writes.
+
+    `protocol="paper"`: the release's evaluation (the "release" preset, its question, `text_level`
+    ground truth where the data has it); `max_tiles` must then be the release's 12.
+    """
     from humanaes_core import load_scorer
 
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    paper = protocol == "paper"
     scorer = load_scorer(
         model,
         device=device,
@@ -297,8 +343,9 @@ def evaluate(
         max_tiles=max_tiles,
         precision=precision,
         batch_size=batch_size,
+        preset="release" if paper else None,
     )
-    report = evaluate_samples(scorer, data.samples, progress=progress)
+    report = evaluate_samples(scorer, data.samples, progress=progress, text_levels=paper)
     report["model"] = {
         "path": str(scorer.model_path),
         "name": scorer.meta.name,
@@ -311,10 +358,18 @@ def evaluate(
         **data.counts(),
         "skipped_while_loading": [{"path": p, "reason": r} for p, r in data.skipped],
     }
+    question = (
+        scorer.question_index if scorer.question_index is not None else scorer.model.prompt.question_index
+    )
     report["settings"] = {
+        "protocol": protocol,
+        "preset": "release" if paper else None,
         "max_tiles": max_tiles,
         "placement": scorer.placement.label,
-        "question": scorer.model.prompt.overall_questions[scorer.model.prompt.question_index],
+        "question": scorer.model.prompt.overall_questions[question],
+        "ground_truth_levels": "text_level where given, else the score's level"
+        if paper
+        else "the score's level",
     }
     return report
 

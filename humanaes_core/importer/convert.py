@@ -14,6 +14,11 @@ What happens, in two steps:
   initialised at random and passed off as imported.
 * `import_checkpoint` then streams the tensors into the native model and writes it with
   `save_checkpoint`, so `load_scorer(OUT)` opens it.
+
+What the weights cannot show (the open fields: positions, activations, orders, the template) is read
+from the snapshot's modeling code as text (modeling_reader.py, never run); evidence beats defaults, and
+the report lists which fields were read and which assumed. A self-check on sample photos (selfcheck.py)
+then looks for the symptoms of a wrong assumption and warns loudly, naming it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from humanaes_core.importer.heads import (
     build_heads,
     plan_heads,
 )
+from humanaes_core.importer.modeling_reader import ModelingEvidence, read_modeling
+from humanaes_core.importer.selfcheck import SelfCheck, run_self_check
 from humanaes_core.importer.source import (
     ImportFailure,
     SourceFiles,
@@ -56,7 +63,7 @@ from humanaes_core.importer.weights import (
     place_backbone,
     tied_output,
 )
-from humanaes_core.model import EXPERT_ACTIVATIONS
+from humanaes_core.model import EXPERT_ACTIVATIONS, OpenFields
 
 if TYPE_CHECKING:
     from transformers import InternVLConfig, PreTrainedTokenizerBase
@@ -77,6 +84,9 @@ class ImportReport:
     placements: list[TensorPlacement]
     assumptions: list[str]
     provenance: dict = field(default_factory=dict)
+    open_fields: dict = field(default_factory=dict)  # read (field -> where), assumed, not understood
+    self_check: SelfCheck | None = None
+    warnings: list[str] = field(default_factory=list)  # loud: a likely wrong assumption
 
     def to_dict(self) -> dict:
         return {
@@ -84,6 +94,9 @@ class ImportReport:
             "variant": self.variant,
             "placements": [p.to_dict() for p in self.placements],
             "assumptions": self.assumptions,
+            "open_fields": self.open_fields,
+            "self_check": self.self_check.to_dict() if self.self_check else None,
+            "warnings": self.warnings,
         }
 
 
@@ -101,6 +114,23 @@ class ImportPlan:
     placements: list[TensorPlacement]
     assumptions: list[str]
     source: SourceFiles
+    open_fields: OpenFields = field(default_factory=OpenFields)
+    evidence: ModelingEvidence = field(default_factory=ModelingEvidence)
+
+    def fields_report(self) -> dict:
+        """Which open fields were read from evidence (and where), which assumed, what was not understood."""
+        f = self.open_fields
+        return {
+            "read": {n: f.evidence[n] for n in f.read()},
+            "assumed": f.assumed(),
+            "values": {
+                **{k: v for k, v in f.to_dict().items() if k != "evidence"},
+                "template": self.prompt.template,
+            },
+            "not_understood": self.evidence.not_understood,
+            "modeling_files": self.evidence.files,
+            "metavoter": self.evidence.metavoter,
+        }
 
 
 def _check_options(root: Path, expert_activation: str | None, metavoter: str) -> None:
@@ -147,7 +177,11 @@ def plan_import(
     sc = read_config(root)
     source = SourceFiles(root)
     tokenizer = convert_tokenizer(root, sc.variant)
-    prompt = source_prompt(sc, tokenizer.bos_token)
+    evidence = read_modeling(root)
+    prompt = evidence.prompt(source_prompt(sc, tokenizer.bos_token))
+    code_activation = evidence.values.get("expert_ffn_activation")
+    if expert_activation is None and code_activation in EXPERT_ACTIVATIONS:
+        expert_activation = code_activation
     image_token_id = _image_token_id(tokenizer, prompt, sc)
     tie, tied_duplicate = tied_output(source, sc.variant, sc.llm)
     config = native_config(sc, image_token_id, tie)
@@ -158,12 +192,19 @@ def plan_import(
     claimed = {p.source for p in placements}
     rest = {n: t for n, t in source.tensors.items() if n not in claimed}
     heads, rest = plan_heads(
-        rest, config.text_config.hidden_size, expert_activation or "gelu", metavoter, source, problems
+        rest,
+        config.text_config.hidden_size,
+        expert_activation or "gelu",
+        metavoter,
+        source,
+        problems,
+        evidence.values.get("expert_submodules"),
     )
     if rest:
         problems.append(_unplaced(rest, sc.variant))
     if problems:
         raise ImportFailure(f"cannot import {root}:\n- " + "\n- ".join(problems))
+    open_fields = _open_fields(evidence, heads)
     return ImportPlan(
         root=root,
         source_config=sc,
@@ -173,9 +214,44 @@ def plan_import(
         backbone=backbone,
         heads=heads,
         placements=placements + heads.placements(source),
-        assumptions=heads.assumptions(activation_given=expert_activation is not None),
+        assumptions=_assumptions(heads, evidence, open_fields, code_activation, expert_activation),
         source=source,
+        open_fields=open_fields,
+        evidence=evidence,
     )
+
+
+def _open_fields(evidence: ModelingEvidence, heads: HeadsPlan) -> OpenFields:
+    """The modeling file's evidence over the defaults; the regression width as the weights have it."""
+    fields = evidence.open_fields()
+    weights = f"weights: lm_regression_head [{heads.regression_width}, hidden]"
+    if evidence.values.get("regression_width", heads.regression_width) != heads.regression_width:
+        evidence.puzzle(
+            f"the code's regression width {evidence.values['regression_width']} disagrees with the weights'; "
+            "the weights' is used",
+            evidence.where["regression_width"],
+        )
+    fields.regression_width = heads.regression_width
+    fields.evidence["regression_width"] = evidence.where.get("regression_width", weights)
+    return fields
+
+
+def _assumptions(
+    heads: HeadsPlan,
+    evidence: ModelingEvidence,
+    fields: OpenFields,
+    code_activation: object,
+    activation: str | None,
+) -> list[str]:
+    lines = heads.assumptions(activation_given=activation is not None)
+    if activation is not None and activation == code_activation:
+        where = evidence.where["expert_ffn_activation"]
+        lines = [ln.replace("(from --expert-activation)", f"(from {where})") for ln in lines]
+    for name in fields.assumed():
+        default = getattr(fields, name, None) if name != "template" else "internvl_chat"
+        lines.append(f"open field {name} = {default!r} assumed (not settled by the modeling code)")
+    lines += [f"modeling code not understood: {line}" for line in evidence.not_understood]
+    return lines
 
 
 def _meta(plan: ImportPlan, name: str | None, provenance: dict | None) -> CheckpointMeta:
@@ -203,9 +279,11 @@ def _meta(plan: ImportPlan, name: str | None, provenance: dict | None) -> Checkp
             else {"source": "mean of the three heads (--metavoter mean)"}
         ),
         "assumptions": plan.assumptions,
+        "open_fields": plan.fields_report(),
     } | (provenance or {})
     return CheckpointMeta(
         heads=plan.heads.config,
+        open_fields=plan.open_fields,
         prompt=plan.prompt,
         image=ImageConfig(image_size=sc.image_size, max_tiles=sc.max_tiles, use_thumbnail=sc.use_thumbnail),
         name=name or (provenance or {}).get("hub_id", "").rpartition("/")[2] or plan.root.name,
@@ -234,11 +312,13 @@ def import_checkpoint(
     name: str | None = None,
     provenance: dict | None = None,
     progress: Callable[[int, int], None] | None = None,
+    self_check: bool = True,
 ) -> ImportReport:
     """Convert the original-layout checkpoint in `src` into a native checkpoint at `out`.
 
     Fails (ImportFailure) before writing anything when a tensor cannot be placed, a head is not
-    recognised or a MetaVoter is missing (unless `metavoter="mean"`).
+    recognised or a MetaVoter is missing (unless `metavoter="mean"`). Then scores the sample photos
+    (`self_check`) and reports the figures and any warning in the report and the provenance.
     """
     from humanaes_core.model import HumanAesModel, save_checkpoint
 
@@ -250,9 +330,21 @@ def import_checkpoint(
     target_dtype = backbone_dtype(plan.backbone, plan.source, dtype)
     log.info("importing %s (%s) into %s", plan.root, plan.source_config.variant, out)
     backbone = build_backbone(plan.config, plan.backbone, plan.source, target_dtype, progress)
-    heads = build_heads(plan.heads, plan.source)
+    heads = build_heads(plan.heads, plan.source, plan.open_fields)
     num_image_token = int(plan.config.image_seq_length)
-    model = HumanAesModel(backbone, heads, plan.tokenizer, plan.prompt, num_image_token)
+    model = HumanAesModel(backbone, heads, plan.tokenizer, plan.prompt, num_image_token).eval()
     meta = _meta(plan, name, provenance)
+    check = run_self_check(model, meta.image) if self_check else None
+    if check is not None:
+        meta.provenance["self_check"] = check.to_dict()
     save_checkpoint(model, out, meta)
-    return ImportReport(out, plan.source_config.variant, plan.placements, plan.assumptions, meta.provenance)
+    return ImportReport(
+        out,
+        plan.source_config.variant,
+        plan.placements,
+        plan.assumptions,
+        meta.provenance,
+        plan.fields_report(),
+        check,
+        check.warnings if check else [],
+    )

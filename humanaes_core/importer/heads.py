@@ -27,7 +27,7 @@ from humanaes_core.schema import BY_KEY, LEAF_KEYS, PARENT_KEYS
 if TYPE_CHECKING:
     import torch
 
-    from humanaes_core.model import Heads
+    from humanaes_core.model import Heads, OpenFields
 
 METAVOTER_MODES = ("auto", "mean")
 
@@ -71,6 +71,8 @@ class HeadsPlan:
     config: HeadsConfig
     expert_layout: str
     metavoter_prefix: str | None
+    regression_width: int = 1  # read from the weight's shape (1, or 12 in the official order)
+    ffn_order: str = "facial aesthetic, general appearance, overall, in that order (assumed)"
 
     @property
     def tensors(self) -> dict[str, str]:
@@ -88,8 +90,8 @@ class HeadsPlan:
         activation = self.config.expert_activation
         found = [
             f"expert head layout {self.expert_layout}: the leaf Linear's 9 outputs are in the official label "
-            "order without the parents (A B C D E G H I K); the FFNs are facial aesthetic, general "
-            "appearance, overall, in that order",
+            "order without the parents (A B C D E G H I K) unless the modeling file says otherwise; the "
+            f"FFNs are {self.ffn_order}",
             f"expert FFN activation {activation!r} "
             + ("(from --expert-activation)" if activation_given else "(default: not stored in the weights)"),
         ]
@@ -110,11 +112,16 @@ def plan_heads(
     metavoter_mode: str,
     source: SourceFiles,
     problems: list[str],
+    ffn_roles: dict[str, str] | None = None,
 ) -> tuple[HeadsPlan, dict[str, SourceTensor]]:
-    """The heads among the tensors the backbone left (`rest`), and what is left after them."""
-    regression = _plan_regression(rest, hidden, problems)
+    """The heads among the tensors the backbone left (`rest`), and what is left after them.
+
+    `ffn_roles` (parent key -> sub-module name, from the modeling file) says which FFN computes which
+    parent when the code says so; otherwise they are assumed to be F, J, L in order.
+    """
+    regression, width = _plan_regression(rest, hidden, problems)
     rest = {n: t for n, t in rest.items() if n not in regression.values()}
-    expert, ffn_hidden, layout = _plan_expert(rest, hidden, problems)
+    expert, ffn_hidden, layout, ffn_order = _plan_expert(rest, hidden, problems, ffn_roles or {})
     rest = {n: t for n, t in rest.items() if not _EXPERT_ANY.match(n)}
     voter, voter_hidden, voter_prefix = _plan_metavoter(rest, problems)
     if metavoter_mode == "mean" and voter:
@@ -142,30 +149,36 @@ def plan_heads(
         expert_activation=expert_activation,
         metavoter_hidden=voter_hidden if voter else 2,
     )
-    return HeadsPlan(regression, expert, voter, config, layout, voter_prefix), rest
+    plan = HeadsPlan(regression, expert, voter, config, layout, voter_prefix, width, ffn_order)
+    return plan, rest
 
 
-def _plan_regression(names: dict[str, SourceTensor], hidden: int, problems: list[str]) -> dict[str, str]:
+def _plan_regression(
+    names: dict[str, SourceTensor], hidden: int, problems: list[str]
+) -> tuple[dict[str, str], int]:
+    """The regression Linear (1 output, or 12 in the official order) and its width."""
     found = {m.group("param"): n for n in names if (m := _REGRESSION_NAME.fullmatch(n))}
-    expected = {"weight": (1, hidden), "bias": (1,)}
-    if set(found) != set(expected) or len({n.rsplit(".", 1)[0] for n in found.values()}) != 1:
+    if set(found) != {"weight", "bias"} or len({n.rsplit(".", 1)[0] for n in found.values()}) != 1:
         listed = [describe(n, names[n].shape) for n in found.values()]
         problems.append(
             "regression head: expected language_model.lm_regression_head.weight "
-            f"{list(expected['weight'])} and .bias [1]; found" + (listing(listed) if listed else " nothing")
+            f"[1, {hidden}] and .bias [1]; found" + (listing(listed) if listed else " nothing")
         )
-        return {}
+        return {}, 1
+    width = names[found["weight"]].shape[0] if names[found["weight"]].shape else 0
+    expected = {"weight": (width, hidden), "bias": (width,)}
     bad = [
         describe(found[p], names[found[p]].shape)
         for p, shape in expected.items()
         if names[found[p]].shape != shape
     ]
-    if bad:
+    if bad or width not in (1, 12):
         problems.append(
-            f"regression head has the wrong shape (expected weight [1, {hidden}], bias [1]):" + listing(bad)
+            f"regression head has the wrong shape (expected weight [1 or 12, {hidden}], bias [1 or 12]):"
+            + listing(bad or [describe(found["weight"], names[found["weight"]].shape)])
         )
-        return {}
-    return {f"regression.linear.{p}": n for p, n in found.items()}
+        return {}, 1
+    return {f"regression.linear.{p}": n for p, n in found.items()}, width
 
 
 class _NotRecognised(Exception):
@@ -173,15 +186,16 @@ class _NotRecognised(Exception):
 
 
 def _plan_expert(
-    names: dict[str, SourceTensor], hidden: int, problems: list[str]
-) -> tuple[dict[str, str], int, str]:
+    names: dict[str, SourceTensor], hidden: int, problems: list[str], roles: dict[str, str]
+) -> tuple[dict[str, str], int, str, str]:
     """Recognise the expert head by names and shapes (see EXPERT_STRUCTURE); anything else fails.
 
     The released names are not public, so this accepts a small explicit set of layouts and assumes,
     as the paper describes the head: the first sub-module is the leaf Linear whose 9 outputs are in the
     official label order without the parents (A B C D E G H I K = LEAF_KEYS), and the three FFNs follow
     in the order facial aesthetic (F), general appearance (J), overall (L). The shapes confirm what they
-    can (9 outputs; 5, 3 and 3 inputs); the order of J and L, both with 3 inputs, is the assumption.
+    can (9 outputs; 5, 3 and 3 inputs); the order of J and L, both with 3 inputs, is the assumption
+    unless `roles` (from the modeling file) names the sub-module of each parent.
     """
     candidates = sorted(n for n in names if _EXPERT_ANY.match(n))
     try:
@@ -195,6 +209,7 @@ def _plan_expert(
             )
         mapping = {"expert.leaves.weight": leaves[""]["weight"], "expert.leaves.bias": leaves[""]["bias"]}
         hiddens = set()
+        ffn_units, order = _ffn_roles(ffn_units, roles)
         for key, unit in zip(PARENT_KEYS, ffn_units, strict=True):
             ffn, h = _expert_ffn(names, key, unit, units[unit])
             mapping |= ffn
@@ -204,8 +219,19 @@ def _plan_expert(
     except _NotRecognised as why:
         found = listing([describe(n, names[n].shape) for n in candidates]) if candidates else " nothing"
         problems.append(f"expert head not recognised ({why}); expected {EXPERT_STRUCTURE}; found{found}")
-        return {}, 0, ""
-    return mapping, hiddens.pop(), layout
+        return {}, 0, "", ""
+    return mapping, hiddens.pop(), layout, order
+
+
+def _ffn_roles(units: list[Unit], roles: dict[str, str]) -> tuple[list[Unit], str]:
+    """The FFN units in the order F, J, L: as the modeling file names them, else as stored."""
+    named = {style.replace("{N}", str(i)).replace(".", ""): (i, style) for i, style in units}
+    if set(roles) == set(PARENT_KEYS):
+        picked = [named.get(roles[k].rpartition(".")[2].replace(".", "")) for k in PARENT_KEYS]
+        if all(picked) and len(set(picked)) == len(PARENT_KEYS):
+            names = ", ".join(f"{k} = {roles[k]}" for k in PARENT_KEYS)
+            return [u for u in picked if u is not None], f"{names} (from the modeling file)"
+    return units, "facial aesthetic, general appearance, overall, in that order (assumed)"
 
 
 def _expert_units(candidates: list[str]) -> dict[Unit, dict[str, dict[str, str]]]:
@@ -352,13 +378,14 @@ def mean_metavoter_state(eps: float = 1e-5) -> dict[str, torch.Tensor]:
     }
 
 
-def build_heads(plan: HeadsPlan, source: SourceFiles) -> Heads:
-    """The heads with the source's weights (float32), or the mean in place of a missing MetaVoter."""
+def build_heads(plan: HeadsPlan, source: SourceFiles, fields: OpenFields | None = None) -> Heads:
+    """The heads with the source's weights (float32), or the mean in place of a missing MetaVoter;
+    `fields` (the import's open fields) shape them."""
     import torch
 
     from humanaes_core.model import Heads
 
-    heads = Heads(plan.config)
+    heads = Heads(plan.config, fields)
     state = {target: source.load(name).float() for target, name in plan.tensors.items()}
     if "metavoter.net.1.num_batches_tracked" in state:
         state["metavoter.net.1.num_batches_tracked"] = state["metavoter.net.1.num_batches_tracked"].long()

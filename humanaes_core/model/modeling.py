@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from humanaes_core.errors import CheckpointError
-from humanaes_core.model.heads import Heads, lm_level_score, normalise_lm_score
+from humanaes_core.model.heads import Heads
 from humanaes_core.model.prompts import PromptConfig
 from humanaes_core.schema import KEYS, LEVELS
 
@@ -55,7 +55,7 @@ class TrainingOutputs:
 
     ce: torch.Tensor  # [B] mean cross-entropy over each sample's answer tokens (0 where no answer)
     answer_tokens: torch.Tensor  # [B] number of supervised tokens per sample
-    head_hidden: torch.Tensor  # [B, H] hidden state at each sample's last prompt token (what heads read)
+    head_hidden: torch.Tensor  # [B, H] hidden state where the heads read each sample (OpenFields)
 
 
 def _common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -104,11 +104,20 @@ class HumanAesModel(nn.Module):
         return ids[0]
 
     def _level_token_ids(self) -> list[int]:
-        """The token the answer continues with for each level word (first token after the answer prefix)."""
-        prefix = self._encode(self.prompt.overall_answer_prefix)
+        """The token the answer continues with for each level word (first token after the answer prefix).
+
+        Found in the context scoring reads it in: the whole turn, answer prefix and level word
+        tokenised together (`turn_ids`), not the answer on its own. ``lm_level_space = False`` (an open
+        field) reads the bare words instead (`_bare_level_token_ids`).
+        """
+        if not self.heads.fields.lm_level_space:
+            return self._bare_level_token_ids()
+        p = self.prompt
+        question = p.overall_questions[p.question_index]
+        prefix, _, _ = self.turn_ids(1, question, p.overall_answer_prefix)
         ids = []
         for level in LEVELS:
-            full = self._encode(f"{self.prompt.overall_answer_prefix} {level}")
+            full, _, _ = self.turn_ids(1, question, f"{p.overall_answer_prefix} {level}")
             if full[: len(prefix)] != prefix or len(full) == len(prefix):
                 raise CheckpointError(f"cannot locate the level word {level!r} after the answer prefix")
             ids.append(full[len(prefix)])
@@ -118,29 +127,67 @@ class HumanAesModel(nn.Module):
             )
         return ids
 
-    def image_block_ids(self, n_tiles: int) -> list[int]:
+    def _bare_level_token_ids(self) -> list[int]:
+        """Each level word's first token without a leading space ("good", not " good"/"▁good"), read
+        after a newline so that sentencepiece adds no dummy-prefix space either."""
+        newline = self._encode("\n")
+        ids = []
+        for level in LEVELS:
+            full = self._encode("\n" + level)
+            if full[: len(newline)] != newline or len(full) == len(newline):
+                raise CheckpointError(f"cannot tokenise the level word {level!r} without its space")
+            ids.append(full[len(newline)])
+        if len(set(ids)) != len(ids):
+            shared = dict(zip(LEVELS, ids, strict=True))
+            raise CheckpointError(f"bare level words share their first token: {shared}")
+        return ids
+
+    def turn_ids(self, n_tiles: int, question: str, answer: str = "") -> tuple[list[int], slice, int]:
+        """Token ids of the chat turn up to and including `answer`, where its image-context tokens are,
+        and the prompt's length (the tokens before the answer).
+
+        The turn is rendered as one string and tokenised at once, as InternVL does, so the answer is
+        read in the context the model was trained in: sentencepiece (InternLM2, the 8B) adds its
+        dummy-prefix space only at the start of a run of text, never before the "The" that follows
+        ``<|im_start|>assistant\n`` (tokenising the answer on its own gave '▁The'). The checkpoint's
+        ``answer_tokenisation = "alone"`` encodes the answer separately instead, as swift does with a
+        response. The image block is rendered with one context token and widened afterwards: added
+        tokens are split off before any text is encoded, so their count cannot change the text's ids.
+        """
         p = self.prompt
-        return [
-            self._single_token(p.img_start),
-            *[self.img_context_id] * (self.num_image_token * n_tiles),
-            self._single_token(p.img_end),
-        ]
+        image = f"{p.img_start}{p.img_context}{p.img_end}"
+        text = p.text_before_image() + image + p.text_after_image(question)
+        prompt = self._encode(text)
+        full = prompt
+        if answer and p.answer_tokenisation == "alone":
+            full = prompt + self._encode(answer)
+        elif answer:
+            full = self._encode(text + answer)
+            if full[: len(prompt)] != prompt:
+                raise CheckpointError(f"the answer {answer!r} merges with the prompt's last token")
+        at = [i for i, t in enumerate(full) if t == self.img_context_id]
+        around = (self._single_token(p.img_start), self._single_token(p.img_end))
+        if len(at) != 1 or (full[at[0] - 1], full[at[0] + 1]) != around:
+            raise CheckpointError(f"the tokenizer does not keep {image!r} as three tokens in the prompt")
+        n = self.num_image_token * n_tiles
+        ids = full[: at[0]] + [self.img_context_id] * n + full[at[0] + 1 :]
+        return ids, slice(at[0], at[0] + n), len(prompt) + n - 1
 
     def prompt_ids(self, n_tiles: int, question: str) -> tuple[list[int], slice]:
         """Token ids of the full prompt for one question, and where its image-context tokens are."""
-        before = self._encode(self.prompt.text_before_image())
-        image = self.image_block_ids(n_tiles)
-        after = self._encode(self.prompt.text_after_image(question))
-        start = len(before) + 1
-        return before + image + after, slice(start, start + self.num_image_token * n_tiles)
+        ids, image_slice, _ = self.turn_ids(n_tiles, question)
+        return ids, image_slice
 
     def layout(self, n_tiles: int, question_index: int | None = None) -> _Layout:
         q = self.prompt.question_index if question_index is None else question_index
         key = (n_tiles, q)
         if key not in self._layouts:
-            overall_prompt, image_slice = self.prompt_ids(n_tiles, self.prompt.overall_questions[q])
+            question = self.prompt.overall_questions[q]
+            overall_full, image_slice, prompt_len = self.turn_ids(
+                n_tiles, question, self.prompt.overall_answer_prefix
+            )
+            overall_prompt = overall_full[:prompt_len]
             dims_prompt, _ = self.prompt_ids(n_tiles, self.prompt.dims_questions[q])
-            overall_full = overall_prompt + self._encode(self.prompt.overall_answer_prefix)
             shared = min(_common_prefix_len(overall_prompt, dims_prompt), len(overall_prompt) - 1)
             if shared < image_slice.stop:
                 raise CheckpointError("overall and 12-dimension prompts diverge before the image block")
@@ -186,15 +233,59 @@ class HumanAesModel(nn.Module):
         position_ids: torch.Tensor,
         mask: torch.Tensor | None,
         cache: object | None = None,
+        pre_norm: bool = False,
     ) -> torch.Tensor:
-        """Language-model hidden states; with `cache` (a transformers Cache) it reads and extends it."""
+        """Language-model hidden states; with `cache` (a transformers Cache) it reads and extends it.
+
+        `pre_norm` gives the last decoder layer's output before the final norm instead (what
+        ``head_hidden = "last_layer"`` reads): transformers exposes no such state (its
+        ``hidden_states[-1]`` is the normed output), so the norm's input is captured. `_final_norm`
+        turns rows of it into the output the LM head reads.
+        """
         lm = self.backbone.model.language_model
         kwargs = {"inputs_embeds": embeds, "position_ids": position_ids, "use_cache": cache is not None}
         if cache is not None:
             kwargs["past_key_values"] = cache
         if mask is not None:
             kwargs["attention_mask"] = mask
-        return lm(**kwargs).last_hidden_state
+        if not pre_norm:
+            return lm(**kwargs).last_hidden_state
+        captured: list[torch.Tensor] = []
+        hook = self._final_norm_module().register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        try:
+            lm(**kwargs)
+        finally:
+            hook.remove()
+        return captured[-1]
+
+    def _final_norm_module(self) -> nn.Module:
+        norm = getattr(self.backbone.model.language_model, "norm", None)
+        if not isinstance(norm, nn.Module):
+            raise CheckpointError("head_hidden 'last_layer' needs a language model with a final norm")
+        return norm
+
+    def _final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Rows of pre-norm states → the final-norm output (what the LM head reads)."""
+        return self._final_norm_module()(hidden)
+
+    @property
+    def _pre_norm(self) -> bool:
+        return self.heads.fields.head_hidden == "last_layer"
+
+    def _head_offsets(self, lay: _Layout) -> tuple[int, int]:
+        """Where the regression head reads the overall suffix and the expert head the 12-dimension
+        suffix (OpenFields.head_position; definitions in humanaes_core.model.release)."""
+        position = self.heads.fields.head_position
+        if position == "answer_start":
+            return len(lay.overall_ids) - 1, len(lay.dims_ids) - 1
+        if position == "im_end":
+            end = self._single_token(self.prompt.im_end)
+            over = [i for i, t in enumerate(lay.overall_ids[: lay.overall_reg_offset + 1]) if t == end]
+            dims = [i for i, t in enumerate(lay.dims_ids) if t == end]
+            if not over or not dims:
+                raise CheckpointError("head_position 'im_end': no <|im_end|> after the question")
+            return over[-1], dims[-1]
+        return lay.overall_reg_offset, len(lay.dims_ids) - 1
 
     def _shared_prefix_pass(self, prefix: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefix once (causal, keys/values kept), then both suffixes in one pass with the tree mask.
@@ -212,7 +303,7 @@ class HumanAesModel(nn.Module):
         pos = torch.cat([torch.arange(p, p + so), torch.arange(p, p + sd)]).to(self.device)
         # every suffix token sees the prefix, then its own branch
         mask = tree_attention_mask(p, so, sd, self.dtype, self.device, first_row=p).expand(batch, 1, -1, -1)
-        h = self._language_model(suffix, pos.unsqueeze(0).expand(batch, -1), mask, cache)
+        h = self._language_model(suffix, pos.unsqueeze(0).expand(batch, -1), mask, cache, self._pre_norm)
         return h[:, :so], h[:, so:]
 
     def _level_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -250,47 +341,55 @@ class HumanAesModel(nn.Module):
         prefix = self._prefix_embeds(feats, lay)
         batch = prefix.shape[0]
         p, so, sd = len(lay.prefix_ids), len(lay.overall_ids), len(lay.dims_ids)
+        over_at, dims_at = self._head_offsets(lay)
 
         if heads == "overall" or not shared_prefix:
             seq = torch.cat([prefix, self._embed(lay.overall_ids, batch)], dim=1)
             pos = torch.arange(p + so, device=self.device).unsqueeze(0).expand(batch, -1)
-            h_over = self._language_model(seq, pos, None)[:, p:]
+            h_over = self._language_model(seq, pos, None, pre_norm=self._pre_norm)[:, p:]
             exp_h = None
             if heads != "overall":  # the released way: a second full pass, image encoded again
                 if image_features is None:
                     prefix = self._prefix_embeds(self.encode_images(pixel_values, n_tiles), lay)
                 seq = torch.cat([prefix, self._embed(lay.dims_ids, batch)], dim=1)
                 pos = torch.arange(p + sd, device=self.device).unsqueeze(0).expand(batch, -1)
-                exp_h = self._language_model(seq, pos, None)[:, -1]
+                exp_h = self._language_model(seq, pos, None, pre_norm=self._pre_norm)[:, p + dims_at]
         else:
             h_over, h_dims = self._shared_prefix_pass(prefix, lay)
-            exp_h = h_dims[:, -1]
-        reg_h, lm_h = h_over[:, lay.overall_reg_offset], h_over[:, so - 1]
+            exp_h = h_dims[:, dims_at]
+        reg_h, lm_h = h_over[:, over_at], h_over[:, so - 1]
+        if self._pre_norm:  # the heads read the last layer; the LM head reads the normed output
+            lm_h = self._final_norm(lm_h)
 
         level_logits = self._level_logits(lm_h)
         regression = self.heads.regression(reg_h.float())
         if exp_h is None:
             return HeadOutputs(level_logits.cpu(), regression.cpu(), None, None)
         expert = self.heads.expert(exp_h.float())
-        lm_norm = normalise_lm_score(lm_level_score(level_logits))
-        final = self.heads.metavoter(lm_norm, regression, expert["overall"])
+        final = self.heads.metavoter(self.heads.lm_input(level_logits), regression, expert["overall"])
         return HeadOutputs(
             level_logits.cpu(), regression.cpu(), {k: expert[k].cpu() for k in KEYS}, final.cpu()
         )
 
     # --- training -------------------------------------------------------------------------------
-    def answer_ids(self, answer: str) -> list[int]:
-        """Token ids the LM is trained to produce: the answer text, then the end-of-turn token."""
-        return [*self._encode(answer), self._single_token(self.prompt.im_end)]
+    def answer_ids(self, answer: str, question: str | None = None) -> list[int]:
+        """Token ids the LM is trained to produce: the answer text, tokenised in its turn (after the
+        prompt for `question`, by default the configured one), then the end-of-turn token."""
+        p = self.prompt
+        ids, _, prompt_len = self.turn_ids(1, question or p.overall_questions[p.question_index], answer)
+        return [*ids[prompt_len:], self._single_token(p.im_end)]
 
     def training_ids(self, n_tiles: int, question: str, answer: str | None) -> tuple[list[int], slice, int]:
         """Full teacher-forced sequence, where its image tokens are, and the prompt length.
 
-        The prompt is tokenised exactly as in scoring (`prompt_ids`), so the last prompt token, which
-        the regression and expert heads read, is the same token the scorer reads.
+        Prompt and answer are tokenised as one turn (`turn_ids`), exactly as scoring tokenises the
+        prompt and its answer prefix, so the last prompt token, which the regression and expert heads
+        read, and the token the LM score reads are the ones the scorer reads.
         """
-        prompt, image_slice = self.prompt_ids(n_tiles, question)
-        return prompt + (self.answer_ids(answer) if answer is not None else []), image_slice, len(prompt)
+        ids, image_slice, prompt_len = self.turn_ids(n_tiles, question, answer or "")
+        if answer is not None:
+            ids = [*ids, self._single_token(self.prompt.im_end)]
+        return ids, image_slice, prompt_len
 
     def training_forward(
         self,
@@ -310,10 +409,13 @@ class HumanAesModel(nn.Module):
         feats = self.encode_images(pixel_values, 1)  # [sum(tiles), num_image_token, H]: per tile
         per_sample = torch.split(feats, tiles)
         seqs, prompt_lens = [], []
+        reads = []
         for n, q, a in zip(tiles, questions, answers, strict=True):
             ids, image_slice, plen = self.training_ids(n, q, a)
+            at, ids = self._training_reads(ids, plen, q, a)
             seqs.append((ids, image_slice))
             prompt_lens.append(plen)
+            reads.append(at)
         length = max(len(ids) for ids, _ in seqs)
         pad = self.tokenizer.pad_token_id
         pad = self._single_token(self.prompt.im_end) if pad is None else pad
@@ -327,10 +429,10 @@ class HumanAesModel(nn.Module):
             mask[i, : len(ids)] = 1
         embeds = torch.stack(rows)
         pos = torch.arange(length, device=self.device).unsqueeze(0).expand(len(seqs), -1)
-        hidden = self._language_model(embeds, pos, mask)
+        hidden = self._language_model(embeds, pos, mask, pre_norm=self._pre_norm)
 
         batch_idx = torch.arange(len(seqs), device=self.device)
-        head_hidden = hidden[batch_idx, torch.tensor(prompt_lens, device=self.device) - 1]
+        head_hidden = hidden[batch_idx, torch.tensor(reads, device=self.device)]
         # answer token k (k >= prompt length) is predicted from position k - 1
         which, where, targets = [], [], []
         for i, ((ids, _), plen) in enumerate(zip(seqs, prompt_lens, strict=True)):
@@ -342,6 +444,8 @@ class HumanAesModel(nn.Module):
         if targets:
             which_t = torch.tensor(which, device=self.device)
             h = hidden[which_t, torch.tensor(where, device=self.device)]
+            if self._pre_norm:  # the heads read the last layer; the LM head reads the normed output
+                h = self._final_norm(h)
             head = self.backbone.lm_head
             logits = head(h.to(head.weight.dtype)).float()
             tok_ce = nn.functional.cross_entropy(
@@ -350,6 +454,31 @@ class HumanAesModel(nn.Module):
             ce = ce.index_add(0, which_t, tok_ce)
             counts = counts.index_add(0, which_t, torch.ones_like(tok_ce))
         return TrainingOutputs(ce / counts.clamp(min=1), counts, head_hidden)
+
+    def _training_reads(
+        self, ids: list[int], plen: int, question: str, answer: str | None
+    ) -> tuple[int, list[int]]:
+        """Where the heads read a training sequence, exactly where scoring reads the same turn
+        (`_head_offsets`), and its ids with the level token the LM score reads when the level word is
+        read without its space (``lm_level_space = False``): training teaches the token scoring reads."""
+        position, p = self.heads.fields.head_position, self.prompt
+        prefix = p.overall_answer_prefix
+        is_overall = answer is not None and answer.startswith(prefix + " ")
+        n_prefix = 0
+        if is_overall:
+            full, _, prompt_len = self.turn_ids(1, question, prefix)
+            n_prefix = len(full) - prompt_len
+        at = plen - 1
+        if position == "answer_start" and is_overall:
+            at = plen + n_prefix - 1
+        elif position == "im_end":
+            end = self._single_token(p.im_end)
+            at = max(i for i, t in enumerate(ids[:plen]) if t == end)
+        if is_overall and not self.heads.fields.lm_level_space:
+            level = answer[len(prefix) + 1 :]  # type: ignore[index]
+            if level in LEVELS:
+                ids = [*ids[: plen + n_prefix], self.level_token_ids[LEVELS.index(level)], *ids[-1:]]
+        return at, ids
 
 
 def tree_attention_mask(

@@ -87,6 +87,9 @@ class TileConfig:
     min_tiles: int = 1
     use_thumbnail: bool = True
     fast_decode: bool = True  # JPEG draft mode (reduced-size DCT decoding) when the target is much smaller
+    # decode as the release's load_image: Image.open(...).convert("RGB"), full decode, no EXIF rotation,
+    # no ICC conversion, alpha dropped (not over white); fast_decode does not apply
+    release_decode: bool = False
     decode_timeout: float | None = None  # seconds per file; None: $HUMANAES_DECODE_TIMEOUT or 30 s
     mean: tuple[float, float, float] = IMAGENET_MEAN  # per-channel normalisation, from the checkpoint
     std: tuple[float, float, float] = IMAGENET_STD
@@ -503,6 +506,30 @@ def _decode_pillow(
         raise _load_error(exc, name) from exc
 
 
+def _decode_release(source: ImageSource, timeout: float | None) -> Image.Image:
+    """The release's load_image: ``Image.open(path).convert("RGB")``, nothing else (the pixels the
+    release scores), under the same file checks and time limit as every other decode."""
+    name = _source_name(source)
+    if isinstance(source, Image.Image):
+        try:
+            return source.convert("RGB")
+        except Exception as exc:
+            raise _load_error(exc, name) from exc
+
+    def work(deadline: _Deadline | None) -> Image.Image:
+        try:
+            with (
+                open(source, "rb", buffering=0, opener=formats.nonblocking_opener) as raw,
+                _DeadlineFile(raw, deadline) as fp,
+            ):
+                formats.check_regular(fp.fileno(), name)
+                return Image.open(fp).convert("RGB")
+        except Exception as exc:
+            raise _load_error(exc, name) from exc
+
+    return _with_time_limit(work, decode_timeout(timeout), name)
+
+
 def load_image(
     source: ImageSource,
     *,
@@ -552,8 +579,12 @@ def preprocess(source: ImageSource, cfg: TileConfig = DEFAULT_CONFIG) -> torch.T
     """Photo → float32 tensor [n_tiles, 3, S, S] exactly as the HumanAesExpert vision tower expects.
 
     The grid is chosen from the full-resolution upright size in the file header, before decoding, so a
-    draft-decoded JPEG is cut into the same tiles as a full decode would be.
+    draft-decoded JPEG is cut into the same tiles as a full decode would be. With
+    ``cfg.release_decode`` the photo is decoded as the release decodes it (see TileConfig).
     """
+    if cfg.release_decode:
+        img = _decode_release(source, cfg.decode_timeout)
+        return _to_tensor(img, closest_grid(img.width, img.height, cfg), cfg)
     size = cfg.image_size
 
     def target_for(full: tuple[int, int]) -> tuple[int, int]:

@@ -7,8 +7,10 @@ name is used.
 from humanaes_core._lazy import lazy_exports
 
 __all__ = [
+    "ALL_PRESETS",
     "DEFAULT_PRESET",
     "PRESETS",
+    "RELEASE_PRESET",
     "CachedScoring",
     "DecodedPhoto",
     "Preset",
@@ -24,6 +26,8 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "ALL_PRESETS": "presets",
+        "RELEASE_PRESET": "presets",
         "CachedScoring": "scan",
         "DecodedPhoto": "scorer",
         "PRESETS": "presets",

@@ -29,6 +29,7 @@ from pathlib import Path
 from humanaes_core.errors import HumanAesError
 from humanaes_core.formats import Skipped, os_reason
 from humanaes_core.model import checkpoint_fingerprint, read_meta, resolve
+from humanaes_core.scoring.presets import get_preset, resolve_precision
 from humanaes_core.scoring.scorer import (
     ScoreCard,
     Scorer,
@@ -84,24 +85,30 @@ class CachedScoring:
         fast_decode: bool = True,
         progress: type | None = None,
         on_model_load: Callable[[bool], None] | None = None,
+        preset: str | None = None,
     ) -> None:
         """`on_model_load(True)` is called before the model starts loading and `(False)` after, so a UI
-        can say "Loading the model…"; it loads lazily, only when some photo is not in the cache."""
+        can say "Loading the model…"; it loads lazily, only when some photo is not in the cache.
+        `preset="release"` scores with the released code's pixels and question (`load_scorer`)."""
         self.on_model_load = on_model_load
         self.model_path = resolve_model(model, progress=progress)
         self.model_fp = checkpoint_fingerprint(self.model_path)
         meta = read_meta(self.model_path)
+        release = get_preset(preset).release_parity
+        if release:
+            precision = resolve_precision(preset, precision, resolve(device).device.type == "cuda")
         self.placement = resolve(device, precision, quantize)
         self.settings_fp = settings_fingerprint(
             heads=heads,
             max_tiles=max_tiles,
-            question_index=meta.prompt.question_index,
+            question_index=meta.prompt.release_question_index() if release else meta.prompt.question_index,
             placement=self.placement,
             fast_decode=fast_decode,
+            release_decode=release,
         )
         self.cache = cache
         self.heads = heads
-        self.tile_config = tile_config_for(meta, max_tiles, fast_decode)
+        self.tile_config = tile_config_for(meta, max_tiles, fast_decode, release_decode=release)
         self._batch_size = batch_size or batch_size_for(self.placement.device)
         self._decode_workers = decode_workers_for(self.placement.device)
         self._load_args = {
@@ -111,6 +118,7 @@ class CachedScoring:
             "max_tiles": max_tiles,
             "batch_size": self._batch_size,
             "fast_decode": fast_decode,
+            "preset": preset if release else None,
         }
         self.scorer: Scorer | None = None
         self.stats = RunStats()

@@ -41,7 +41,7 @@ from humanaes_core.model import (
     warn_if_slow,
 )
 from humanaes_core.schema import KEYS, score_to_level
-from humanaes_core.scoring.presets import resolve_max_tiles
+from humanaes_core.scoring.presets import get_preset, resolve_max_tiles, resolve_precision
 from humanaes_core.sources import resolve_model
 
 log = logging.getLogger(__name__)
@@ -194,12 +194,15 @@ class FeatureCache:
             self.bytes = 0
 
 
-def tile_config_for(meta: CheckpointMeta, max_tiles: int, fast_decode: bool) -> TileConfig:
+def tile_config_for(
+    meta: CheckpointMeta, max_tiles: int, fast_decode: bool, release_decode: bool = False
+) -> TileConfig:
     return TileConfig(
         image_size=meta.image.image_size,
         max_tiles=max_tiles,
         use_thumbnail=meta.image.use_thumbnail,
-        fast_decode=fast_decode,
+        fast_decode=fast_decode and not release_decode,
+        release_decode=release_decode,
         mean=tuple(meta.image.mean),
         std=tuple(meta.image.std),
     )
@@ -269,7 +272,13 @@ def decode_workers_for(device: torch.device) -> int:
 
 
 def settings_fingerprint(
-    *, heads: str, max_tiles: int, question_index: int, placement: Placement, fast_decode: bool
+    *,
+    heads: str,
+    max_tiles: int,
+    question_index: int,
+    placement: Placement,
+    fast_decode: bool,
+    release_decode: bool = False,
 ) -> str:
     """Hash of the scoring settings; computable without loading the model, so cache hits skip loading."""
     settings = {
@@ -278,8 +287,10 @@ def settings_fingerprint(
         "max_tiles": max_tiles,
         "question": question_index,
         "placement": placement.label,
-        "fast_decode": fast_decode,
+        "fast_decode": fast_decode and not release_decode,
     }
+    if release_decode:  # only then, so the cards cached with the other presets keep their keys
+        settings["decode"] = "release"
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -328,13 +339,17 @@ class Scorer:
     decode_workers: int = 2
     fast_decode: bool = True
     feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES
+    release_decode: bool = False  # decode as the release's load_image (the "release" preset)
+    question_index: int | None = None  # which question to ask; None: the checkpoint's
     tile_config: TileConfig = field(init=False)
     features: FeatureCache | None = field(init=False)
     #: Largest batch that fitted in GPU memory, per tile count, once a larger one ran out of it.
     batch_limits: dict[int, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.tile_config = tile_config_for(self.meta, self.max_tiles, self.fast_decode)
+        self.tile_config = tile_config_for(self.meta, self.max_tiles, self.fast_decode, self.release_decode)
+        if self.question_index is None:
+            self.question_index = self.model.prompt.question_index
         self.features = FeatureCache(self.feature_cache_bytes) if self.feature_cache_bytes > 0 else None
 
     def settings_fingerprint(self, heads: str = "all") -> str:
@@ -342,9 +357,10 @@ class Scorer:
         return settings_fingerprint(
             heads=heads,
             max_tiles=self.max_tiles,
-            question_index=self.model.prompt.question_index,
+            question_index=self.question_index,
             placement=self.placement,
             fast_decode=self.fast_decode,
+            release_decode=self.release_decode,
         )
 
     def score(
@@ -454,7 +470,9 @@ class Scorer:
             device = self.model.device
             made = iter([] if new is None else new.unbind(0))
             feats = torch.stack([next(made) if f is None else f.to(device) for _, f in batch])
-        out = self.model.score_batch(None, tiles, heads=heads, image_features=feats)
+        out = self.model.score_batch(
+            None, tiles, heads=heads, question_index=self.question_index, image_features=feats
+        )
         cards = cards_from_outputs(out, tiles, self.fingerprint, heads)
         results = []
         for (item, _), card in zip(batch, cards, strict=True):
@@ -485,14 +503,19 @@ def load_scorer(
     """Load a checkpoint directory or hub id for scoring (DESIGN section 7).
 
     `preset` ("accurate", "balanced", "fast"; see `PRESETS`) or `max_tiles` sets how many tiles a
-    photo is cut into; neither means "accurate" (12). `feature_cache_bytes` bounds the CPU memory
-    that keeps vision features for re-scoring a photo with the other question (0: off). `batch_size`
-    None picks one for the device (`batch_size_for`).
+    photo is cut into; neither means "accurate" (12). `preset="release"` reproduces the released
+    code's inputs instead: its load_image's pixels, its question, fp16 on CUDA (fp32 on the CPU); the
+    template stays the checkpoint's (`prompt.template`, an open field of the release).
+    `feature_cache_bytes` bounds the CPU memory that keeps vision features for re-scoring a photo
+    with the other question (0: off). `batch_size` None picks one for the device (`batch_size_for`).
     """
     max_tiles = resolve_max_tiles(preset, max_tiles)
     if not 1 <= max_tiles <= 40:
         raise HumanAesError(f"max_tiles must be between 1 and 40, got {max_tiles}")
+    release = get_preset(preset).release_parity
     path = resolve_model(model, progress=progress)
+    if release:
+        precision = resolve_precision(preset, precision, resolve(device).device.type == "cuda")
     placement = resolve(device, precision, quantize)
     warn_if_slow(placement)
     qconfig = bnb_4bit_config(placement) if placement.quantize == "4bit" else None
@@ -510,4 +533,14 @@ def load_scorer(
         decode_workers=decode_workers_for(placement.device),
         fast_decode=fast_decode,
         feature_cache_bytes=feature_cache_bytes,
+        release_decode=release,
+        question_index=_release_question(meta) if release else None,
     )
+
+
+def _release_question(meta: CheckpointMeta) -> int:
+    """The index of the release's question among the checkpoint's, or a one-line error."""
+    try:
+        return meta.prompt.release_question_index()
+    except ValueError as e:
+        raise HumanAesError(f"preset 'release': {e}") from None

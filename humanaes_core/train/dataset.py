@@ -18,8 +18,6 @@ from humanaes_core.model import (
     HumanAesModel,
     PromptConfig,
     TileConfig,
-    lm_level_score,
-    normalise_lm_score,
     preprocess,
 )
 from humanaes_core.schema import KEYS
@@ -113,7 +111,7 @@ def head_scores(
         items = buckets.pop(n_tiles)
         o = model.score_batch(torch.cat([p for _, p in items]), n_tiles)
         assert o.expert is not None
-        lm = normalise_lm_score(lm_level_score(o.level_logits))
+        lm = model.heads.lm_input(o.level_logits)  # S'_LM as the MetaVoter reads it (OpenFields)
         scores = torch.stack([lm, o.regression, o.expert["overall"]], dim=-1)
         for row, (index, _) in enumerate(items):
             out[index] = scores[row]

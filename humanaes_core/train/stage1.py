@@ -113,7 +113,7 @@ def fresh_heads(model: HumanAesModel, seed: int) -> None:
     """Re-initialise the heads (paper: new modules trained from scratch), with outputs starting at 0.5,
     the middle of the score range, so the first steps need not learn the mean."""
     torch.manual_seed(seed)
-    heads = Heads(model.heads.config)
+    heads = Heads(model.heads.config, model.heads.fields)
     with torch.no_grad():
         heads.regression.linear.bias.fill_(0.5)
         heads.expert.leaves.bias.fill_(0.5)

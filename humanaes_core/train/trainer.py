@@ -556,6 +556,7 @@ class Trainer:
             image=base.image,
             name=config.name or f"{base.name}-finetuned",
             provenance=provenance,
+            open_fields=base.open_fields,
         )
 
 

@@ -111,3 +111,24 @@ def test_console_scripts_have_help(script):
     done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
+
+
+def test_score_with_the_release_preset_has_its_own_cache_key(tiny_model, tmp_path):
+    """--preset release scores the release's pixels and question, cached apart from the default cards.
+
+    The photo has an alpha channel: the release drops it, the photographer default paints it over white."""
+    from PIL import Image
+
+    from humanaes_core import load_scorer
+
+    photo = tmp_path / "glass.png"
+    Image.new("RGBA", (600, 300), (200, 30, 30, 90)).save(photo)
+    out, cache = tmp_path / "release.jsonl", tmp_path / "lib.sqlite"
+    base = [str(photo), "--model", str(tiny_model), "--device", "cpu", "--quiet"]
+    assert score_main([*base, "--cache", str(cache), "--out", str(out), "--preset", "release"]) == 0
+    row = json.loads(out.read_text().splitlines()[0])
+    expected = load_scorer(tiny_model, device="cpu", preset="release").score([photo])[0]
+    assert abs(row["overall"] - expected.dims["overall"]) < 1e-5
+    default = tmp_path / "default.jsonl"
+    assert score_main([*base, "--cache", str(cache), "--out", str(default)]) == 0
+    assert json.loads(default.read_text().splitlines()[0])["overall"] != row["overall"]

@@ -324,7 +324,9 @@ def test_eval_csv_cells_are_neutralised(tmp_path):
 
 
 def test_a_failed_copy_says_not_copied(shoot, tiny_model, capsys, monkeypatch):
-    report = SimpleNamespace(copied=[], already_there=[], failed=[(shoot / "IMG_0.jpg", "no space")])
+    report = SimpleNamespace(
+        copied=[], already_there=[], recovered=[], failed=[(shoot / "IMG_0.jpg", "no space")]
+    )
     monkeypatch.setattr(culling, "copy_picks", lambda *a, **k: report)
     args = [*_base(str(shoot), tiny_model), "--keep-top", "50%", "--copy-picks", str(shoot.parent / "picks")]
     assert cull_main(args) == 1

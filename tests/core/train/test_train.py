@@ -107,7 +107,8 @@ def _batch(model, samples, max_tiles: int = 1, question: int | None = None) -> d
 def test_training_sequence_is_the_scoring_layout(scorer):
     model = scorer.model
     lay = model.layout(2)
-    q, dq = model.prompt.overall_questions[0], model.prompt.dims_questions[0]
+    qi = model.prompt.question_index  # the question scoring asks
+    q, dq = model.prompt.overall_questions[qi], model.prompt.dims_questions[qi]
     ids, image_slice, plen = model.training_ids(2, q, "The aesthetics of the human image is good")
     prefix = lay.prefix_ids + lay.overall_ids  # what scoring feeds for the LM and regression heads
     assert ids[: len(prefix)] == prefix and image_slice == lay.image_slice
@@ -123,7 +124,7 @@ def test_training_forward_reads_what_scoring_reads(scorer, tmp_path):
     mixes tile counts and question kinds."""
     model = scorer.model
     samples = _samples(tmp_path, "odod")
-    batch = _batch(model, samples, max_tiles=2, question=0)
+    batch = _batch(model, samples, max_tiles=2, question=model.prompt.question_index)
     assert len(set(batch["tiles"])) > 1
     with torch.no_grad():
         out = model.training_forward(
