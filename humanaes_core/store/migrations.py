@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,11 +134,24 @@ def connect_raw(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection, attempts: int = 8) -> None:
+    """`PRAGMA journal_mode=WAL`, retried: SQLite answers "database is locked" at once, without its busy
+    handler, while another connection is switching the same file (several openers of an old file)."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * 2**attempt)
 
 
 def migrate(path: str | os.PathLike[str], component: SchemaComponent) -> int:
