@@ -18,13 +18,14 @@ up thumbnails or key presses waiting for a free global thread.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
 # superqt reaches Qt through qtpy, which would prefer PyQt5 if that is installed too: the app is PySide6.
 os.environ.setdefault("QT_API", "pyside6")
@@ -219,3 +220,27 @@ class Lane(QObject):
     def _forget(self, job: Job) -> None:
         self._jobs.discard(job)
         job.worker = None
+
+
+class UiThreadGarbage(QObject):
+    """Python's cyclic garbage collected on the UI thread only.
+
+    The collector runs in whichever thread happens to allocate when a threshold is crossed. With lanes of
+    worker threads that is often a worker, and a reference cycle holding a Qt object (a dialog and its
+    callbacks, a finished job) is then destroyed off the UI thread, which crashes PySide. Automatic
+    collection is turned off and this timer collects, on the UI thread, the generations whose
+    thresholds have been crossed, as the automatic collector would have.
+    """
+
+    def __init__(self, parent: QObject | None = None, interval_ms: int = 500) -> None:
+        super().__init__(parent)
+        gc.disable()
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.collect_due)
+        self._timer.start(interval_ms)
+
+    def collect_due(self) -> None:
+        counts, thresholds = gc.get_count(), gc.get_threshold()
+        due = [g for g in range(3) if counts[g] > thresholds[g]]
+        if due:
+            gc.collect(max(due))

@@ -17,7 +17,6 @@ Stage 2 (the MetaVoter) has no steps to report, so a cancel there waits for it t
 from __future__ import annotations
 
 import csv
-import gc
 import logging
 import math
 import shutil
@@ -223,8 +222,6 @@ class TrainingRun(QObject):
         except Exception as e:  # shown to the photographer; the traceback goes to the log
             log.exception("training failed")
             return "failed", (self._discard(f"Training stopped: {e.__class__.__name__}: {e}"),)
-        finally:
-            gc.collect()
 
     def _train(self) -> TrainOutcome:
         from humanaes_core.train import Trainer, forget_accelerator_settings
@@ -298,7 +295,8 @@ class TrainDialog(QDialog):
         self.base = QLabel(settings.scoring.model)
         self.base.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.base.setWordWrap(True)
-        self.output = QLineEdit(str(default_output(folder)))
+        self.output = QLineEdit()
+        self._set_output(default_output(folder))
         browse = QPushButton("Folder…")
         browse.clicked.connect(self._browse)
         out_row = QHBoxLayout()
@@ -470,18 +468,29 @@ class TrainDialog(QDialog):
             self.start_button.show()
             for w in (self.output, self.epochs, self.max_tiles):
                 w.setEnabled(True)
-            self.output.setText(str(default_output(self.folder)))
+            self._set_output(default_output(self.folder))
+
+    def _set_output(self, path: Path) -> None:
+        """Show the output folder from its start (a long path is cut at its end, not its beginning) and
+        wide enough for a usual path; the full path is in the tooltip."""
+        text = str(path)
+        self.output.setText(text)
+        self.output.setCursorPosition(0)
+        self.output.setToolTip(text)
+        self.output.setMinimumWidth(min(self.output.fontMetrics().horizontalAdvance(text) + 24, 640))
 
     def _use(self) -> None:
+        """Switch to the new model once: the dialog's work is done, so it closes (the window says it
+        re-scores)."""
         if self.outcome is not None:
-            self.use_model.emit(str(self.outcome.output))
             self.use_button.setEnabled(False)
-            self.status.setText(f"Now scoring with {self.outcome.output.name}; the folder re-scores.")
+            self.use_model.emit(str(self.outcome.output))
+            self.close()
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Where should the new model go?", str(models_dir()))
         if folder:
-            self.output.setText(str(Path(folder) / default_output(self.folder).name))
+            self._set_output(Path(folder) / default_output(self.folder).name)
 
     def closeEvent(self, event: Any) -> None:
         if self.running:

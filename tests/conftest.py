@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,19 @@ from PIL import Image
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _garbage_on_the_main_thread() -> Iterator[None]:
+    """As in the app (`humanaes_desktop.background.UiThreadGarbage`): no automatic collection during a
+    test, where it could run in a worker thread and destroy Qt objects there (PySide crashes); the
+    garbage is collected on the main thread afterwards."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)

@@ -149,3 +149,23 @@ def test_workers_leave_the_process_warnings_state_alone(qtbot):
         qtbot.waitUntil(lambda: not lane.busy, timeout=10000)
         assert warnings.showwarning is before_show
         assert warnings.filters == before_filters
+
+
+def test_garbage_is_collected_on_the_ui_thread_only(qtbot) -> None:
+    """Automatic collection is off; the UI thread's timer collects what crossed the thresholds."""
+    import gc
+
+    from humanaes_desktop.background import UiThreadGarbage
+
+    collector = UiThreadGarbage()
+    try:
+        assert not gc.isenabled()
+        for _ in range(gc.get_threshold()[0] + 10):
+            cycle: list = []
+            cycle.append(cycle)
+        assert gc.get_count()[0] > gc.get_threshold()[0]
+        collector.collect_due()
+        assert gc.get_count()[0] < gc.get_threshold()[0]
+    finally:
+        collector.deleteLater()
+        gc.enable()
