@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
@@ -23,8 +24,16 @@ if TYPE_CHECKING:
     from humanaes_core.store import ScoreCache
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: When the command started: this package is the first of ours a console script imports, so times
+#: measured from here include the imports (torch's take seconds) that a clock started in main() misses.
+STARTED = time.perf_counter()
 #: Most 448 px tiles a photo may be cut into (InternVL's dynamic tiling; more only times out).
 MAX_TILES = 40
+
+
+def elapsed() -> float:
+    """Seconds since the command started (`STARTED`)."""
+    return time.perf_counter() - STARTED
 
 
 def setup_logging() -> None:
@@ -115,7 +124,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N"
     )
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        help="number format of the model: auto = bf16 on a GPU (fp16 where bf16 is unsupported), fp32 on "
+        "the CPU",
+    )
     parser.add_argument(
         "--quantize", default=None, choices=["4bit"], help="load the language model in 4-bit NF4"
     )
@@ -123,13 +138,15 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--max-tiles",
         type=int_in(1, MAX_TILES),
         default=12,
-        help=f"448px tiles per photo, 1-{MAX_TILES} (fewer is faster)",
+        help=f"448px tiles per photo, 1-{MAX_TILES}, plus 1 overview of the whole photo when it is cut "
+        "into more than one: 12 means up to 13, as the 'tiles' column counts them (fewer is faster)",
     )
     parser.add_argument(
         "--batch-size",
         type=int_in(1, 4096),
         default=None,
-        help="photos per forward pass (default: 1 on a CPU, 8 on a GPU)",
+        help="photos per forward pass, 1-4096 (default: 1 on a CPU, 8 on a GPU; lower it when the GPU "
+        "runs out of memory)",
     )
 
 

@@ -11,17 +11,18 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from humanaes_core.cli import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     add_model_args,
     cached_scoring,
     check_outputs,
     echo,
+    elapsed,
     guard,
     int_in,
     non_negative_float,
@@ -41,6 +42,10 @@ def _percent(text: str) -> float:
     if not 0 < value <= 100:
         raise argparse.ArgumentTypeError(f"the percentage must be above 0 and at most 100, got {text!r}")
     return value
+
+
+#: Kept photos listed by name; the rest are counted.
+SHOW_KEPT = 20
 
 
 def _photos(n: int) -> str:
@@ -90,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
         help="show the plan only: no sidecars, nothing copied or moved (--export is still written)",
     )
     parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="apply the plan even when it rejects (nearly) every photo; without it such a plan is refused",
+    )
+    parser.add_argument(
         "--heads", default="all", choices=["all", "overall"], help="overall: quick LM+regression only"
     )
     add_preset_arg(parser)
@@ -109,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
 def _score(args: argparse.Namespace, files: list[Path], errors: dict[str, str]) -> dict[Path, object]:
     """Cards of `files` in their order, through the cache; photos that fail go into `errors`."""
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from humanaes_core.scoring import resolve_max_tiles
     from humanaes_core.store import ScoreCache
@@ -118,7 +129,9 @@ def _score(args: argparse.Namespace, files: list[Path], errors: dict[str, str]) 
     cards: dict[Path, object] = {}
     try:
         runner = cached_scoring(args, cache, max_tiles)
-        with tqdm(total=len(files), unit="photo", disable=args.quiet, file=sys.stderr, desc="scoring") as bar:
+        bar = tqdm(total=len(files), unit="photo", disable=args.quiet, file=sys.stderr, desc="scoring")
+        # a warning as the model loads: a line of its own above the bar
+        with contextlib.nullcontext() if args.quiet else logging_redirect_tqdm(), bar:
             for result in runner.run(files):
                 if result.card is not None:
                     cards[Path(result.source or "")] = result.card
@@ -169,7 +182,31 @@ def _print_plan(per: str, decisions: dict) -> int:
     for label, (k, r) in by_group.items():
         if per != "all" and (per != "burst" or k + r > 1):
             echo(f"  {label}: kept {k}, rejected {r}")
+    kept = [p for p, d in decisions.items() if d.keep]
+    if kept:
+        echo("kept:")
+        for path in kept[:SHOW_KEPT]:
+            d = decisions[path]
+            echo(f"  {path}  {d.overall:.2f} {d.level}")
+        if len(kept) > SHOW_KEPT:
+            echo(f"  ... and {len(kept) - SHOW_KEPT} more (--export FILE lists them all)")
     return n_keep
+
+
+def _refuse(args: argparse.Namespace, decisions: dict) -> bool:
+    """A plan that rejects (nearly) everything (`plan_warning`): refused, in one line, when it would be
+    written to sidecars or act on the photos and --yes was not given; otherwise shown as a warning."""
+    from humanaes_core.culling import plan_warning
+
+    warning = plan_warning(decisions)
+    if warning is None:
+        return False
+    acts = not args.dry_run and (args.write_xmp or args.copy_picks or args.move_picks)
+    if acts and not args.yes:
+        echo(f"error: {warning}; nothing written (add --yes to apply it anyway)", err=True)
+        return True
+    echo(f"warning: {warning}", err=True)
+    return False
 
 
 def _write_xmp(args: argparse.Namespace, decisions: dict) -> bool:
@@ -288,7 +325,6 @@ def _cull(args: argparse.Namespace) -> int:
     from humanaes_core.culling import export_cards, plan_cull
     from humanaes_core.formats import collect_photos
 
-    started = time.perf_counter()
     files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
     moved = _moved_earlier(args)
     if not files and not moved:
@@ -313,6 +349,8 @@ def _cull(args: argparse.Namespace) -> int:
     )
     decisions = {moved.get(p, p): d for p, d in plan.items()}  # by where each photo is now
     n_keep = _print_plan(args.per, plan)
+    if _refuse(args, plan):
+        return EXIT_USAGE
     here = {p: d for p, d in plan.items() if p not in moved}  # moved ones took their sidecars along
     failed = _write_xmp(args, here) if args.write_xmp else False
     if args.copy_picks or args.move_picks:
@@ -322,5 +360,13 @@ def _cull(args: argparse.Namespace) -> int:
         echo(f"wrote {args.export}")
     for path, reason in errors.items():
         echo(f"  skipped {path}: {reason}", err=True)
-    echo(f"done in {time.perf_counter() - started:.1f}s", err=True)
+    if args.dry_run:
+        echo("dry run: nothing written" + (f" but {args.export}" if args.export else ""))
+    elif not (args.write_xmp or args.copy_picks or args.move_picks or args.export):
+        echo("nothing saved (add --write-xmp, --export or --copy-picks)")
+    echo(f"done in {elapsed():.1f}s", err=True)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

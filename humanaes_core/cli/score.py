@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import TypeVar
 
-from humanaes_core.cli import EXIT_OK, add_model_args, cached_scoring, check_outputs, echo, guard
+from humanaes_core.cli import EXIT_OK, add_model_args, cached_scoring, check_outputs, echo, elapsed, guard
 from humanaes_core.errors import HumanAesError
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ def add_preset_arg(parser: argparse.ArgumentParser) -> None:
         "--preset",
         choices=list(ALL_PRESETS),
         default=None,
-        help="speed/accuracy: accurate = up to 12 tiles (default), balanced = 4, fast = 1 "
+        help="speed/accuracy: accurate = up to 12 tiles + 1 overview (default), balanced = 4 + 1, fast = 1 "
         "(one 448 px view of the whole photo; several times faster, see BENCHMARKS.md); release = the "
         "released code's pixels, question and fp16, to compare scores with it (docs/models.md)",
     )
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs((args.out, "--out"))  # before anything is scored: a typo must cost nothing
 
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from humanaes_core.formats import card_row, collect_photos, json_line, table_format, write_rows
     from humanaes_core.outputs import open_output
@@ -76,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
 
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
     files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
-    started = time.perf_counter()
     cache = None if args.no_cache else ScoreCache(args.cache)
     try:
         runner = cached_scoring(args, cache, max_tiles)
@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[dict] = [card_row(s.path, None, s.reason) for s in skipped]
         by_file: dict[str, dict] = {}
         stopped: list[HumanAesError] = []
-        with tqdm(total=len(files), unit="photo", disable=args.quiet, file=sys.stderr) as bar:
+        # warnings while the bar runs (the CPU one, as the model loads) go on a line of their own above it
+        bar = tqdm(total=len(files), unit="photo", disable=args.quiet, file=sys.stderr)
+        with nullcontext() if args.quiet else logging_redirect_tqdm(), bar:
             for result in _until_stopped(runner.run(files), stopped):
                 card = result.card.to_dict() if result.card is not None else None
                 by_file[result.source or ""] = card_row(result.source or "", card, result.error)
@@ -107,13 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         raise HumanAesError(f"{stopped[0]}; results of the {len(by_file)} photos done before are in {where}")
     st = runner.stats
     all_skipped = skipped + st.skipped
-    elapsed = time.perf_counter() - started
     echo(
         f"{_photos(st.cached + st.scored)} scored ({st.cached} from cache, {st.scored} by the model"
         f"{f', model loaded in {st.load_seconds:.1f}s' if st.model_loaded else ', model not loaded'}), "
-        f"{len(all_skipped)} skipped, {elapsed:.1f}s. Results: {args.out}",
+        f"{len(all_skipped)} skipped, {elapsed():.1f}s. Results: {args.out}",
         err=True,
     )
     for s in all_skipped:
         echo(f"  skipped {s.path}: {s.reason}", err=True)
     return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -36,10 +36,13 @@ __all__ = [
     "keeper_stars",
     "level_stars",
     "plan_cull",
+    "plan_warning",
     "rated_decision",
 ]
 
 PARTITIONS = ("folder", "burst", "all")
+#: A plan that rejects more than this share of the photos is shown with a warning before it is applied.
+REJECT_WARNING_SHARE = 0.9
 
 
 class CullError(HumanAesError):
@@ -202,3 +205,20 @@ def plan_cull(
                 group_size=n,
             )
     return decisions
+
+
+def plan_warning(decisions: Mapping[Any, Decision]) -> str | None:
+    """One sentence when a plan rejects everything or nearly everything (more than
+    `REJECT_WARNING_SHARE`), else None: usually a threshold above what the model gives these photos
+    (``--min-level good`` on a shoot it scores fair), and applied it would mark every photo a reject.
+    ``humanaes-cull`` refuses such a plan without --yes; the app's auto-cull dialog shows the sentence."""
+    total = len(decisions)
+    rejected = sum(not d.keep for d in decisions.values())
+    if not total or rejected <= REJECT_WARNING_SHARE * total:
+        return None
+    share = f"all {total}" if rejected == total else f"{rejected} of {total}"
+    best = max(decisions.values(), key=lambda d: d.overall)
+    return (
+        f"this plan rejects {share} {'photo' if total == 1 else 'photos'} (the best scores "
+        f"{best.overall:.2f}, {best.level or 'unrated'}): check the threshold"
+    )

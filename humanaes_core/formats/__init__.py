@@ -9,6 +9,7 @@ from humanaes_core._lazy import lazy_exports
 
 __all__ = [
     "CSV_COLUMNS",
+    "CSV_NAMES",
     "LABELS",
     "PHOTO_SUFFIXES",
     "Rating",
@@ -35,6 +36,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "CSV_COLUMNS": "cards",
+        "CSV_NAMES": "cards",
         "LABELS": "xmp",
         "PHOTO_SUFFIXES": "photos",
         "Rating": "xmp",

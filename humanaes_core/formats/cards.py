@@ -8,6 +8,9 @@ and the same answer to two hazards:
   (``os.fsdecode(b"caf\\xe9.jpg")``), which a strict UTF-8 writer refuses. JSON keeps the exact name:
   ``\\udcXX`` escapes, which ``json.loads`` + ``os.fsencode`` turn back into the original bytes; CSV stays
   valid UTF-8 for spreadsheets: the undecodable bytes appear as ``\\xNN`` text.
+- Spreadsheet readability. CSV headers carry the paper's letters (``L_overall``, ``A_facial_brightness``
+  ... ``K_environment``; JSON keeps the plain keys), path, level and overall come first, and scores are
+  written with 4 decimals (the model's outputs carry no more meaning than that).
 - Formula injection (OWASP "CSV Injection"). A spreadsheet runs a cell that starts with ``=``, ``+``,
   ``-``, ``@``, a tab or a carriage return as a formula, so a photo named ``=1+2.jpg`` or a folder named
   ``=HYPERLINK(...)`` would become live. Such text cells get a leading single quote (``'=1+2.jpg``);
@@ -28,10 +31,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from humanaes_core.schema import HEAD_NAMES, KEYS
+from humanaes_core.schema import BY_KEY, HEAD_NAMES, KEYS
 
 __all__ = [
     "CSV_COLUMNS",
+    "CSV_NAMES",
     "card_row",
     "csv_text",
     "json_line",
@@ -42,7 +46,21 @@ __all__ = [
     "write_rows",
 ]
 
-CSV_COLUMNS = ["path", "error", "level", *KEYS, *(f"head_{h}" for h in HEAD_NAMES), "tiles", "mode", "model"]
+#: A dimension's CSV header: its letter and key (``L_overall``); rows and JSON use the plain key.
+CSV_NAMES = {k: f"{BY_KEY[k].letter}_{k}" for k in KEYS}
+CSV_COLUMNS = [
+    "path",
+    "level",
+    CSV_NAMES["overall"],
+    "error",
+    *(CSV_NAMES[k] for k in KEYS if k != "overall"),
+    *(f"head_{h}" for h in HEAD_NAMES),
+    "tiles",
+    "mode",
+    "model",
+]
+#: Decimals of a score in CSV.
+CSV_DECIMALS = 4
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP CSV Injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -79,7 +97,9 @@ def json_line(row: dict) -> str:
 def csv_text(value: object) -> object:
     """One CSV cell: text that a spreadsheet would run as a formula gets a leading ``'``, undecodable
     bytes of a file name become ``\\xNN`` (the byte itself) so the file stays valid UTF-8; numbers and
-    every other value stay as they are."""
+    every other value stay as they are; a float gets `CSV_DECIMALS` decimals."""
+    if isinstance(value, float):
+        return f"{value:.{CSV_DECIMALS}f}"
     if not isinstance(value, str):
         return value
     try:
@@ -97,10 +117,13 @@ def table_format(out: str | os.PathLike[str]) -> str:
 
 
 def write_csv(rows: Sequence[dict], fh: IO[str], columns: Sequence[str] = CSV_COLUMNS) -> None:
-    """The rows as CSV with a header of `columns` (a row may leave columns out: empty cells)."""
-    writer = csv.DictWriter(fh, fieldnames=list(columns))
+    """The rows as CSV with a header of `columns` (a row may leave columns out: empty cells); a row's
+    dimension keys go under their lettered headers (`CSV_NAMES`) unless `columns` names the key itself."""
+    names = list(columns)
+    header = {k: k if k in names else CSV_NAMES.get(k, k) for k in CSV_NAMES}
+    writer = csv.DictWriter(fh, fieldnames=names)
     writer.writeheader()
-    writer.writerows({k: csv_text(v) for k, v in row.items()} for row in rows)
+    writer.writerows({header.get(k, k): csv_text(v) for k, v in row.items()} for row in rows)
 
 
 def write_json_lines(rows: Sequence[dict], fh: IO[str]) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from humanaes_core.errors import ImageLoadError
+from humanaes_core.formats.photos import HEIF_SUFFIXES, RAW_SUFFIXES
 
 __all__ = [
     "HEIF_SUFFIXES",
@@ -49,10 +50,6 @@ __all__ = [
     "raw_size",
 ]
 
-#: Camera RAW suffixes read with rawpy (compared lower-case).
-RAW_SUFFIXES = frozenset({".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf", ".orf", ".rw2"})
-#: HEIF containers read through pillow-heif (.hif is Fujifilm's name for HEIF).
-HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
 
 #: Reason for a file with a RAW suffix that LibRaw does not recognise.
 NOT_RAW = "not a supported camera RAW file"

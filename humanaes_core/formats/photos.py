@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from humanaes_core.formats.decoders import HEIF_SUFFIXES, RAW_SUFFIXES
-
+#: Camera RAW suffixes read with rawpy (compared lower-case).
+RAW_SUFFIXES = frozenset({".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf", ".orf", ".rw2"})
+#: HEIF containers read through pillow-heif (.hif is Fujifilm's name for HEIF).
+HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
 #: Suffixes scanned in folders (files named explicitly are always tried): Pillow's formats (AVIF included),
 #: HEIC/HEIF through pillow-heif and camera RAW through rawpy (see ``formats``).
 PHOTO_SUFFIXES = (

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from humanaes_core.errors import HumanAesError
 from humanaes_core.files import atomic_write
-from humanaes_core.formats.decoders import HEIF_SUFFIXES, RAW_SUFFIXES
+from humanaes_core.formats.photos import HEIF_SUFFIXES, RAW_SUFFIXES
 
 __all__ = [
     "CONVENTIONS",

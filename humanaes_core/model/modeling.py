@@ -13,6 +13,7 @@ Numerically this equals two separate passes, at the cost of one pass over the pr
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,12 @@ def _common_prefix_len(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def _cache_argument(lm: nn.Module) -> str:
+    """The name a language model takes its KV cache under: transformers renamed ``past_key_values`` to
+    ``cache`` (the old name warns a FutureWarning on every call); older versions know only the old."""
+    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 
 
 class HumanAesModel(nn.Module):
@@ -245,7 +252,7 @@ class HumanAesModel(nn.Module):
         lm = self.backbone.model.language_model
         kwargs = {"inputs_embeds": embeds, "position_ids": position_ids, "use_cache": cache is not None}
         if cache is not None:
-            kwargs["past_key_values"] = cache
+            kwargs[_cache_argument(lm)] = cache
         if mask is not None:
             kwargs["attention_mask"] = mask
         if not pre_norm:

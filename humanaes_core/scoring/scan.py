@@ -25,29 +25,62 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from humanaes_core.errors import HumanAesError
 from humanaes_core.formats import Skipped, os_reason
-from humanaes_core.model import checkpoint_fingerprint, read_meta, resolve
+from humanaes_core.model import checkpoint_fingerprint, read_meta
+from humanaes_core.scoring.card import ScoreCard, ScoreResult, settings_fingerprint
 from humanaes_core.scoring.presets import get_preset, resolve_precision
-from humanaes_core.scoring.scorer import (
-    ScoreCard,
-    Scorer,
-    ScoreResult,
-    batch_size_for,
-    decode_stream,
-    decode_workers_for,
-    load_scorer,
-    settings_fingerprint,
-    tile_config_for,
-)
 from humanaes_core.sources import resolve_model
 from humanaes_core.store import FileSignature, HashedFile, ScoreCache, file_signature
+
+if TYPE_CHECKING:
+    from humanaes_core.model import Placement
+    from humanaes_core.scoring.scorer import Scorer
 
 #: Reason for a photo whose file changed again while it was being scored a second time.
 KEPT_CHANGING = "the file kept changing while it was being scored"
 #: Reason for a photo deleted (or moved away) after it was found.
 VANISHED = "file not found (it was removed during the scan)"
+
+
+#: Device nodes through which torch could see a GPU as "cuda": NVIDIA, AMD ROCm, WSL2.
+_GPU_NODES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg", "/proc/driver/nvidia")
+
+
+@dataclass(frozen=True)
+class CpuPlacement:
+    """The CPU placement, known without importing torch (see `placement_for`)."""
+
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"cpu/{self.precision}"
+
+
+def placement_for(device: str, precision: str, quantize: str | None) -> Placement | CpuPlacement:
+    """Where the model would run. A machine without any GPU device node (or ``device="cpu"``) runs
+    on the CPU: that is answered without importing torch, which costs seconds, so a folder whose
+    photos are all cached never imports it. Everything else asks torch (``model.resolve``)."""
+    on_cpu = device == "cpu" or (device == "auto" and not any(map(os.path.exists, _GPU_NODES)))
+    if on_cpu and quantize is None and precision in ("auto", "fp32", "fp16", "bf16"):
+        return CpuPlacement("fp32" if precision == "auto" else precision)
+    from humanaes_core.model import resolve
+
+    return resolve(device, precision, quantize)
+
+
+def _is_cuda(placement: Placement | CpuPlacement) -> bool:
+    return not isinstance(placement, CpuPlacement) and placement.device.type == "cuda"
+
+
+def load_scorer(path: str | os.PathLike, **kwargs: object) -> Scorer:
+    """``scorer.load_scorer``, imported only when called: it brings torch and transformers."""
+    from humanaes_core.scoring.scorer import load_scorer as load
+
+    return load(path, **kwargs)
 
 
 def _now(path: Path) -> FileSignature | OSError:
@@ -96,8 +129,9 @@ class CachedScoring:
         meta = read_meta(self.model_path)
         release = get_preset(preset).release_parity
         if release:
-            precision = resolve_precision(preset, precision, resolve(device).device.type == "cuda")
-        self.placement = resolve(device, precision, quantize)
+            on_cuda = _is_cuda(placement_for(device, "auto", None))
+            precision = resolve_precision(preset, precision, on_cuda)
+        self.placement = placement_for(device, precision, quantize)
         self.settings_fp = settings_fingerprint(
             heads=heads,
             max_tiles=max_tiles,
@@ -108,9 +142,8 @@ class CachedScoring:
         )
         self.cache = cache
         self.heads = heads
-        self.tile_config = tile_config_for(meta, max_tiles, fast_decode, release_decode=release)
-        self._batch_size = batch_size or batch_size_for(self.placement.device)
-        self._decode_workers = decode_workers_for(self.placement.device)
+        self._tiles = (meta, max_tiles, fast_decode, release)
+        self._batch_size = batch_size  # None: batch_size_for the device, once the model is needed
         self._load_args = {
             "device": device,
             "precision": precision,
@@ -122,6 +155,14 @@ class CachedScoring:
         }
         self.scorer: Scorer | None = None
         self.stats = RunStats()
+
+    def _torch_placement(self) -> Placement:
+        """The placement as torch has it (the CPU one of `placement_for` turned into torch's)."""
+        if isinstance(self.placement, CpuPlacement):
+            from humanaes_core.model import resolve
+
+            return resolve("cpu", self.placement.precision, None)
+        return self.placement
 
     def _scorer(self) -> Scorer:
         if self.scorer is None:
@@ -241,8 +282,20 @@ class CachedScoring:
 
     def _score_lazily(self, files: Sequence[Path]) -> Generator[ScoreResult, None, None]:
         """Decode first, load the model when a photo decodes: a folder of broken files never loads it."""
-        window = 2 * self._batch_size
-        stream = decode_stream(files, self.tile_config, workers=self._decode_workers, window=window)
+        from humanaes_core.scoring.scorer import (  # torch: only once some photo needs the model
+            batch_size_for,
+            decode_stream,
+            decode_workers_for,
+            tile_config_for,
+        )
+
+        placement = self._torch_placement()
+        batch_size = self._batch_size or batch_size_for(placement.device)
+        self._load_args["batch_size"] = batch_size
+        meta, max_tiles, fast_decode, release = self._tiles
+        tiles = tile_config_for(meta, max_tiles, fast_decode, release_decode=release)
+        workers = decode_workers_for(placement.device)
+        stream = decode_stream(files, tiles, workers=workers, window=2 * batch_size)
         for item in stream:
             if item.error is not None:
                 yield ScoreResult(item.index, item.source, error=item.error)

@@ -11,14 +11,13 @@ speed/accuracy trade-offs a photographer can pick (measured in BENCHMARKS.md).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,6 +40,8 @@ from humanaes_core.model import (
     warn_if_slow,
 )
 from humanaes_core.schema import KEYS, score_to_level
+from humanaes_core.scoring.card import CARD_VERSION as CARD_VERSION
+from humanaes_core.scoring.card import ScoreCard, ScoreResult, settings_fingerprint
 from humanaes_core.scoring.presets import get_preset, resolve_max_tiles, resolve_precision
 from humanaes_core.sources import resolve_model
 
@@ -48,58 +49,12 @@ log = logging.getLogger(__name__)
 
 ImageInput = str | os.PathLike | Image.Image
 HEADS_MODES = ("all", "overall")
-CARD_VERSION = 1
 DEFAULT_FEATURE_CACHE_BYTES = 256 * 2**20
 OOM_REASON = "out of GPU memory at {tiles} tiles; lower max tiles"
 
 
 def _clamp(x: float) -> float:
     return min(max(float(x), 0.0), 1.0)
-
-
-@dataclass
-class ScoreCard:
-    """Everything the model says about one photo.
-
-    `dims` holds all 12 keys for a full card (`heads="all"`): the leaves and parents from the expert
-    head, and `overall` from the MetaVoter, the paper's final score. A quick card (`heads="overall"`)
-    holds only `overall`, the mean of the normalised LM score and the regression score. Values are
-    clamped to [0, 1]; `expert_raw` keeps the expert head's unclamped outputs for attribution.
-    """
-
-    dims: dict[str, float]
-    heads: dict[str, float]
-    level: str
-    lm_probs: list[float]
-    tiles: int
-    mode: str
-    model: str = ""
-    source: str | None = None
-    expert_raw: dict[str, float] | None = None
-    version: int = CARD_VERSION
-
-    @property
-    def levels(self) -> dict[str, str]:
-        """Rating word of every dimension present."""
-        return {k: score_to_level(v) for k, v in self.dims.items()}
-
-    def to_dict(self) -> dict:
-        """JSON-ready; `ScoreCard.from_dict` reverses it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ScoreCard:
-        return cls(**data)
-
-
-@dataclass
-class ScoreResult:
-    """One input's outcome from `Scorer.score_iter`: a card, or the reason it could not be scored."""
-
-    index: int
-    source: str | None
-    card: ScoreCard | None = None
-    error: str | None = None
 
 
 @dataclass
@@ -269,29 +224,6 @@ def decode_workers_for(device: torch.device) -> int:
     if device.type == "cpu":
         return 2
     return max(2, min(8, (os.cpu_count() or 2) - 1))
-
-
-def settings_fingerprint(
-    *,
-    heads: str,
-    max_tiles: int,
-    question_index: int,
-    placement: Placement,
-    fast_decode: bool,
-    release_decode: bool = False,
-) -> str:
-    """Hash of the scoring settings; computable without loading the model, so cache hits skip loading."""
-    settings = {
-        "card": CARD_VERSION,
-        "heads": heads,
-        "max_tiles": max_tiles,
-        "question": question_index,
-        "placement": placement.label,
-        "fast_decode": fast_decode and not release_decode,
-    }
-    if release_decode:  # only then, so the cards cached with the other presets keep their keys
-        settings["decode"] = "release"
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cards_from_outputs(out: HeadOutputs, tiles: int, model_fp: str, mode: str) -> list[ScoreCard]:

@@ -384,25 +384,26 @@ def scan(
     """
     from humanaes_core.formats import collect_photos
     from humanaes_core.scoring import scan as scan_mod
+    from humanaes_core.scoring import scorer as scorer_mod  # where the scan takes decode_stream from
     from humanaes_core.store.scores import ScoreCache
 
     files, skipped = collect_photos(list(roots))
     results: dict[str, tuple[str, object | None]] = {s.path: (s.reason, None) for s in skipped}
-    real = scan_mod.decode_stream
+    real = scorer_mod.decode_stream
 
     def hooked(items: Iterable, tiles: object, workers: int = 2, window: int = 16) -> Iterator:
         stream = real(hook(items) if hook else items, tiles, workers=workers, window=window)
         return stream_hook(stream) if stream_hook else stream
 
     started = time.perf_counter()
-    scan_mod.decode_stream = hooked
+    scorer_mod.decode_stream = hooked
     try:
         with ScoreCache(cache_path) as cache:
             runner = scan_mod.CachedScoring(model, cache=cache, device="cpu", max_tiles=2, batch_size=4)
             for r in runner.run(files):
                 results[str(r.source)] = (SCORED, r.card) if r.card is not None else (r.error or "?", None)
     finally:
-        scan_mod.decode_stream = real
+        scorer_mod.decode_stream = real
     elapsed = time.perf_counter() - started
     outcomes = []
     for case in cases:

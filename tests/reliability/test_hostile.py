@@ -209,7 +209,7 @@ def test_non_utf8_names_in_the_cache_the_decisions_and_the_cli(tiny_model, tmp_p
     assert os.fsencode(rows[0]["path"]) == raw and rows[0]["error"] is None
     text = (tmp_path / "rows.csv").read_bytes().decode("utf-8")  # valid UTF-8
     (row,) = csv.DictReader(text.splitlines())
-    assert row["path"].endswith("\\xe9t\\xe9 \\xff.jpg") and row["overall"]
+    assert row["path"].endswith("\\xe9t\\xe9 \\xff.jpg") and row["L_overall"]
     assert "  skipped " not in capsys.readouterr().err
 
 

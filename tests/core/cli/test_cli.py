@@ -63,9 +63,9 @@ def test_csv_output_and_no_cache(tmp_path, tiny_model, photo_dir):
     assert score_main([*files, "--model", str(tiny_model), "--out", str(out), "--no-cache", "--quiet"]) == 0
     rows = list(csv.DictReader(out.open()))
     assert [r["path"] for r in rows] == files
-    assert rows[0]["error"] == "" and float(rows[0]["overall"]) >= 0
-    assert rows[1]["error"] and rows[1]["overall"] == ""
-    assert list(rows[0])[:3] == ["path", "error", "level"]
+    assert rows[0]["error"] == "" and float(rows[0]["L_overall"]) >= 0
+    assert rows[1]["error"] and rows[1]["L_overall"] == ""
+    assert list(rows[0])[:4] == ["path", "level", "L_overall", "error"]
 
 
 def test_changed_file_is_rescored(tmp_path, tiny_model, photo_dir, capsys):

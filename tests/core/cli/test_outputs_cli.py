@@ -275,16 +275,20 @@ def test_formula_cells_are_quoted(cell):
     assert csv_text(cell) == "'" + cell
 
 
-@pytest.mark.parametrize("cell", [-0.5, "-0.5", "+1e-3", 3, None, "IMG_1.jpg", "/shoot/=1+2.jpg", ""])
+@pytest.mark.parametrize("cell", ["-0.5", "+1e-3", 3, None, "IMG_1.jpg", "/shoot/=1+2.jpg", ""])
 def test_numbers_and_plain_text_stay_as_they_are(cell):
     assert csv_text(cell) == cell
+
+
+def test_negative_floats_stay_numbers_with_four_decimals():
+    assert csv_text(-0.5) == "-0.5000" and csv_text(0.123456789) == "0.1235"
 
 
 def test_csv_rows_are_neutralised_and_numbers_stay_numbers():
     fh = io.StringIO()
     write_csv([{"path": "=1+2.jpg", "error": "@bad", "overall": -0.5}], fh, ["path", "error", "overall"])
     (row,) = csv.DictReader(io.StringIO(fh.getvalue()))
-    assert row == {"path": "'=1+2.jpg", "error": "'@bad", "overall": "-0.5"}
+    assert row == {"path": "'=1+2.jpg", "error": "'@bad", "overall": "-0.5000"}
 
 
 def test_score_csv_neutralises_a_formula_name_and_json_stays_exact(tmp_path, tiny_model, monkeypatch):
@@ -292,7 +296,7 @@ def test_score_csv_neutralises_a_formula_name_and_json_stays_exact(tmp_path, tin
     synthetic_photo(7, (160, 120)).save(tmp_path / "=1+2.jpg")
     assert score_main([*_base("=1+2.jpg", tiny_model), "--out", "s.csv"]) == 0
     (row,) = csv.DictReader((tmp_path / "s.csv").open(newline=""))
-    assert row["path"] == "'=1+2.jpg" and float(row["overall"]) >= 0
+    assert row["path"] == "'=1+2.jpg" and float(row["L_overall"]) >= 0
     assert score_main([*_base("=1+2.jpg", tiny_model), "--out", "s.jsonl"]) == 0
     assert json.loads((tmp_path / "s.jsonl").read_text())["path"] == "=1+2.jpg"
 
@@ -317,7 +321,7 @@ def test_eval_csv_cells_are_neutralised(tmp_path):
     }
     write_report_csv(report, tmp_path / "m.csv")
     (row,) = csv.DictReader((tmp_path / "m.csv").open(newline=""))
-    assert row["name"] == "'=evil" and row["value"] == "-0.5"
+    assert row["name"] == "'=evil" and row["value"] == "-0.5000"
 
 
 # ------------------------------------------------------------------------------------------- small ones
