@@ -7,6 +7,7 @@ model, all heads) and a small byte-level BPE tokenizer trained here on the promp
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -160,10 +161,178 @@ def make_tiny_model(path: str | os.PathLike, seed: int = 0, size: str = "tiny") 
     return save_checkpoint(model, path, meta)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m humanaes_core.testing OUT [--size tiny|small] [--seed N]`: write a demo model.
+DEMO_NAME = "HumanAes demo model"
+_DEMO_TILES = (1, 4)  # fit on one tile and on several, so the calibration holds for any tile setting
 
-    Its weights are random: it exercises the whole pipeline offline, but its scores mean nothing.
+
+def demo_property(image: object) -> float:
+    """What the demo model's scores follow: 0.8 × mean brightness + 0.2 × colourfulness, in [0, 1].
+
+    Mean brightness is the mean of the RGB channels and colourfulness the mean channel range (max − min),
+    both over the whole image. A visible property, so nobody mistakes the scores for a judgement.
+    """
+    import numpy as np
+
+    rgb = np.asarray(image.convert("RGB").resize((224, 224)), dtype=np.float64) / 255.0  # type: ignore[attr-defined]
+    return float(0.8 * rgb.mean() + 0.2 * (rgb.max(-1) - rgb.min(-1)).mean())
+
+
+def demo_target(prop: float | torch.Tensor) -> float | torch.Tensor:
+    """The demo model's overall score for a `demo_property`: stretched around 0.45 so everyday photos
+    spread over the levels (clamped to [0, 1] by the scorer)."""
+    return 0.5 + 1.5 * (prop - 0.45)
+
+
+def demo_images(count: int = 48, seed: int = 3) -> list[object]:
+    """Generated images from dark to bright and grey to colourful, with varied shapes and sizes: the fixed
+    calibration set of the demo model (no photos needed)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(count):
+        w, h = [(320, 240), (240, 320), (288, 288), (400, 200)][i % 4]
+        y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+        texture = np.zeros((h, w, 3))
+        for c in range(3):
+            a, b, phase = rng.uniform(-6, 6, 3)
+            texture[..., c] = np.sin(a * x / w + b * y / h + phase)
+        for _ in range(3):
+            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.3) * min(w, h)
+            blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))[..., None]
+            texture = texture * (1 - blob) + rng.uniform(-1, 1, 3) * blob
+        luma, chroma = texture.mean(-1, keepdims=True), texture - texture.mean(-1, keepdims=True)
+        brightness, colour = 0.1 + 0.8 * i / (count - 1), rng.uniform(0.0, 0.5)
+        pixels = brightness + rng.uniform(0.05, 0.2) * luma + colour * chroma
+        images.append(Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8)))
+    return images
+
+
+def make_demo_model(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write the demo checkpoint: the tiny random model with heads calibrated so that its scores follow
+    `demo_property` (brightness and colourfulness), never an aesthetic judgement.
+
+    Leaves and regression head are least-squares fits on the hidden states of `demo_images`; each parent
+    is fitted to a weighted mean of its children and the MetaVoter to the mean of the regression and
+    expert heads (the random LM head carries no signal). Deterministic; humanaes.json says `demo: true`.
+    """
+    from humanaes_core.model import load_model
+    from humanaes_core.scoring import load_scorer
+
+    path = make_tiny_model(path, seed=seed)
+    images = demo_images()
+    prop = torch.tensor([demo_property(img) for img in images], dtype=torch.float64)
+    hidden: dict[str, list[torch.Tensor]] = {"leaves": [], "regression": []}
+    model, meta = load_model(path, device=torch.device("cpu"), dtype=torch.float32)
+    quiet = logging.getLogger("humanaes_core.model.devices")  # the "no CUDA GPU" notice: CPU is intended
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for tiles in _DEMO_TILES:
+            scorer = load_scorer(path, device="cpu", max_tiles=tiles, precision="fp32")
+            heads = scorer.model.heads
+            hooks = [
+                heads.expert.leaves.register_forward_pre_hook(_recorder(hidden["leaves"])),
+                heads.regression.linear.register_forward_pre_hook(_recorder(hidden["regression"])),
+            ]
+            try:
+                scorer.score(images)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+    quiet.setLevel(level)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        target = demo_target(prop.repeat(len(_DEMO_TILES)))
+        _calibrate_demo(model.heads, torch.cat(hidden["leaves"]), torch.cat(hidden["regression"]), target)
+    meta.name = DEMO_NAME
+    meta.provenance = {
+        "source": "humanaes_core.testing.make_demo_model",
+        "seed": seed,
+        "size": "tiny",
+        "demo": True,
+        "scores_follow": "0.8 x mean brightness + 0.2 x colourfulness; not an aesthetic judgement",
+    }
+    return save_checkpoint(model, path, meta)
+
+
+def _recorder(into: list[torch.Tensor]) -> object:
+    """A forward pre-hook that keeps a head's input hidden states, [rows, hidden] in float64."""
+
+    def hook(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        into.append(args[0].detach().double().reshape(-1, args[0].shape[-1]))
+
+    return hook
+
+
+def _ridge(
+    features: torch.Tensor, targets: torch.Tensor, lam: float = 1e-3
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight [out, in] and bias [out] of the least-squares linear map features → targets [N, out]."""
+    mean, std = features.mean(0), features.std(0).clamp_min(1e-8)
+    z = (features - mean) / std
+    x = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1)
+    beta = torch.linalg.solve(x.T @ x + lam * len(z) * torch.eye(x.shape[1], dtype=z.dtype), x.T @ targets)
+    weight = (beta[:-1] / std[:, None]).T
+    bias = beta[-1] - weight @ mean
+    return weight, bias
+
+
+@torch.no_grad()
+def _set_linear(linear: torch.nn.Linear, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    linear.weight.copy_(weight.to(linear.weight.dtype))
+    linear.bias.copy_(bias.to(linear.bias.dtype))
+
+
+def _calibrate_demo(
+    heads: Heads, leaves_in: torch.Tensor, reg_in: torch.Tensor, target: torch.Tensor
+) -> None:
+    """Fit every head of `heads` so each score ≈ `target` (per leaf with a small fixed offset, so the
+    dimensions differ a little and the explanation panel has something to show)."""
+    from humanaes_core.schema import BY_KEY, PARENT_KEYS
+
+    gen = torch.Generator().manual_seed(11)
+    n_leaves = heads.expert.leaves.out_features
+    offsets = 0.12 * (torch.rand(n_leaves, generator=gen, dtype=torch.float64) - 0.5)
+    slopes = 0.8 + 0.4 * torch.rand(n_leaves, generator=gen, dtype=torch.float64)
+    leaf_targets = 0.5 + (target[:, None] - 0.5) * slopes + offsets
+    _set_linear(heads.expert.leaves, *_ridge(leaves_in, leaf_targets))
+    width = heads.regression.linear.out_features
+    _set_linear(heads.regression.linear, *_ridge(reg_in, target[:, None].expand(-1, width)))
+    for parent in PARENT_KEYS:
+        n = len(BY_KEY[parent].children)
+        mix = torch.distributions.Dirichlet(torch.full((n,), 2.0)).sample()
+        _fit(heads.expert.parents[parent], lambda x, mix=mix: x @ mix, n)
+    _fit(heads.metavoter, lambda x: (x[:, 1] + x[:, 2]) / 2, 3, metavoter=True)
+
+
+def _fit(module: torch.nn.Module, target: object, n_in: int, metavoter: bool = False) -> None:
+    """Train a small head on random inputs in [0, 1]^n_in to reproduce `target(x)` (uses torch's RNG)."""
+    opt = torch.optim.Adam(module.parameters(), lr=3e-3)
+    module.train()
+    with torch.enable_grad():
+        for _ in range(600):
+            x = torch.rand(256, n_in)
+            pred = module(x[:, 0], x[:, 1], x[:, 2]) if metavoter else module(x)
+            loss = torch.nn.functional.mse_loss(pred, target(x))  # type: ignore[operator]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    module.eval()
+
+
+def is_demo(meta: CheckpointMeta) -> bool:
+    """Whether a checkpoint's metadata marks it as the demo model (its scores are not judgements)."""
+    return bool(meta.provenance.get("demo"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m humanaes_core.testing OUT [--demo] [--size tiny|small] [--seed N]`: write a test model.
+
+    Its weights are random: it exercises the whole pipeline offline, but its scores mean nothing. With
+    --demo the heads are calibrated so scores follow brightness and colourfulness (see `make_demo_model`).
     """
     import argparse
 
@@ -175,7 +344,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="directory to write the checkpoint to")
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="tiny demo model whose scores follow brightness and colourfulness (not a judgement)",
+    )
     args = parser.parse_args(argv)
+    if args.demo:
+        if args.size != "tiny":
+            parser.error("--demo makes a tiny model; leave out --size")
+        path = make_demo_model(args.out, seed=args.seed)
+        print(f"wrote the demo model to {path}: its scores follow brightness and colourfulness")
+        return 0
     path = make_tiny_model(args.out, seed=args.seed, size=args.size)
     print(f"wrote a random {args.size} model to {path}")
     return 0

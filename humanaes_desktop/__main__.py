@@ -50,10 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.folder is not None and not os.path.exists(args.folder):
         print(f"error: {args.folder}: no such file or folder", file=sys.stderr)
         return 2
+    from .platform_check import check
+
+    problem = check()  # before Qt: its own abort for a missing xcb library names no package
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     # Qt is imported only now, so `humanaes --help` works without a display.
     from PySide6.QtWidgets import QApplication
 
     from . import theme
+    from .background import UiThreadGarbage
     from .mainwindow import MainWindow
 
     threading.Thread(target=_warm_up, name="humanaes-warm-up", daemon=True).start()
@@ -61,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("HumanAes")
     app.setOrganizationName("HumanAes")
     theme.apply(app)  # type: ignore[arg-type]
+    UiThreadGarbage(app)
     window = MainWindow(model=args.model)
     window.show()
     if args.folder is not None:

@@ -10,9 +10,10 @@ them while focused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenu, QMenuBar
@@ -20,6 +21,22 @@ from PySide6.QtWidgets import QMainWindow, QMenu, QMenuBar
 from humanaes_core.store import Flag
 
 Shortcut = str | QKeySequence.StandardKey
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def returns_focus(method: F) -> F:
+    """For a command that opens a modal dialog: afterwards, however it ends, the keyboard focus goes back
+    to the window's current view (`restore_focus`). Qt restores it only if the window manager re-activates
+    the window in time; under some it does not, and Ctrl+Z or P/X do nothing until the window is clicked."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.restore_focus()
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

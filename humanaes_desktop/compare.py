@@ -191,4 +191,16 @@ class CompareView(QWidget):
             p.setBrush(theme.BASE)
             p.drawRoundedRect(area, 4, 4)
             return
-        paint_fitted(p, pixmap, area, radius=4, dimmed=photo.flag == Flag.REJECT)
+        target = paint_fitted(p, pixmap, area, radius=4)
+        if photo.flag == Flag.REJECT:
+            # Marked, not dimmed: frames are compared for sharpness, so a rejected one stays fully visible.
+            p.save()
+            p.setPen(QPen(theme.REJECT, 3))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRoundedRect(target.adjusted(1.5, 1.5, -1.5, -1.5), 4, 4)
+            p.restore()
+            fm = QFontMetrics(p.font())
+            label = "rejected"
+            w = fm.horizontalAdvance(label) + 16
+            chip = QRectF(target.right() - w - 8, target.top() + 8, w, fm.height() + 6)
+            paint_chip(p, chip, label, theme.WHITE, fill=theme.REJECT)

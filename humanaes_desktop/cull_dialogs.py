@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from humanaes_core.formats import LABELS
 from humanaes_core.schema import LEVELS
 
+from . import theme
 from .background import Lane
 from .settings import CULL_PER, AppSettings
 
@@ -60,6 +61,8 @@ class CullParams:
 
 #: preview(params) -> (text, can apply)
 Preview = Callable[[CullParams], tuple[str, bool]]
+#: warning(params) -> a sentence when the plan rejects (nearly) everything, else None
+Warning = Callable[[CullParams], str | None]
 
 
 class AutoCullDialog(QDialog):
@@ -69,15 +72,23 @@ class AutoCullDialog(QDialog):
     for the latest settings is shown, and Apply waits for it.
     """
 
-    def __init__(self, settings: AppSettings, preview: Preview, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        settings: AppSettings,
+        preview: Preview,
+        parent: QWidget | None = None,
+        warning: Warning | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Auto-cull")
         self.setMinimumWidth(560)
         self._preview = preview
+        self._warning = warning
         self._previews = Lane("humanaes-cull-preview", 1, self)
 
-        self.by_percent = QRadioButton("Keep the top")
-        self.by_level = QRadioButton("Keep everything at or above")
+        # The row is labelled "Keep": the choices complete the sentence ("Keep the top 20 %").
+        self.by_percent = QRadioButton("the top")
+        self.by_level = QRadioButton("everything at or above")
         group = QButtonGroup(self)
         group.addButton(self.by_percent)
         group.addButton(self.by_level)
@@ -117,6 +128,10 @@ class AutoCullDialog(QDialog):
         self.preview_label = QLabel()
         self.preview_label.setObjectName("explanation")
         self.preview_label.setWordWrap(True)
+        self.warning_label = QLabel()  # red: the plan rejects everything or nearly everything
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet(f"color: {theme.REJECT.name()}; font-weight: bold;")
+        self.warning_label.hide()
         note = QLabel(
             "Keepers are picked and the rest rejected, as one step you can undo (Ctrl+Z). Stars you gave "
             "stay. Review the result and override any photo with P, X or U."
@@ -132,6 +147,7 @@ class AutoCullDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.preview_label)
+        layout.addWidget(self.warning_label)
         layout.addWidget(note)
         layout.addWidget(self.buttons)
 
@@ -169,15 +185,22 @@ class AutoCullDialog(QDialog):
         if not self.preview_label.text():
             self.preview_label.setText("Counting…")
         self._previews.submit(
-            self._preview,
+            self._preview_and_warning,
             params,
             done=self._show,
             failed=lambda e: self._show((f"Cannot preview: {e}", False)),
         )
 
-    def _show(self, result: tuple[str, bool]) -> None:
-        text, ok = result
+    def _preview_and_warning(self, params: CullParams) -> tuple[str, bool, str | None]:
+        """On the preview thread: the outcome in words, and the red warning if the plan rejects all."""
+        text, ok = self._preview(params)
+        return text, ok, self._warning(params) if self._warning is not None else None
+
+    def _show(self, result: tuple[str, bool] | tuple[str, bool, str | None]) -> None:
+        text, ok, warning = (*result, None)[:3]
         self.preview_label.setText(text)
+        self.warning_label.setText(warning or "")
+        self.warning_label.setVisible(bool(warning))
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
 
     def stop_previews(self) -> None:

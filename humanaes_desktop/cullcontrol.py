@@ -244,6 +244,26 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
+def _cull_outcome(plan: Mapping[Path, Decision], manual: Sequence[Path], overwrite: bool) -> str:
+    """What auto-cull would do, said once: the photos it changes, and the photographer's own that stay."""
+    kept = sum(d.keep for d in plan.values())
+    if not manual or overwrite:
+        text = f"Of {len(plan)} scored photos, {kept} would be picked and {len(plan) - kept} rejected."
+        if manual:
+            text += f" This replaces {_plural(len(manual), 'decision')} of your own."
+        return text
+    own = set(manual)
+    changed = [d for path, d in plan.items() if path not in own]
+    if not changed:
+        return f"All {len(plan)} scored photos have a decision of your own, which stays: nothing changes."
+    picked = sum(d.keep for d in changed)
+    stay = "stays as it is" if len(manual) == 1 else "stay as they are"
+    return (
+        f"Of {len(plan)} scored photos, {picked} would be picked and {len(changed) - picked} rejected; "
+        f"{len(manual)} you decided yourself {stay}."
+    )
+
+
 class CullingController:
     """Pick, reject, stars, undo and redo on the selection; auto-cull; what to write, copy and export."""
 
@@ -323,22 +343,23 @@ class CullingController:
             for path in plan
             if (rating := by_path[path].rating) is not None and rating.source in MANUAL_SOURCES
         ]
-        kept = sum(d.keep for d in plan.values())
-        text = f"Of {len(plan)} scored photos, {kept} would be picked and {len(plan) - kept} rejected."
-        if manual:
-            if params.overwrite_manual:
-                text += f" {len(manual)} decisions of your own would be replaced."
-            else:
-                picked = kept - sum(plan[p].keep for p in manual)
-                rejected = len(plan) - len(manual) - picked
-                text += (
-                    f" {len(manual)} photos you decided yourself stay as they are "
-                    f"(so {picked} picked, {rejected} rejected by auto-cull)."
-                )
+        text = _cull_outcome(plan, manual, params.overwrite_manual)
         unscored = sum(1 for p in photos if p.card is None and p.error is None)
         if unscored:
             text += f" {unscored} photos are not scored yet and are left alone."
         return text, True
+
+    def cull_warning(self, params: CullParams, photos: Sequence[Photo] | None = None) -> str | None:
+        """The sentence humanaes-cull refuses without --yes (`humanaes_core.culling.plan_warning`): the
+        plan rejects everything or nearly everything. None when it does not (or cannot be planned)."""
+        from humanaes_core.culling import plan_warning
+
+        try:
+            plan = self._plan(params, list(self.view.folder_photos() if photos is None else photos))
+        except HumanAesError:
+            return None
+        warning = plan_warning(plan)
+        return None if warning is None else warning[0].upper() + warning[1:] + "."
 
     def apply_auto_cull(self, params: CullParams) -> None:
         """Pick the keepers, reject the rest: one undo step; the photographer's own decisions stay unless

@@ -38,6 +38,7 @@ class TileDelegate(QStyledItemDelegate):
         super().__init__(parent)
         self.tile_size = tile_size
         self.sort_key = "overall"
+        self.pending_text = "scoring…"  # on tiles not scored yet; "not scored" once scoring cannot go on
 
     def sizeHint(self, _option: QStyleOptionViewItem, _index: QModelIndex | QPersistentModelIndex) -> QSize:
         return QSize(self.tile_size, self.tile_size + NAME_STRIP)
@@ -69,10 +70,10 @@ class TileDelegate(QStyledItemDelegate):
             p.setBrush(theme.BASE)
             p.drawRoundedRect(image_area, 4, 4)
 
-        self._paint_scores(p, image_area, photo)
         flag = photo.flag
         if flag == Flag.REJECT:
-            dim_reject(p, image_area)
+            dim_reject(p, image_area)  # the photo only: the score pill and badges above stay legible
+        self._paint_scores(p, image_area, photo)
         if flag != Flag.NONE:
             paint_flag_badge(p, QPointF(image_area.left() + 6, image_area.top() + 6), flag == Flag.PICK)
         members = index.data(GroupRole)
@@ -108,7 +109,7 @@ class TileDelegate(QStyledItemDelegate):
         x, y = area.left() + 6, area.bottom() - h - 6
         if photo.card is None:
             if photo.error is None:
-                text = "scoring…"
+                text = self.pending_text
                 paint_chip(p, QRectF(x, y, fm.horizontalAdvance(text) + 16, h), text, theme.MUTED)
             return
         paint_score_pill(p, QPointF(x, y), h, photo.card, 16)

@@ -124,6 +124,8 @@ class DetailPanel(QScrollArea):
         layout.addStretch(1)
         self.setWidget(body)
         self.photo: Photo | None = None
+        #: The badge's caption for a photo without a card (the window says when scoring cannot go on).
+        self.pending_caption = "Not scored yet — scoring runs in the background"
         self.show_photo(None)
 
     def show_photo(
@@ -134,7 +136,10 @@ class DetailPanel(QScrollArea):
         explanation: str = "",
     ) -> None:
         """Show `photo` (None clears). `reference`: the folder's mean displayed scores (ticks, radar);
-        `attributions`: {parent: ParentAttribution} against the folder's mean expert card."""
+        `attributions`: {parent: ParentAttribution} against the folder's mean expert card.
+        Another photo starts at the top (its name and preview in view); the same one keeps the scroll."""
+        if photo is None or self.photo is None or photo.path != self.photo.path:
+            self.verticalScrollBar().setValue(0)
         self.photo = photo
         self.set_culling(photo)
         if photo is None:
@@ -184,7 +189,7 @@ class DetailPanel(QScrollArea):
         self.card_sections.setVisible(card is not None)
         self.badge.setVisible(photo is not None)
         if card is None:
-            self.badge.set_score(None, "Not scored yet — scoring runs in the background" if photo else "")
+            self.badge.set_score(None, self.pending_caption if photo else "")
             self.hierarchy.set_values(None)
             self.radar.set_values(None)
             self.heads.set_values(None)

@@ -97,10 +97,12 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         self.last_notice = ""
         self.last_sidecar_report: SidecarReport | None = None
         self.model_info: ModelInfo | None = None
+        self.model_is_demo = False  # the loaded checkpoint is the demo model: the status bar says so
         self.paths: list[str] = []
         self.last_progress = Progress()
         self._download_dialog: DownloadDialog | None = None
         self._pending_select: str | None = None
+        self.unscorable: str | None = None  # why waiting photos will not be scored (model unavailable)
         self._was_maximized = False
 
         self.commands = build_actions(self)
@@ -215,10 +217,18 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         self.setCentralWidget(self.stack)
 
     def _build_errors_dock(self) -> None:
+        """The skipped files, or one line saying nothing was skipped (never a large empty panel)."""
         self.errors_list = QListWidget()
+        self.errors_none = QLabel("Nothing was skipped: every file found was read.")
+        self.errors_none.setObjectName("muted")
+        self.errors_none.setContentsMargins(12, 8, 12, 8)
+        self.errors_stack = QStackedWidget()
+        self.errors_stack.addWidget(self.errors_list)
+        self.errors_stack.addWidget(self.errors_none)
+        self.errors_stack.setCurrentWidget(self.errors_none)
         self.errors_dock = QDockWidget("Skipped files", self)
         self.errors_dock.setObjectName("errorsDock")
-        self.errors_dock.setWidget(self.errors_list)
+        self.errors_dock.setWidget(self.errors_stack)
         self.errors_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.errors_dock)
         self.errors_dock.hide()
@@ -352,6 +362,17 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
             self.grid.scrollTo(index)
         elif self.model.rowCount():
             self.select_row(0)
+
+    def restore_focus(self) -> None:
+        """Keyboard focus back on the view the user works in (after a dialog: see `focus`)."""
+        self.activateWindow()
+        if self.in_full_view:
+            target: QWidget = self.full_view
+        elif self._comparing:
+            target = self.compare_view
+        else:
+            target = self.grid
+        target.setFocus(Qt.FocusReason.ActiveWindowFocusReason)
 
     def zoom_tiles(self, delta: int) -> None:
         self.grid.set_preferred_tile(self.grid.preferred_tile + delta)

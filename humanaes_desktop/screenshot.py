@@ -2,13 +2,12 @@
 
     xvfb-run -s "-screen 0 1920x1200x24" python -m humanaes_desktop.screenshot --out resources/screenshot.png
 
-No released weights are needed (or downloaded): the window scores ~24 demo photos with a randomly
-initialised tiny checkpoint whose heads are *calibrated for display* — leaves rescaled so the demo
-photos spread over the five levels, parent FFNs fitted to weighted means of their children, and the
-MetaVoter fitted to a blend of the three heads. The numbers in the picture therefore show what the
-app looks like, not an aesthetic judgement. A culling session is shown in progress: the best photos
-picked and starred, a few rated, the weakest rejected (dimmed). Everything is written under a scratch
-folder; the user's cache, settings and thumbnails are not touched.
+No released weights are needed (or downloaded): the window scores ~24 demo photos with the core's demo
+model (`python -m humanaes_core.testing OUT --demo`), whose scores follow brightness and colourfulness.
+The numbers in the picture therefore show what the app looks like, not an aesthetic judgement.
+A culling session is shown in progress: the best photos picked and starred, a few rated, the weakest
+rejected (dimmed). Everything is written under a scratch folder; the user's cache, settings and
+thumbnails are not touched.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 DEMO_SIZE = (1600, 1040)
 
@@ -74,90 +72,15 @@ def _smooth_scene(rng: object, w: int, h: int) -> object:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
-def make_demo_model(path: Path, photos: list[Path]) -> Path:
-    """A tiny random checkpoint with display-calibrated heads (see the module docstring).
+def make_demo_model(path: Path) -> Path:
+    """The core's demo checkpoint (`humanaes_core.testing.make_demo_model`), reused if already there."""
+    from humanaes_core.model import is_checkpoint, read_meta
+    from humanaes_core.testing import is_demo
+    from humanaes_core.testing import make_demo_model as make
 
-    Written only through the core's public checkpoint API (`load_model`, `save_checkpoint`); a marker
-    beside the folder says it has been calibrated, so a later run reuses it.
-    """
-    import torch
-
-    from humanaes_core import load_scorer
-    from humanaes_core.model import is_checkpoint, load_model, save_checkpoint
-    from humanaes_core.schema import LEAF_KEYS
-    from humanaes_core.testing import make_tiny_model
-
-    marker = path.with_name(f"{path.name}.calibrated")
-    if is_checkpoint(path) and marker.is_file():
+    if is_checkpoint(path) and is_demo(read_meta(path)):
         return path
-    make_tiny_model(path, seed=0, size="tiny")
-    cards = load_scorer(path, device="cpu", max_tiles=2).score(photos)
-    raw = torch.tensor([[c.expert_raw[k] for k in LEAF_KEYS] for c in cards], dtype=torch.float64)
-    reg = torch.tensor([c.heads["regression"] for c in cards], dtype=torch.float64)
-    model, meta = load_model(path, device=torch.device("cpu"), dtype=torch.float32)
-    _calibrate(model.heads, raw, reg)
-    save_checkpoint(model, path, meta)
-    marker.write_text("heads calibrated for the screenshot; not a real model\n")
-    return path
-
-
-def _calibrate(heads: Any, raw: Any, reg: Any) -> None:
-    """Spread the leaves and the regression head over the demo photos, then fit parents and MetaVoter."""
-    import torch
-
-    from humanaes_core.schema import BY_KEY, LEAF_KEYS, PARENT_KEYS
-
-    gen = torch.Generator().manual_seed(11)
-    state = {k: v.detach().clone() for k, v in heads.state_dict().items()}
-
-    # Leaves: standardise over the demo photos, mix in a shared component (real dimensions correlate:
-    # a sharp, well-lit portrait tends to do well everywhere), then give each leaf its own mean and spread.
-    w, b = state["expert.leaves.weight"].double(), state["expert.leaves.bias"].double()
-    mean, std = raw.mean(0), raw.std(0).clamp_min(1e-6)
-    z_w, z_b = w / std[:, None], (b - mean) / std  # z = z_w @ h + z_b is standardised per leaf
-    common = (raw - mean) / std
-    c_scale = float(common.mean(1).std().clamp_min(1e-6))
-    c_w, c_b = z_w.mean(0) / c_scale, z_b.mean() / c_scale
-    share = 0.7
-    mixed_w = share * c_w[None, :] + (1 - share**2) ** 0.5 * z_w
-    mixed_b = share * c_b + (1 - share**2) ** 0.5 * z_b
-    centre = 0.45 + 0.17 * torch.rand(len(LEAF_KEYS), generator=gen, dtype=torch.float64)
-    spread = 0.16 + 0.06 * torch.rand(len(LEAF_KEYS), generator=gen, dtype=torch.float64)
-    state["expert.leaves.weight"] = (mixed_w * spread[:, None]).float()
-    state["expert.leaves.bias"] = (mixed_b * spread + centre).float()
-    g = 0.14 / max(float(reg.std()), 1e-6)
-    state["regression.linear.weight"] = (state["regression.linear.weight"].double() * g).float()
-    state["regression.linear.bias"] = (
-        (state["regression.linear.bias"].double() - reg.mean()) * g + 0.5
-    ).float()
-
-    heads.load_state_dict(state, strict=True)
-    torch.manual_seed(5)
-    for parent in PARENT_KEYS:  # parent ≈ weighted mean of its children, with a little non-linearity
-        n = len(BY_KEY[parent].children)
-        mix = torch.distributions.Dirichlet(torch.full((n,), 2.0)).sample()
-        _fit(heads.expert.parents[parent], lambda x, mix=mix: x @ mix + 0.15 * (x @ mix - 0.5) ** 2, n)
-    _fit(
-        heads.metavoter,
-        lambda x: 0.5 + 1.4 * (0.1 * x[:, 0] + 0.2 * x[:, 1] + 0.7 * x[:, 2] - 0.5),
-        3,
-        metavoter=True,
-    )
-
-
-def _fit(module: object, target: object, n_in: int, metavoter: bool = False) -> None:
-    import torch
-
-    opt = torch.optim.Adam(module.parameters(), lr=3e-3)  # type: ignore[attr-defined]
-    module.train()  # type: ignore[attr-defined]
-    for _ in range(600):
-        x = torch.rand(256, n_in)
-        pred = module(x[:, 0], x[:, 1], x[:, 2]) if metavoter else module(x)  # type: ignore[operator]
-        loss = torch.nn.functional.mse_loss(pred, target(x))  # type: ignore[operator]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    module.eval()  # type: ignore[attr-defined]
+    return make(path)
 
 
 def _most_telling(window: object) -> Path:
@@ -240,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for stale in work.glob("cache.sqlite*"):  # score afresh (the status bar shows a real scoring run), no
         stale.unlink()  # decisions left from an earlier run
-    photos = make_demo_photos(work / "photos")
-    model = make_demo_model(work / "HumanAes-demo-tiny", photos)
+    make_demo_photos(work / "photos")
+    model = make_demo_model(work / "HumanAes-demo-tiny")
 
     from PySide6.QtWidgets import QApplication
 

@@ -101,10 +101,10 @@ QPushButton {{ background: {RAISED.name()}; border: 1px solid {BORDER.name()}; b
     padding: 5px 14px; }}
 QPushButton:hover {{ background: {PRESSED.name()}; }}
 QPushButton:default {{ border-color: {ACCENT.name()}; }}
-QComboBox, QSpinBox, QDoubleSpinBox, QLineEdit {{ background: {BASE.name()};
+QComboBox, QLineEdit {{ background: {BASE.name()};
     border: 1px solid {BORDER.name()}; border-radius: 6px; padding: 4px 8px; min-height: 18px;
     selection-background-color: {ACCENT.name()}; }}
-QComboBox:focus, QSpinBox:focus, QDoubleSpinBox:focus, QLineEdit:focus {{ border-color: {ACCENT.name()}; }}
+QComboBox:focus, QLineEdit:focus {{ border-color: {ACCENT.name()}; }}
 QComboBox::drop-down {{ border: none; width: 18px; }}
 QComboBox QAbstractItemView {{ background: {PANEL.name()}; border: 1px solid {BORDER.name()};
     selection-background-color: {RAISED.name()}; }}
@@ -177,7 +177,8 @@ def palette() -> QPalette:
 
 
 def apply(app: QApplication) -> None:
-    """Fusion style + dark palette + style sheet + the app icon."""
+    """Fusion style + dark palette + style sheet + the app icon. Spin boxes are left to Fusion (dark through
+    the palette): a style sheet rule for them would hide their arrows, which it cannot draw without images."""
     app.setStyle("Fusion")
     app.setPalette(palette())
     app.setStyleSheet(STYLE_SHEET)

@@ -331,7 +331,7 @@ class AttributionView(QWidget):
                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
                 summary,
             )
-            p.setPen(theme.POSITIVE if delta >= 0 else theme.NEGATIVE)
+            p.setPen(sign_colour(delta))
             p.drawText(head, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, delta_text)
             y += self.HEADER
             axis_left = name_w
@@ -351,9 +351,9 @@ class AttributionView(QWidget):
                 length = half * abs(phi) / scale
                 bar = QRectF(mid if phi >= 0 else mid - length, y + 5, max(length, 1.0), self.ROW - 10)
                 p.setPen(Qt.PenStyle.NoPen)
-                p.setBrush(theme.POSITIVE if phi >= 0 else theme.NEGATIVE)
+                p.setBrush(sign_colour(phi))
                 p.drawRoundedRect(bar, 2, 2)
-                p.setPen(theme.POSITIVE if phi >= 0 else theme.NEGATIVE)
+                p.setPen(sign_colour(phi))
                 p.drawText(
                     QRectF(axis_right, y, value_w, self.ROW),
                     Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
@@ -477,6 +477,14 @@ def signed(x: float, digits: int = 3) -> str:
     """'+0.012' / '-0.034' (as in the explanation sentence), and no '-0.000' for values that round to 0."""
     text = f"{x:+.{digits}f}"
     return f"{0:.{digits}f}" if float(text) == 0.0 else text
+
+
+def sign_colour(x: float, digits: int = 3) -> QColor:
+    """Green for a gain, red for a loss, neutral for what `signed` shows as 0: a zero moved nothing."""
+    value = float(f"{x:.{digits}f}")
+    if value == 0.0:
+        return theme.MUTED
+    return theme.POSITIVE if value > 0 else theme.NEGATIVE
 
 
 def format_duration(seconds: float | None) -> str:

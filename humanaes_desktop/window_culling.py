@@ -14,6 +14,7 @@ from pathlib import Path
 
 from humanaes_core.store import Change, Flag
 
+from .actions import returns_focus
 from .cull_dialogs import AutoCullDialog, CullParams
 from .culling import History
 from .photos import Photo
@@ -131,11 +132,17 @@ class CullingHookup:
         """What auto-cull with these settings would do, in words; and whether it can be applied."""
         return self.culling.preview_cull(params, photos)
 
+    @returns_focus
     def open_auto_cull(self) -> None:
         """Photo ▸ Auto-Cull…: the dialog previews on a snapshot of the folder (ranking 10,000 photos
         per folder takes a few hundred milliseconds: too long for the UI thread on every spin-box step)."""
         snapshot = [replace(p) for p in self.model.photos]
-        dialog = AutoCullDialog(self.settings, lambda params: self.preview_cull(params, snapshot), self)
+        dialog = AutoCullDialog(
+            self.settings,
+            lambda params: self.preview_cull(params, snapshot),
+            self,
+            warning=lambda params: self.culling.cull_warning(params, snapshot),
+        )
         try:
             accepted = dialog.exec()
         finally:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from humanaes_core.culling import SidecarReport, write_sidecar_entries
 
+from .actions import returns_focus
 from .background import Job
 from .cull_dialogs import SidecarDialog
 
@@ -34,6 +35,7 @@ class ExportHookup:
 
     # ------------------------------------------------------------------ sidecars
 
+    @returns_focus
     def write_sidecars(self) -> None:
         """Export ▸ Write XMP sidecars…: convention and keeper label, then write in the background."""
         entries = self.culling.sidecar_entries()
@@ -79,6 +81,7 @@ class ExportHookup:
 
     # ------------------------------------------------------------------ picks
 
+    @returns_focus
     def copy_picks(self, move: bool = False) -> None:
         """Export ▸ Copy/Move picks to…: the picked photos and their sidecars into another folder."""
         plan = self.culling.picks()
@@ -122,6 +125,7 @@ class ExportHookup:
 
     # ------------------------------------------------------------------ cards
 
+    @returns_focus
     def export_cards(self) -> None:
         """Export ▸ Export cards…: every card and decision as CSV, JSON or JSON lines."""
         folder = Path(self.paths[0]) if self.paths else Path.home()

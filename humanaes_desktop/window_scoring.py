@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QListWidgetItem
+from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QListWidgetItem
 
 from . import theme
+from .actions import returns_focus
 from .dialogs import DownloadDialog, SettingsDialog
 from .settings import AppSettings
 from .widgets import format_duration
@@ -28,6 +29,7 @@ class ScoringHookup:
 
     # ------------------------------------------------------------------ opening folders
 
+    @returns_focus
     def choose_folder(self) -> None:
         start = self.paths[0] if self.paths else (self.settings.recent_folders or [str(Path.home())])[0]
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of photos", start)
@@ -69,6 +71,12 @@ class ScoringHookup:
             self.open_paths(self.paths)
 
     def _start_scoring(self) -> None:
+        if self._pending_select is None:
+            # Re-scoring the open folder (other settings, another model) rebuilds the rows: the selection
+            # comes back to the same photo, so the next P, X or star acts on the photo the user chose.
+            current = self.current_photo()
+            self._pending_select = None if current is None else str(current.path)
+        self._set_unscorable(None)
         self.last_progress = Progress()
         self.progress_bar.setRange(0, 0)
         self.progress_bar.show()
@@ -96,11 +104,16 @@ class ScoringHookup:
         self.progress_bar.setValue(0)
         select, self._pending_select = self._pending_select, None
         row = self.model.row_of(select) if select else -1
-        if self.model.rowCount() and not self.grid.currentIndex().isValid():
-            self.select_row(max(row, 0))
+        if row >= 0:  # the photo selected before (the row number may hold another photo now)
+            self.select_row(row)
+            self.grid.scrollTo(self.grid.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
+        elif self.model.rowCount() and not self.grid.currentIndex().isValid():
+            self.select_row(0)
 
     def _on_model_ready(self, info: ModelInfo) -> None:
         self.model_info = info
+        self.model_is_demo = _is_demo_checkpoint(info.path)
+        self._update_status()
         self._detail_timer.start()
 
     def _on_results(self, batch: list[tuple[str, Any, str | None]]) -> None:
@@ -135,10 +148,21 @@ class ScoringHookup:
         self._download_dialog.report(description, done, total)
 
     def _on_failed(self, message: str) -> None:
-        """One clear, non-modal message; browsing, sorting and cached scores keep working."""
+        """One clear, non-modal message; browsing, sorting and cached scores keep working. Photos left
+        unscored say why instead of "scoring…" forever."""
         self.banner_text.setText(message)
         self.banner.show()
+        self._set_unscorable("model unavailable" if self.model_info is None else "scoring stopped")
         self.status_label.setText("Scoring stopped — see the message above the grid.")
+
+    def _set_unscorable(self, reason: str | None) -> None:
+        """Why the photos still waiting will not be scored in this run (None: they are being scored)."""
+        self.unscorable = reason
+        self.delegate.pending_text = "scoring…" if reason is None else "not scored"
+        self.panel.pending_caption = (
+            "Not scored yet — scoring runs in the background" if reason is None else f"Not scored: {reason}"
+        )
+        self.grid.viewport().update()
 
     def _on_finished(self, cancelled: bool) -> None:
         p = self.last_progress
@@ -149,7 +173,11 @@ class ScoringHookup:
         if p.failed:
             parts.append(f"{p.failed} skipped")
         prefix = "Cancelled — scores so far are saved" if cancelled else "Done"
+        if self.unscorable is not None:
+            prefix = "Stopped"
         self.rate_label.setText(f"{prefix}: " + ", ".join(parts) if p.total else "")
+        if self.unscorable is not None:
+            self.refresh_detail()
 
     def _on_running_changed(self, running: bool) -> None:
         self.commands.set_condition("scoring", running)
@@ -164,13 +192,17 @@ class ScoringHookup:
         shown = counts["shown"]
         text = f"{shown} of {counts['total']} photos shown" if shown != counts["total"] else f"{shown} photos"
         text += f"  ·  {counts['scored']} scored"
-        if counts["pending"]:
+        if counts["pending"] and self.unscorable is not None:
+            text += f", {counts['pending']} not scored: {self.unscorable}"
+        elif counts["pending"]:
             text += f", {counts['pending']} waiting"
         decided = self.model.decision_counts()
         if decided["picked"] or decided["rejected"]:
             text += f"  ·  {decided['picked']} picked, {decided['rejected']} rejected"
         if self.model_info is not None:
             text += f"  ·  model {Path(self.model_info.settings.model).name}"
+            if self.model_is_demo:
+                text += f"  ·  {DEMO_LABEL}"
         self.status_label.setText(text)
         self._update_empty_state()
 
@@ -187,6 +219,7 @@ class ScoringHookup:
             self.controller.cancel()
             self.status_label.setText("Cancelling after the current batch…")
 
+    @returns_focus
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self)
         if dialog.exec():
@@ -226,6 +259,7 @@ class ScoringHookup:
         n = self.errors_list.count()
         self.errors_button.setText(f"{n} skipped")
         self.errors_button.setVisible(n > 0)
+        self.errors_stack.setCurrentWidget(self.errors_list if n else self.errors_none)
 
     def toggle_errors(self) -> None:
         self.errors_dock.setVisible(not self.errors_dock.isVisible())
@@ -233,3 +267,17 @@ class ScoringHookup:
     def _on_error_activated(self, item: QListWidgetItem) -> None:
         self.select_path(item.data(Qt.ItemDataRole.UserRole))
         self.grid.setFocus()
+
+
+DEMO_LABEL = "demo model — scores are not aesthetic judgements"
+
+
+def _is_demo_checkpoint(path: Path) -> bool:
+    """Whether the loaded checkpoint is the demo model (humanaes.json provenance `demo: true`)."""
+    from humanaes_core.errors import HumanAesError
+    from humanaes_core.model import read_meta
+
+    try:
+        return bool(read_meta(path).provenance.get("demo"))
+    except (HumanAesError, OSError):
+        return False

@@ -34,6 +34,8 @@ class TrainingHookup:
     def use_model(self, model: str) -> None:
         """Switch scoring to another checkpoint (the folder re-scores in the background)."""
         self.apply_settings(replace(self.settings, scoring=replace(self.settings.scoring, model=model)))
+        self.notice(f"Now scoring with {Path(model).name}; the folder re-scores.")
+        self.restore_focus()
 
     def _close_training(self) -> None:
         """Closing the window: a run is cancelled and waited for, so no checkpoint is left half written."""

@@ -185,8 +185,11 @@ def test_auto_cull_previews_applies_and_keeps_manual_decisions(folder):
 
     half = CullParams(keep_top_percent=50, min_level=None, per="folder", overwrite_manual=False)
     text, ok = control.preview_cull(half)
-    assert ok and text.startswith("Of 5 scored photos, 3 would be picked and 2 rejected.")
-    assert "1 photos you decided yourself stay as they are (so 2 picked, 2 rejected by auto-cull)" in text
+    # Said once: what auto-cull changes, then the photographer's own decision that stays (issue #14).
+    assert ok and text.startswith(
+        "Of 5 scored photos, 2 would be picked and 2 rejected; 1 you decided yourself stays as it is."
+    )
+    assert text.count("picked") == 1 and "(so" not in text
     assert text.endswith("1 photos are not scored yet and are left alone.")
 
     control.apply_auto_cull(half)
@@ -197,9 +200,23 @@ def test_auto_cull_previews_applies_and_keeps_manual_decisions(folder):
     assert _photo(view, "c").decision is None
 
     overwrite = CullParams(keep_top_percent=50, min_level=None, per="folder", overwrite_manual=True)
-    assert "1 decisions of your own would be replaced" in control.preview_cull(overwrite)[0]
+    replaced = control.preview_cull(overwrite)[0]
+    assert replaced.startswith("Of 5 scored photos, 3 would be picked and 2 rejected.")
+    assert "This replaces 1 decision of your own." in replaced
     control.apply_auto_cull(overwrite)
     assert a.flag == Flag.PICK and a.rating.source == "auto"
+
+
+def test_a_plan_rejecting_nearly_everything_is_warned(folder):
+    """The app says what humanaes-cull refuses without --yes (issue #14, item 5)."""
+    view, _writer, control = folder
+    for name in "abcdef":  # a shoot the model finds fair at best
+        _photo(view, name).card = _card(0.3 + 0.02 * "abcdef".index(name))
+    good = CullParams(keep_top_percent=None, min_level="good", per="all", overwrite_manual=False)
+    warning = control.cull_warning(good)
+    assert warning == "This plan rejects all 6 photos (the best scores 0.40, fair): check the threshold."
+    half = CullParams(keep_top_percent=50, min_level=None, per="folder", overwrite_manual=False)
+    assert control.cull_warning(half) is None
 
 
 def test_per_burst_waits_for_the_bursts(folder):

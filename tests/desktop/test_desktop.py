@@ -306,7 +306,7 @@ def test_missing_model_shows_one_message_and_browsing_keeps_working(make_window,
     names = [p.name for p in _rows(window)]
     assert names == sorted(names, key=str.casefold)
     window.select_row(0)
-    assert window.panel.badge._caption.startswith("Not scored yet")
+    assert window.panel.badge._caption == "Not scored: model unavailable"
     assert not window.panel.card_sections.isVisible()
 
 
