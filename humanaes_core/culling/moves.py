@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from humanaes_core.files import nonblocking_opener, read_small_file
 from humanaes_core.store import content_hash_file
 
 try:
@@ -109,7 +110,7 @@ def copy_published(src: Path, dst: Path) -> None:
     """Copy to a temporary name beside `dst`, then publish it: never a half-copied file under `dst`."""
     fd, tmp = _temp_file(dst.parent)
     try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb", opener=_nonblocking) as inp:
+        with os.fdopen(fd, "wb") as out, open(src, "rb", opener=nonblocking_opener) as inp:
             if not stat.S_ISREG(os.fstat(inp.fileno()).st_mode):
                 raise OSError(errno.EINVAL, "not a regular file", str(src))
             shutil.copyfileobj(inp, out, 1 << 20)
@@ -121,10 +122,6 @@ def copy_published(src: Path, dst: Path) -> None:
         _publish(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _nonblocking(path: str, flags: int) -> int:
-    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 def place(src: Path, dst: Path) -> None:
@@ -177,15 +174,10 @@ class MoveJournal:
         self.path = Path(folder) / JOURNAL_NAME
 
     def _records(self) -> list[dict]:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:  # a regular file of sane size, or OSError
+            lines = read_small_file(self.path, _JOURNAL_MAX_BYTES).splitlines()
         except FileNotFoundError:
             return []
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size > _JOURNAL_MAX_BYTES:
-                raise OSError(errno.EINVAL, "not a regular file of sane size", str(self.path))
-            lines = fh.read().splitlines()
         records = []
         for line in lines:
             with contextlib.suppress(ValueError):  # a line torn by a kill: that step never happened

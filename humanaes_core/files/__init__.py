@@ -4,6 +4,7 @@ from humanaes_core.files.atomic import NotRegularFileError, atomic_write
 from humanaes_core.files.reading import (
     MAX_JSON_BYTES,
     FileTooLargeError,
+    nonblocking_opener,
     parse_json,
     read_json_file,
     read_small_file,
@@ -14,6 +15,7 @@ __all__ = [
     "FileTooLargeError",
     "NotRegularFileError",
     "atomic_write",
+    "nonblocking_opener",
     "parse_json",
     "read_json_file",
     "read_small_file",

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_JSON_BYTES",
     "FileTooLargeError",
     "NotRegularFileError",
+    "nonblocking_opener",
     "parse_json",
     "read_json_file",
     "read_small_file",
@@ -28,6 +29,12 @@ __all__ = [
 
 #: Default limit for a JSON metadata file (configs, manifests, shard indexes: kilobytes in practice).
 MAX_JSON_BYTES = 16 << 20
+
+
+def nonblocking_opener(path: str | os.PathLike[str], flags: int) -> int:
+    """``open(..., opener=)`` / ``os.open`` that never blocks: opening a named pipe for reading otherwise
+    waits forever for a writer."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 class FileTooLargeError(OSError):
@@ -40,8 +47,7 @@ def read_small_file(path: str | os.PathLike[str], limit: int) -> bytes:
     Raises ``NotRegularFileError`` for a device, FIFO, socket or folder, ``FileTooLargeError`` above
     `limit` (also when the file grows while it is read), and ``OSError`` when it cannot be opened.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
+    fd = nonblocking_opener(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from humanaes_core.errors import ImageLoadError
+from humanaes_core.files import nonblocking_opener
 from humanaes_core.formats.photos import HEIF_SUFFIXES, RAW_SUFFIXES
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
     "decode_raw",
     "heif_supported",
     "is_raw",
-    "nonblocking_opener",
     "open_raw",
     "raw_size",
 ]
@@ -55,11 +55,6 @@ __all__ = [
 NOT_RAW = "not a supported camera RAW file"
 #: Reason for a named pipe, device or socket with a photo's name.
 NOT_REGULAR = "not a regular file (a pipe, device or socket)"
-
-
-def nonblocking_opener(path: str, flags: int) -> int:
-    """``open(..., opener=)`` that never blocks: opening a named pipe for reading otherwise waits forever."""
-    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 def check_regular(fd: int, name: str) -> None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from humanaes_core.errors import HumanAesError
-from humanaes_core.files import atomic_write
+from humanaes_core.files import FileTooLargeError, NotRegularFileError, atomic_write, read_small_file
 from humanaes_core.formats.photos import HEIF_SUFFIXES, RAW_SUFFIXES
 
 __all__ = [
@@ -256,23 +255,20 @@ def _sidecar_bytes(path: Path, *, to_rewrite: bool = False) -> bytes | None:
     read (a pipe would block forever, ``/dev/zero`` never end), and with `to_rewrite` only a writable
     one: a sidecar made read-only is the photographer's "leave this alone"."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        data = read_small_file(path, SIDECAR_MAX_BYTES)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         return None
+    except NotRegularFileError:
+        raise XmpError(f"{path}: not a regular file (a folder, pipe or device); not touched") from None
+    except FileTooLargeError:
+        raise XmpError(
+            f"{path}: larger than the {SIDECAR_MAX_BYTES >> 20} MB a sidecar may have; not touched"
+        ) from None
     except OSError as exc:
         raise XmpError(f"{path}: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise XmpError(f"{path}: not a regular file (a folder, pipe or device); not touched")
-        too_big = f"{path}: larger than the {SIDECAR_MAX_BYTES >> 20} MB a sidecar may have; not touched"
-        if st.st_size > SIDECAR_MAX_BYTES:
-            raise XmpError(too_big)
-        if to_rewrite and (not st.st_mode & 0o222 or not os.access(path, os.W_OK)):
-            raise XmpError(f"{path}: the sidecar is read-only; left as it is")
-        data = fh.read(SIDECAR_MAX_BYTES + 1)
-    if len(data) > SIDECAR_MAX_BYTES:  # it grew while being read
-        raise XmpError(too_big)
+    if to_rewrite and (not mode & 0o222 or not os.access(path, os.W_OK)):
+        raise XmpError(f"{path}: the sidecar is read-only; left as it is")
     return data
 
 

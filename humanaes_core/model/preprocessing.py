@@ -37,6 +37,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from humanaes_core.errors import ImageLoadError
+from humanaes_core.files import nonblocking_opener
 from humanaes_core.formats import decoders as formats
 from humanaes_core.model.meta import IMAGENET_MEAN, IMAGENET_STD
 
@@ -482,7 +483,7 @@ def _decode_pillow(
 ) -> tuple[Image.Image, tuple[int, int]]:
     try:
         with (
-            open(source, "rb", buffering=0, opener=formats.nonblocking_opener) as raw,
+            open(source, "rb", buffering=0, opener=nonblocking_opener) as raw,
             _DeadlineFile(raw, deadline) as fp,
         ):
             formats.check_regular(fp.fileno(), name)
@@ -519,7 +520,7 @@ def _decode_release(source: ImageSource, timeout: float | None) -> Image.Image:
     def work(deadline: _Deadline | None) -> Image.Image:
         try:
             with (
-                open(source, "rb", buffering=0, opener=formats.nonblocking_opener) as raw,
+                open(source, "rb", buffering=0, opener=nonblocking_opener) as raw,
                 _DeadlineFile(raw, deadline) as fp,
             ):
                 formats.check_regular(fp.fileno(), name)

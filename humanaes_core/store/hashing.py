@@ -13,7 +13,7 @@ import stat as stat_mod
 from pathlib import Path
 from typing import NamedTuple
 
-from humanaes_core.files import NotRegularFileError
+from humanaes_core.files import NotRegularFileError, nonblocking_opener
 
 __all__ = [
     "DIGEST_SIZE",
@@ -38,11 +38,6 @@ def _not_regular(path: str | os.PathLike[str]) -> NotRegularFileError:
     return NotRegularFileError(errno.EINVAL, "not a regular file (a pipe, device or socket)", os.fspath(path))
 
 
-def _nonblocking_opener(path: str, flags: int) -> int:
-    """Open without blocking: a named pipe with a photo's name would otherwise hang ``open`` forever."""
-    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
-
-
 def content_hash_file(path: str | Path) -> str:
     """BLAKE2b-160 hex digest of the file's bytes, streamed so multi-GB files never sit in memory.
 
@@ -52,7 +47,7 @@ def content_hash_file(path: str | Path) -> str:
     digest = hashlib.blake2b(digest_size=DIGEST_SIZE)
     buf = bytearray(_CHUNK_BYTES)
     view = memoryview(buf)
-    with open(path, "rb", opener=_nonblocking_opener) as fh:
+    with open(path, "rb", opener=nonblocking_opener) as fh:
         mode = os.fstat(fh.fileno()).st_mode
         if stat_mod.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", os.fspath(path))

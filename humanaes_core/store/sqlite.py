@@ -42,6 +42,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from humanaes_core.errors import HumanAesError
+from humanaes_core.files import nonblocking_opener
 from humanaes_core.store.errors import CacheBusyError, CacheUnavailableError
 from humanaes_core.store.location import (
     LIBRARY_ENV_VAR,
@@ -146,7 +147,7 @@ def refuse_foreign(where: Path) -> bool:
     whether the file has content. Read without blocking, so a pipe cannot hang the check.
     """
     try:
-        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = nonblocking_opener(where, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         return False
     except IsADirectoryError:
