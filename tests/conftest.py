@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +19,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(autouse=True)
 def _garbage_on_the_main_thread() -> Iterator[None]:
     """As in the app (`humanaes_desktop.background.UiThreadGarbage`): no automatic collection during a
-    test, where it could run in a worker thread and destroy Qt objects there (PySide crashes); the
-    garbage is collected on the main thread afterwards."""
+    test, where it could run in a worker thread and destroy Qt objects there (PySide crashes). After
+    the test, what Qt was asked to delete is deleted and the garbage collected, on the main thread, so
+    windows, lanes and their threads of one test never die in the middle of the next."""
     gc.disable()
     try:
         yield
     finally:
+        if "PySide6.QtCore" in sys.modules:
+            from PySide6.QtCore import QCoreApplication, QEvent
+
+            if QCoreApplication.instance() is not None:
+                QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+                QCoreApplication.processEvents()
         gc.enable()
         gc.collect()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +11,6 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QCoreApplication, QEvent
 
 from humanaes_desktop.mainwindow import MainWindow
 from humanaes_desktop.settings import AppSettings
@@ -26,16 +24,6 @@ def _desktop_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUMANAES_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("HUMANAES_THUMBNAILS", str(tmp_path / "thumbnails"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-
-
-@pytest.fixture(autouse=True)
-def _qt_garbage(qapp) -> Iterator[None]:
-    """After each test, delete what Qt scheduled for deletion and collect Python's garbage, so windows,
-    worker lanes and their threads of one test never end up being destroyed in the middle of the next."""
-    yield
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    QCoreApplication.processEvents()
-    gc.collect()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ is moved aside with a warning, whatever is still readable is carried over, and w
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -31,20 +30,6 @@ from humanaes_core.store.sqlite import SQLITE_HEADER, database_damage
 from tests import procs
 
 N_PHOTOS = 36
-
-
-@pytest.fixture(autouse=True)
-def _collect_qt_garbage_here():
-    """After a test with a window: delete what Qt was asked to delete and collect the Python side now,
-    on the main thread; a collection that happens to run later in some worker thread must not be the one
-    that destroys Qt objects (PySide crashes then)."""
-    yield
-    if "PySide6.QtCore" in sys.modules:
-        from PySide6.QtCore import QCoreApplication, QEvent
-
-        if QCoreApplication.instance() is not None:
-            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
 
 
 @dataclass

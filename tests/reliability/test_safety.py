@@ -5,14 +5,12 @@ only next to the photo or into the chosen folder, atomically, never over an orig
 from __future__ import annotations
 
 import errno
-import gc
 import hashlib
 import json
 import logging
 import os
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,20 +28,6 @@ from humanaes_core.store.scores import ScoreCache
 from . import hostile_corpus as hc
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def _collect_qt_garbage_here():
-    """After a test with a window: delete what Qt was asked to delete and collect the Python side now,
-    on the main thread; a collection that happens to run later in some worker thread must not be the one
-    that destroys Qt objects (PySide crashes then)."""
-    yield
-    if "PySide6.QtCore" in sys.modules:
-        from PySide6.QtCore import QCoreApplication, QEvent
-
-        if QCoreApplication.instance() is not None:
-            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
 
 
 def _load(path: Path):
