@@ -99,8 +99,9 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def linear_rgb_icc() -> bytes:
-    """A minimal ICC v2 display profile: sRGB primaries with a linear (gamma 1.0) tone curve."""
+def rgb_icc(description: str, primaries: tuple[tuple[float, float, float], ...], gamma: float = 1.0) -> bytes:
+    """A minimal ICC v2 RGB display profile: the D50 white point, `primaries` (red, green, blue XYZ)
+    and one tone curve of `gamma` for all three channels."""
 
     def s15(v: float) -> bytes:
         return struct.pack(">i", round(v * 65536))
@@ -108,15 +109,16 @@ def linear_rgb_icc() -> bytes:
     def xyz(x: float, y: float, z: float) -> bytes:
         return b"XYZ " + b"\0" * 4 + s15(x) + s15(y) + s15(z)
 
-    text = b"Linear RGB test\0"
+    text = description.encode("ascii") + b"\0"
     desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 8 + b"\0" * 3 + b"\0" * 67
-    curve = b"curv" + b"\0" * 4 + struct.pack(">I", 1) + struct.pack(">H", 0x0100) + b"\0\0"
+    curve = b"curv" + b"\0" * 4 + struct.pack(">I", 1) + struct.pack(">H", round(gamma * 256)) + b"\0\0"
+    red, green, blue = primaries
     tags = [
         (b"desc", desc),
         (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
-        (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
-        (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)),
-        (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
+        (b"rXYZ", xyz(*red)),
+        (b"gXYZ", xyz(*green)),
+        (b"bXYZ", xyz(*blue)),
         (b"rTRC", curve),
         (b"gTRC", curve),
         (b"bTRC", curve),
@@ -127,22 +129,27 @@ def linear_rgb_icc() -> bytes:
         data += b"\0" * (-len(data) % 4)
         table += sig + struct.pack(">II", offset + len(blob), len(data))
         blob += data
-    size = offset + len(blob)
     header = (
-        struct.pack(">I", size)
+        struct.pack(">I", offset + len(blob))
         + b"\0" * 4
         + struct.pack(">I", 0x02100000)
         + b"mntrRGB XYZ "
         + b"\0" * 12
         + b"acsp"
-        + b"\0" * 24
-        + struct.pack(">I", 0)
+        + b"\0" * 28  # platform, flags, manufacturer, model, attributes, rendering intent
         + s15(0.9642)
         + s15(1.0)
         + s15(0.8249)
     )
     header += b"\0" * (128 - len(header))
     return header + struct.pack(">I", len(tags)) + table + blob
+
+
+def linear_rgb_icc() -> bytes:
+    """sRGB primaries with a linear (gamma 1.0) tone curve."""
+    return rgb_icc(
+        "Linear RGB test", ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
+    )
 
 
 # ------------------------------------------------------------------------------------------- tiling

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from humanaes_core.model import PromptConfig
 from humanaes_core.model.preprocessing import TileConfig, preprocess
 from humanaes_core.model.prompts import INTERNVL_SYSTEM_MESSAGE, OVERALL_ANSWER_PREFIX, SWIFT_SYSTEM_MESSAGE
 from humanaes_core.scoring.presets import get_preset, resolve_max_tiles, resolve_precision
+from tests.core.model.test_preprocessing import reference_grid, rgb_icc
 from tests.core.model.test_prompts import TOKENS_PER_TILE, internlm2, tokenisation_model
 
 S = 448
@@ -39,24 +39,8 @@ RELEASE_DIMS_QUESTION = "Rate the aesthetics of this human picture from 12 diffe
 
 
 def ref_grid(width: int, height: int, max_num: int = 12, min_num: int = 1) -> tuple[int, int]:
-    """find_closest_aspect_ratio: candidate (cols, rows) grids collected in a set over n = min..max,
-    i, j = 1..n with min <= i*j <= max, sorted by area (stable, so equal areas keep the set's order);
-    the smallest |w/h - cols/rows| wins, and on a tie the later grid wins only when the image has more
-    than half the pixels of that grid's tiles."""
-    candidates = set()
-    for n in range(min_num, max_num + 1):
-        for i in range(1, n + 1):
-            for j in range(1, n + 1):
-                if min_num <= i * j <= max_num:
-                    candidates.add((i, j))
-    best, best_diff = (1, 1), float("inf")
-    for cols, rows in sorted(candidates, key=lambda g: g[0] * g[1]):
-        diff = abs(width / height - cols / rows)
-        if diff < best_diff:
-            best, best_diff = (cols, rows), diff
-        elif diff == best_diff and width * height > 0.5 * S * S * cols * rows:
-            best = (cols, rows)
-    return best
+    """find_closest_aspect_ratio, as the tiling tests write it from InternVL's description."""
+    return reference_grid(width, height, S, min_num, max_num)
 
 
 def ref_tiles(image: Image.Image, max_num: int = 12) -> list[Image.Image]:
@@ -106,47 +90,8 @@ def texture(width: int, height: int, seed: int = 0) -> Image.Image:
 def adobe_like_icc() -> bytes:
     """An ICC v2 RGB display profile with Adobe RGB (1998)-like primaries and a 2.2 gamma: a common
     camera setting, which a colour-managed viewer converts and the release does not."""
-
-    def s15(v: float) -> bytes:
-        return struct.pack(">i", round(v * 65536))
-
-    def xyz(x: float, y: float, z: float) -> bytes:
-        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
-
-    text = b"Adobe-like test profile\0"
-    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8) + bytes(3) + bytes(67)
-    gamma = b"curv" + bytes(4) + struct.pack(">I", 1) + struct.pack(">H", 0x0233) + bytes(2)
-    tags = [
-        (b"desc", desc),
-        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
-        (b"rXYZ", xyz(0.6097, 0.3111, 0.0195)),
-        (b"gXYZ", xyz(0.2053, 0.6257, 0.0609)),
-        (b"bXYZ", xyz(0.1492, 0.0632, 0.7446)),
-        (b"rTRC", gamma),
-        (b"gTRC", gamma),
-        (b"bTRC", gamma),
-    ]
-    offset = 128 + 4 + 12 * len(tags)
-    table, blob = b"", b""
-    for sig, data in tags:
-        data += bytes(-len(data) % 4)
-        table += sig + struct.pack(">II", offset + len(blob), len(data))
-        blob += data
-    header = (
-        struct.pack(">I", offset + len(blob))
-        + bytes(4)
-        + struct.pack(">I", 0x02100000)
-        + b"mntrRGB XYZ "
-        + bytes(12)
-        + b"acsp"
-        + bytes(28)  # platform, flags, manufacturer, model, attributes, rendering intent
-        + s15(0.9642)
-        + s15(1.0)
-        + s15(0.8249)
-        + bytes(48)
-    )
-    assert len(header) == 128
-    return header + struct.pack(">I", len(tags)) + table + blob
+    primaries = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+    return rgb_icc("Adobe-like test profile", primaries, gamma=0x0233 / 256)
 
 
 def camera_jpeg(path: Path, size: tuple[int, int] = (6000, 4000), orientation: int = 6) -> Path:
