@@ -82,9 +82,10 @@ def check_output(target: str | os.PathLike[str], flag: str = "output") -> Path:
         linked = False
     except OSError as e:  # a name too long, a path through a file, no permission on a folder
         raise UnsafeOutputError(f"{flag} {name}: {e.strerror or e}") from None
-    if linked:  # judge what the link points at: a link to a photo is still a photo
-        check_output(path.resolve(), flag)
-    if path.suffix.lower() in _PROTECTED_SUFFIXES:
+    # a link is judged by what it points at too (a link to a photo is still a photo); the checks of the
+    # file itself below follow the link
+    names = [path, path.resolve()] if linked else [path]
+    if any(p.suffix.lower() in _PROTECTED_SUFFIXES for p in names):
         raise UnsafeOutputError(
             f"{flag} {name}: that is a photo's or sidecar's name; write results to .csv, .json or .jsonl"
         )
@@ -110,9 +111,9 @@ def check_output(target: str | os.PathLike[str], flag: str = "output") -> Path:
             ) from None
         if what is not None:
             raise UnsafeOutputError(f"{flag} {name}: that file is {what}; it was not replaced")
-    folder = path.parent
-    if folder.exists() and not folder.is_dir():
-        raise UnsafeOutputError(f"{flag} {name}: {folder} is not a folder")
+    for folder in (p.parent for p in names):
+        if folder.exists() and not folder.is_dir():
+            raise UnsafeOutputError(f"{flag} {name}: {folder} is not a folder")
     return path
 
 
