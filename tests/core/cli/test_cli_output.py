@@ -153,3 +153,12 @@ def test_a_fully_cached_run_does_not_import_torch(tmp_path, tiny_model, photo_di
         assert "from cache, 0 by the model, model not loaded" in done.stderr
         if device == "cpu" or not any(map(os.path.exists, ("/dev/nvidia0", "/dev/kfd", "/dev/dxg"))):
             assert done.stdout.split() == ["False", "False"], device
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32", "fp16", "bf16"])
+def test_the_torch_free_cpu_placement_keys_cards_as_torch_does(precision):
+    """A cached scan's CPU placement (no torch) must give the settings key the loaded model gives."""
+    from humanaes_core.model import resolve
+    from humanaes_core.scoring.scan import placement_for
+
+    assert placement_for("cpu", precision, None).label == resolve("cpu", precision, None).label
