@@ -99,3 +99,48 @@ def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 GOOD_PHOTOS = ("astronaut.jpg", "day2/landscape.jpg", "day2/portrait.png", "day2/panorama.webp")
 BROKEN_PHOTOS = ("not_a_photo.jpg", "truncated.jpg", "empty.png")
+
+
+def train_config(data: Path, base: Path, out: Path, **kw):
+    """Small, fast CPU training settings: one tile per photo, no workers, no periodic saves."""
+    from humanaes_core.train import TrainConfig
+
+    settings = dict(
+        data=str(data),
+        base=str(base),
+        out=str(out),
+        max_tiles=1,
+        batch_size=4,
+        lora_rank=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        workers=0,
+        save_every=0,
+        val_fraction=0.0,
+        cpu=True,
+        quiet=True,
+        lr=1e-3,
+    )
+    return TrainConfig(**{**settings, **kw})
+
+
+@pytest.fixture(scope="session")
+def learned(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The tiny model trained on 240 synthetic photos, evaluated before and after on 80 held-out ones:
+    a model whose scores mean something, shared by the training and explanation tests."""
+    from humanaes_core.data import load_data
+    from humanaes_core.data.synthetic import write_humanbeauty
+    from humanaes_core.evaluation import evaluate
+    from humanaes_core.train import train
+
+    root = write_humanbeauty(tmp_path_factory.mktemp("synthetic"), 240, 80, seed=0)
+    out = tmp_path_factory.mktemp("learned") / "ckpt"
+    test = load_data(root, split="test")
+    before = evaluate(test, tiny_model, device="cpu", max_tiles=1, progress=False)
+    config = train_config(
+        root, tiny_model, out, epochs=4, batch_size=8, lora_rank=8, lora_alpha=16, head_lr=1e-2
+    )
+    config.val_fraction = 0.1
+    result = train(config)
+    after = evaluate(test, out, device="cpu", max_tiles=1, progress=False)
+    return {"root": root, "result": result, "before": before, "after": after, "config": config}

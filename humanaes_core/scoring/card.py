@@ -31,7 +31,9 @@ class ScoreCard:
     `dims` holds all 12 keys for a full card (`heads="all"`): the leaves and parents from the expert
     head, and `overall` from the MetaVoter, the paper's final score. A quick card (`heads="overall"`)
     holds only `overall`, the mean of the normalised LM score and the regression score. Values are
-    clamped to [0, 1]; `expert_raw` keeps the expert head's unclamped outputs for attribution.
+    clamped to [0, 1]; `expert_raw` keeps the expert head's unclamped outputs and `voter_inputs` the
+    three scores the MetaVoter read (``lm``, ``regression``, ``expert``), so explanations recompute the
+    shown overall from exactly what the model computed.
     """
 
     dims: dict[str, float]
@@ -43,6 +45,7 @@ class ScoreCard:
     model: str = ""
     source: str | None = None
     expert_raw: dict[str, float] | None = None
+    voter_inputs: dict[str, float] | None = None
     version: int = CARD_VERSION
 
     @property
@@ -54,7 +57,7 @@ class ScoreCard:
         """JSON-ready; `ScoreCard.from_dict` reverses it. Built by hand: ``dataclasses.asdict`` is
         generic and took most of a cached 1,000-photo run's time."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        for key in ("dims", "heads", "expert_raw"):
+        for key in ("dims", "heads", "expert_raw", "voter_inputs"):
             if data[key] is not None:
                 data[key] = dict(data[key])
         data["lm_probs"] = list(self.lm_probs)

@@ -226,16 +226,29 @@ def decode_workers_for(device: torch.device) -> int:
     return max(2, min(8, (os.cpu_count() or 2) - 1))
 
 
-def cards_from_outputs(out: HeadOutputs, tiles: int, model_fp: str, mode: str) -> list[ScoreCard]:
-    """Turn one batch's raw head outputs into cards (all conversions of Eq. 4 and the clamping live here)."""
+def cards_from_outputs(
+    out: HeadOutputs, tiles: int, model_fp: str, mode: str, lm_normalisation: str = "linear"
+) -> list[ScoreCard]:
+    """Turn one batch's raw head outputs into cards (all conversions of Eq. 4 and the clamping live here).
+
+    `lm_normalisation` is the checkpoint's (OpenFields): how the MetaVoter read S_LM, recorded on the
+    card with the other two vote inputs so explanations add up to the shown score.
+    """
     probs = torch.softmax(out.level_logits, dim=-1)
-    lm_norm = normalise_lm_score(lm_level_score(out.level_logits))
+    s_lm = lm_level_score(out.level_logits)
+    lm_norm = normalise_lm_score(s_lm)
+    lm_input = normalise_lm_score(s_lm, lm_normalisation)
     cards = []
     for i in range(out.level_logits.shape[0]):
         heads = {"lm": _clamp(lm_norm[i]), "regression": _clamp(out.regression[i])}
-        expert_raw = None
+        expert_raw = voter = None
         if out.expert is not None and out.metavoter is not None:
             expert_raw = {k: float(out.expert[k][i]) for k in KEYS}
+            voter = {
+                "lm": float(lm_input[i]),
+                "regression": float(out.regression[i]),
+                "expert": expert_raw["overall"],
+            }
             heads["expert"] = _clamp(expert_raw["overall"])
             heads["metavoter"] = _clamp(out.metavoter[i])
             dims = {k: _clamp(expert_raw[k]) for k in KEYS}
@@ -252,6 +265,7 @@ def cards_from_outputs(out: HeadOutputs, tiles: int, model_fp: str, mode: str) -
                 mode=mode,
                 model=model_fp,
                 expert_raw=expert_raw,
+                voter_inputs=voter,
             )
         )
     return cards
@@ -405,7 +419,9 @@ class Scorer:
         out = self.model.score_batch(
             None, tiles, heads=heads, question_index=self.question_index, image_features=feats
         )
-        cards = cards_from_outputs(out, tiles, self.fingerprint, heads)
+        cards = cards_from_outputs(
+            out, tiles, self.fingerprint, heads, self.model.heads.fields.lm_normalisation
+        )
         results = []
         for (item, _), card in zip(batch, cards, strict=True):
             card.source = item.source

@@ -25,7 +25,6 @@ from humanaes_core.data.qa import build_qa
 from humanaes_core.data.samples import Sample
 from humanaes_core.data.synthetic import write_humanbeauty
 from humanaes_core.errors import HumanAesError
-from humanaes_core.evaluation.metrics import evaluate
 from humanaes_core.model.checkpoint import load_model
 from humanaes_core.model.manifest import check_manifest
 from humanaes_core.model.meta import read_meta
@@ -36,29 +35,9 @@ from humanaes_core.train.dataset import TrainingSet, collate
 from humanaes_core.train.stage1 import Stage1, apply_lora, set_activation_checkpointing
 from humanaes_core.train.trainer import TrainingInterrupted, export_checkpoint, train
 from tests.conftest import synthetic_photo
+from tests.conftest import train_config as _config
 
 CPU = torch.device("cpu")
-
-
-def _config(data: Path, base: Path, out: Path, **kw) -> TrainConfig:
-    """Small, fast CPU settings: one tile per photo, no workers, no periodic saves."""
-    settings = dict(
-        data=str(data),
-        base=str(base),
-        out=str(out),
-        max_tiles=1,
-        batch_size=4,
-        lora_rank=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        workers=0,
-        save_every=0,
-        val_fraction=0.0,
-        cpu=True,
-        quiet=True,
-        lr=1e-3,
-    )
-    return TrainConfig(**{**settings, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -206,20 +185,6 @@ def test_partially_labelled_sample_trains_only_its_labelled_node(lora_model, tmp
 
 
 # ------------------------------------------------------------------------------ learning, reload, eval
-
-
-@pytest.fixture(scope="module")
-def learned(tiny_model, tmp_path_factory):
-    """Train the tiny model on 240 synthetic photos; evaluate before and after on 80 held-out ones."""
-    root = write_humanbeauty(tmp_path_factory.mktemp("synthetic"), 240, 80, seed=0)
-    out = tmp_path_factory.mktemp("learned") / "ckpt"
-    test = load_data(root, split="test")
-    before = evaluate(test, tiny_model, device="cpu", max_tiles=1, progress=False)
-    config = _config(root, tiny_model, out, epochs=4, batch_size=8, lora_rank=8, lora_alpha=16, head_lr=1e-2)
-    config.val_fraction = 0.1
-    result = train(config)
-    after = evaluate(test, out, device="cpu", max_tiles=1, progress=False)
-    return {"root": root, "result": result, "before": before, "after": after, "config": config}
 
 
 def _figures(report: dict) -> str:
