@@ -36,7 +36,7 @@ def _warm_up() -> None:
     try:
         from transformers import InternVLForConditionalGeneration  # noqa: F401
 
-        from humanaes_core.attribution import ExpertAttributor  # noqa: F401
+        from humanaes_core.attribution import explain_card  # noqa: F401
         from humanaes_core.scoring import CachedScoring  # noqa: F401
     except Exception as e:  # the worker reports real problems when it runs; this is only a head start
         logging.getLogger(__name__).debug("warm-up import failed: %s", e)

@@ -86,9 +86,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("full", "Full-Screen Photo", "enter_full_view", "&View", tip="Full screen (Enter)"),
     ActionSpec("errors", "Skipped Files", "toggle_errors", "&View", ("Ctrl+E",)),
     ActionSpec(
-        "zoom_in", "Larger Tiles", "zoom_tiles", "&View", ("Ctrl+=",), args=(24,), separator_before=True
+        "zoom_in", "Larger Thumbnails", "zoom_tiles", "&View", ("Ctrl+=",), args=(24,), separator_before=True
     ),
-    ActionSpec("zoom_out", "Smaller Tiles", "zoom_tiles", "&View", ("Ctrl+-",), args=(-24,)),
+    ActionSpec("zoom_out", "Smaller Thumbnails", "zoom_tiles", "&View", ("Ctrl+-",), args=(-24,)),
     ActionSpec(
         "collapse",
         "Collapse Bursts",

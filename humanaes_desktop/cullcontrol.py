@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from humanaes_core.errors import HumanAesError
 from humanaes_core.store import Change, Flag, PhotoDecision
+from humanaes_core.wording import count
 
 if TYPE_CHECKING:
     from humanaes_core.culling import CopyReport, Decision, SidecarEntry, SidecarReport
@@ -346,7 +347,9 @@ class CullingController:
         text = _cull_outcome(plan, manual, params.overwrite_manual)
         unscored = sum(1 for p in photos if p.card is None and p.error is None)
         if unscored:
-            text += f" {unscored} photos are not scored yet and are left alone."
+            text += (
+                f" {count(unscored, 'photo')} not scored yet {'is' if unscored == 1 else 'are'} left alone."
+            )
         return text, True
 
     def cull_warning(self, params: CullParams, photos: Sequence[Photo] | None = None) -> str | None:
@@ -389,7 +392,8 @@ class CullingController:
         picks = sum(1 for e in entries if e.pick)
         rejects = sum(1 for e in entries if e.rejected)
         return (
-            f"{len(entries)} photos with decisions made in HumanAes: {picks} picked, {rejects} rejected, "
+            f"{count(len(entries), 'photo')} with decisions made in HumanAes: {picks} picked, "
+            f"{rejects} rejected, "
             f"{len(entries) - picks - rejects} rated or cleared. "
             "Photos you have not decided here are left alone."
         )
@@ -410,7 +414,7 @@ class CullingController:
     @staticmethod
     def picks_copied(report: CopyReport, dest: Path, move: bool) -> tuple[str, list[tuple[str, str]]]:
         """The notice after copying or moving picks, and the failures for Skipped files."""
-        text = f"{'Moved' if move else 'Copied'} {len(report.copied)} picks to {dest}"
+        text = f"{'Moved' if move else 'Copied'} {count(len(report.copied), 'pick')} to {dest}"
         if report.already_there:
             text += f" ({len(report.already_there)} already there)"
         failures = [

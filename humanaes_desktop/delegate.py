@@ -24,7 +24,8 @@ from .painting import (
     paint_stars,
     stars_width,
 )
-from .photos import GroupRole, Photo, PhotoRole
+from .photos import HEAD_LABELS, GroupRole, Photo, PhotoRole
+from .widgets import mini_name
 
 NAME_STRIP = 26
 PAD = 6
@@ -119,11 +120,7 @@ class TileDelegate(QStyledItemDelegate):
         value = photo.sort_value(key)
         if value is None:
             return
-        label = (
-            BY_KEY[key].letter
-            if key in BY_KEY
-            else {"lm": "LM", "regression": "Reg", "expert": "Exp"}.get(key[5:], "MV")
-        )
+        label = mini_name(key) if key in BY_KEY else HEAD_LABELS[key[5:]]
         text2 = f"{label} {value:.2f}"
         w2 = fm.horizontalAdvance(text2) + 14
         paint_chip(p, QRectF(area.right() - w2 - 6, y, w2, h), text2, theme.level_colour(value))

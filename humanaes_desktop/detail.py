@@ -1,9 +1,10 @@
-"""The detail panel: preview, the A–L hierarchy, radar chart, head scores and the attribution."""
+"""The detail panel: preview, the A–L hierarchy, the why, radar chart and (advanced) the heads."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
@@ -18,9 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .explanation import ExplanationView
 from .photos import Photo
 from .widgets import (
-    AttributionView,
     DecisionView,
     HeadsView,
     HierarchyView,
@@ -94,10 +95,10 @@ class DetailPanel(QScrollArea):
         self.radar_legend.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.radar_legend.setWordWrap(True)
         self.heads = HeadsView()
-        self.attribution = AttributionView()
+        self.attribution = ExplanationView()
         self.attribution_note = QLabel(
-            "Exact Shapley values of the expert head's own FFNs: how far each child moved its parent away "
-            "from the parent's value for the folder-average children. Each group adds up to its difference."
+            "How much each part moved this photo's overall score away from the folder average; each group "
+            "adds up to the line above it. Hover a row for what it measures."
         )
         self.attribution_note.setObjectName("muted")
         self.attribution_note.setWordWrap(True)
@@ -112,13 +113,13 @@ class DetailPanel(QScrollArea):
         sections.setSpacing(6)
         sections.addWidget(_section("Hierarchy  ·  tick = folder average"))
         sections.addWidget(self.hierarchy)
-        sections.addWidget(_section("Why  ·  attribution against the folder average"))
+        sections.addWidget(_section("Why  ·  against the folder average"))
         sections.addWidget(self.attribution)
         sections.addWidget(self.attribution_note)
         sections.addWidget(_section("12 dimensions"))
         sections.addWidget(self.radar)
         sections.addWidget(self.radar_legend)
-        sections.addWidget(_section("Heads"))
+        sections.addWidget(_section("Advanced  ·  the model's heads"))
         sections.addWidget(self.heads)
         layout.addWidget(self.card_sections)
         layout.addStretch(1)
@@ -132,11 +133,10 @@ class DetailPanel(QScrollArea):
         self,
         photo: Photo | None,
         reference: Mapping[str, float] | None = None,
-        attributions: Mapping[str, object] | None = None,
-        explanation: str = "",
+        explanation: Any = None,
     ) -> None:
         """Show `photo` (None clears). `reference`: the folder's mean displayed scores (ticks, radar);
-        `attributions`: {parent: ParentAttribution} against the folder's mean expert card.
+        `explanation`: why its overall differs from the folder average (`attribution.Explanation`).
         Another photo starts at the top (its name and preview in view); the same one keeps the scroll."""
         if photo is None or self.photo is None or photo.path != self.photo.path:
             self.verticalScrollBar().setValue(0)
@@ -146,22 +146,24 @@ class DetailPanel(QScrollArea):
             self.title.setText("No photo selected")
             self.subtitle.setText("Open a folder with Ctrl+O or drop one on the window.")
             self.preview.set_pixmap(None, "")
-            self._show_card(None, None, None, "")
+            self._show_card(None, None, None)
             return
         self.title.setText(photo.path.name)
         parts = [photo.name if photo.name != photo.path.name else str(photo.path.parent)]
         if photo.captured:
             parts.append(datetime.fromtimestamp(photo.captured).strftime("%Y-%m-%d %H:%M"))
-        if photo.card is not None:
-            parts.append(f"{photo.card.tiles} tile{'s' if photo.card.tiles != 1 else ''}")
         self.subtitle.setText("  ·  ".join(parts))
+        tiles = (
+            None if photo.card is None else photo.card.tiles
+        )  # how it was scored: a tooltip, not the panel
+        self.subtitle.setToolTip("" if tiles is None else f"Scored from {tiles} image tiles of 448 px")
         if photo.error is not None:
-            self._show_card(None, None, None, "")
+            self._show_card(None, None, None)
             self.badge.hide()
             self.explanation.setText(f"Skipped: {photo.error}. The file could not be read as a photo.")
             self.explanation.show()
             return
-        self._show_card(photo, reference, attributions, explanation)
+        self._show_card(photo, reference, explanation)
 
     def set_culling(self, photo: Photo | None, burst_size: int = 1, best: bool = False) -> None:
         """The photo's decision, and its burst (with the compare button) when it is part of one."""
@@ -182,8 +184,7 @@ class DetailPanel(QScrollArea):
         self,
         photo: Photo | None,
         reference: Mapping[str, float] | None,
-        attributions: Mapping[str, object] | None,
-        explanation: str,
+        explanation: Any,
     ) -> None:
         card = None if photo is None else photo.card
         self.card_sections.setVisible(card is not None)
@@ -193,16 +194,20 @@ class DetailPanel(QScrollArea):
             self.hierarchy.set_values(None)
             self.radar.set_values(None)
             self.heads.set_values(None)
-            self.attribution.set_attributions(None)
+            self.attribution.set_explanation(None)
             self.explanation.setVisible(False)
             return
-        caption = "overall (MetaVoter)"
-        if reference is not None:
+        caption = "overall"
+        if explanation is not None:  # the average the why compares with, so the two always agree
+            caption += f"\nfolder average {explanation.reference:.2f}"
+        elif reference is not None:
             caption += f"\nfolder average {reference['overall']:.2f}"
         self.badge.set_score(card.dims["overall"], caption)
+        self.badge.setToolTip("The final score: the MetaVoter's vote over the model's three heads")
         self.hierarchy.set_values(card.dims, reference)
         self.radar.set_values(card.dims, reference)
         self.heads.set_values(card.heads)
-        self.attribution.set_attributions(attributions)
-        self.explanation.setText(explanation)
-        self.explanation.setVisible(bool(explanation))
+        self.attribution.set_explanation(explanation)
+        sentence = "" if explanation is None else explanation.sentence
+        self.explanation.setText(sentence)
+        self.explanation.setVisible(bool(sentence))

@@ -424,8 +424,7 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         if photo is None:
             self.panel.show_photo(None)
             return
-        attributions, sentence = self.attribution_for(photo)
-        self.panel.show_photo(photo, self.model.mean_dims(), attributions, sentence)
+        self.panel.show_photo(photo, self.model.mean_dims(), self.explanation_for(photo))
         self._refresh_culling_panel()
 
     def _refresh_culling_panel(self) -> None:
@@ -436,25 +435,20 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         self.panel.set_culling(photo, size, size > 1 and self.model.best_of_group(photo) is photo)
         self.panel.compare_button.setVisible(not self._comparing)
 
-    def attribution_for(self, photo: Photo) -> tuple[dict[str, Any] | None, str]:
-        """Exact Shapley attribution of the photo's expert parents against the folder's mean card."""
-        info = self.model_info
-        card = photo.card
-        reference = self.model.reference()
-        if (
-            info is None
-            or info.attributor is None
-            or card is None
-            or not card.expert_raw
-            or reference is None
-        ):
-            return None, ""
+    def explanation_for(self, photo: Photo) -> Any:
+        """Why the photo shows its overall score, against the folder's other cards by the same model
+        (`humanaes_core.attribution.Explanation`), or None when it cannot be said yet."""
+        info, card = self.model_info, photo.card
+        if info is None or info.attributor is None or card is None or not card.expert_raw:
+            return None
         if card.model and card.model != info.fingerprint:
-            return None, ""  # never explain a card with another model's FFNs
-        from humanaes_core.attribution import explain
+            return None  # never explain a card with another model's heads
+        reference = self.model.reference_cards(info.fingerprint)
+        if not reference:
+            return None
+        from humanaes_core.attribution import explain_card
 
-        attributions = info.attributor.attribute(card, reference)
-        return attributions, explain(attributions, "the folder average")
+        return explain_card(card, reference, info.attributor)
 
     def _on_preview_ready(self, path: str) -> None:
         photo = self.current_photo()

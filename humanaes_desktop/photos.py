@@ -40,11 +40,18 @@ GroupRole = Qt.ItemDataRole.UserRole + 3  # how many photos a row stands for (bu
 
 _FLAG_NAME = {Flag.PICK: "pick", Flag.NONE: "none", Flag.REJECT: "reject"}
 
+#: The four heads in a photographer's words (the technical names are in `HEAD_TOOLTIPS`).
 HEAD_LABELS = {
-    "lm": "LM head",
-    "regression": "Regression head",
-    "expert": "Expert head",
-    "metavoter": "MetaVoter",
+    "lm": "Rating in words",
+    "regression": "Direct rating",
+    "expert": "Detailed assessment",
+    "metavoter": "Final vote",
+}
+HEAD_TOOLTIPS = {
+    "lm": "LM head: the rating word's expected level (Eq. 4)",
+    "regression": "Regression head: a linear layer on the hidden state",
+    "expert": "Expert head: Overall (L) of the A–L hierarchy",
+    "metavoter": "MetaVoter: the vote over the three heads, the overall score",
 }
 
 #: (sort key, menu label): the overall score, the 12 dimensions, the four heads, name, capture time.
@@ -172,7 +179,7 @@ class PhotoModel(QAbstractListModel):
         self._sort_key = "overall"
         self._descending = True
         self._filter = Filter()
-        self._reference: dict[str, float] | None = None
+        self._reference: list[Any] | None = None
         self._mean_dims: dict[str, float] | None = None
         self._by_hash: dict[str, list[int]] = {}  # content hash -> photos (identical files share a decision)
         self._groups: list[list[int]] = []  # bursts of two or more photos, members in capture order
@@ -383,14 +390,12 @@ class PhotoModel(QAbstractListModel):
         if self._order:
             self.dataChanged.emit(self.index(0), self.index(len(self._order) - 1))
 
-    def reference(self) -> dict[str, float] | None:
-        """Mean expert-head card of the scored photos (the attribution baseline), cached until a change."""
+    def reference_cards(self, model: str) -> list[Any]:
+        """The full cards of the folder's scored photos by `model` (what "the folder average" of an
+        explanation means), cached until a card changes."""
         if self._reference is None:
-            raws = [p.card.expert_raw for p in self._photos if p.card is not None and p.card.expert_raw]
-            if not raws:
-                return None
-            self._reference = {k: sum(r[k] for r in raws) / len(raws) for k in KEYS}
-        return self._reference
+            self._reference = [p.card for p in self._photos if p.card is not None and p.card.expert_raw]
+        return [c for c in self._reference if not c.model or c.model == model]
 
     def mean_dims(self) -> dict[str, float] | None:
         """Mean of the displayed 12 values (overall = MetaVoter) over scored photos: the ticks and radar."""

@@ -84,20 +84,23 @@ def make_demo_model(path: Path) -> Path:
 
 
 def _most_telling(window: object) -> Path:
-    """A portrait below the folder average through a parent (F or J), with bars of both signs, so the
-    explanation reads down to a leaf and the signed bars show what pulled it down and what held it up."""
+    """A portrait below the folder average through a dimension group (Face or Appearance), with bars of
+    both signs, so the sentence reads down to a part and the bars show what pulled it down and what held
+    it up."""
     best, best_score = None, -1.0
     for photo in window.model.photos:  # type: ignore[attr-defined]
         if photo.card is None or not photo.path.name.startswith("portrait"):
             continue
-        attrs, _ = window.attribution_for(photo)  # type: ignore[attr-defined]
-        if not attrs:
+        why = window.explanation_for(photo)  # type: ignore[attr-defined]
+        if why is None:
             continue
-        root = attrs["overall"]
-        signs = {v > 0 for a in attrs.values() for v in a.contributions.values()}
-        score = (
-            -root.delta * (2.0 if root.main_driver() in attrs else 1.0) * (1.5 if len(signs) == 2 else 1.0)
+        signs = {n.total > 0 for n in why.walk() if n is not why}
+        driver = why.children["expert"].driver()
+        through_group = driver is not None and driver.key in (
+            "facial_aesthetic",
+            "general_appearance_aesthetic",
         )
+        score = -why.total * (2.0 if through_group else 1.0) * (1.5 if len(signs) == 2 else 1.0)
         if score > best_score:
             best, best_score = photo.path, score
     assert best is not None, "no scored portrait to show"

@@ -1,4 +1,4 @@
-"""Painted widgets of the detail panel: hierarchy bars, radar chart, head scores, attribution, preview.
+"""Painted widgets of the detail panel: hierarchy bars, radar chart, head scores, preview.
 
 Painted with QPainter (QtCharts is not part of PySide6-Essentials); each widget takes plain values,
 so it can be tested and reused without a model.
@@ -53,11 +53,16 @@ MINI_NAMES = {
 }
 
 
+def mini_name(key: str) -> str:
+    """The shortest clear name of a dimension, where space is tight (radar rim, chips, tiles)."""
+    return MINI_NAMES.get(key) or short_name(key)
+
+
 def short_name(key: str) -> str:
     return SHORT_NAMES.get(key, BY_KEY[key].name)
 
 
-def _font(base: QFont, size_delta: float = 0.0, bold: bool = False) -> QFont:
+def font_like(base: QFont, size_delta: float = 0.0, bold: bool = False) -> QFont:
     f = QFont(base)
     if size_delta:
         f.setPointSizeF(max(6.0, f.pointSizeF() + size_delta))
@@ -93,7 +98,11 @@ class HierarchyView(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         w = self.width()
-        normal, bold, small = self.font(), _font(self.font(), bold=True), _font(self.font(), -1.5, bold=True)
+        normal, bold, small = (
+            self.font(),
+            font_like(self.font(), bold=True),
+            font_like(self.font(), -1.5, bold=True),
+        )
         fm = QFontMetrics(normal)
         word_w, score_w = fm.horizontalAdvance("excellent") + 8, fm.horizontalAdvance("0.000") + 10
         bar_w = max(60.0, min(140.0, w * 0.24))
@@ -149,7 +158,7 @@ class RadarChart(QWidget):
         super().__init__(parent)
         self._values: Mapping[str, float] | None = None
         self._reference: Mapping[str, float] | None = None
-        self.setMinimumSize(220, 220)
+        self.setMinimumSize(300, 300)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def set_values(
@@ -162,7 +171,7 @@ class RadarChart(QWidget):
         return dict(self._values or {})
 
     def sizeHint(self) -> QSize:
-        return QSize(300, 270)
+        return QSize(340, 320)
 
     def _polygon(self, centre: QPointF, radius: float, values: Mapping[str, float]) -> QPolygonF:
         poly = QPolygonF()
@@ -177,13 +186,13 @@ class RadarChart(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         side = min(self.width(), self.height())
         centre = QPointF(self.width() / 2, self.height() / 2)
-        radius = side / 2 - 26
+        radius = side / 2 - 48  # room for the dimension names around the rim
         for ring in (0.2, 0.4, 0.6, 0.8, 1.0):
             p.setPen(QPen(theme.BORDER, 1))
             p.setBrush(Qt.BrushStyle.NoBrush)
             ring_poly = self._polygon(centre, radius * ring, dict.fromkeys(KEYS, 1.0))
             p.drawPolygon(ring_poly)
-        small = _font(self.font(), -1.0, bold=True)
+        small = font_like(self.font(), -1.0, bold=True)
         p.setFont(small)
         for i, key in enumerate(KEYS):
             a = -math.pi / 2 + 2 * math.pi * i / len(KEYS)
@@ -191,14 +200,14 @@ class RadarChart(QWidget):
             p.setPen(QPen(theme.BORDER, 1))
             p.drawLine(centre, end)
             label = QPointF(
-                centre.x() + (radius + 14) * math.cos(a), centre.y() + (radius + 14) * math.sin(a)
+                centre.x() + (radius + 30) * math.cos(a), centre.y() + (radius + 18) * math.sin(a)
             )
             value = None if self._values is None else self._values.get(key)
             p.setPen(theme.level_colour(value) if value is not None else theme.MUTED)
             p.drawText(
-                QRectF(label.x() - 12, label.y() - 9, 24, 18),
-                Qt.AlignmentFlag.AlignCenter,
-                BY_KEY[key].letter,
+                QRectF(label.x() - 45, label.y() - 15, 90, 30),
+                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                mini_name(key),
             )
         if self._reference:
             pen = QPen(theme.REFERENCE, 1.2, Qt.PenStyle.DashLine)
@@ -260,110 +269,6 @@ class HeadsView(QWidget):
         p.end()
 
 
-class AttributionView(QWidget):
-    """Signed bars: how much each child moved its parent against the reference (exact Shapley values).
-
-    One shared scale for all bars, so a long bar under Facial Aesthetic and one under Overall mean
-    the same amount of score.
-    """
-
-    ROW = 21
-    HEADER = 28
-    PARENTS = ("overall", "facial_aesthetic", "general_appearance_aesthetic")
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._attrs: Mapping[str, object] | None = None
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setFixedHeight(self._height())
-
-    def _height(self) -> int:
-        rows = sum(len(BY_KEY[k].children) for k in self.PARENTS)
-        return rows * self.ROW + len(self.PARENTS) * (self.HEADER + 6)
-
-    def set_attributions(self, attrs: Mapping[str, object] | None) -> None:
-        """`attrs`: {parent: humanaes_core.attribution.ParentAttribution} or None to clear."""
-        self._attrs = attrs
-        self.update()
-
-    def contributions(self) -> dict[str, dict[str, float]]:
-        return {k: dict(a.contributions) for k, a in (self._attrs or {}).items()}  # type: ignore[attr-defined]
-
-    def paintEvent(self, _event: object) -> None:
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        if not self._attrs:
-            p.setPen(theme.MUTED)
-            p.drawText(
-                self.rect().adjusted(4, 0, -4, 0),
-                Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
-                "Attribution appears once this photo and some others in the folder are scored.",
-            )
-            p.end()
-            return
-        normal, bold = self.font(), _font(self.font(), bold=True)
-        fm = QFontMetrics(normal)
-        name_w = min(fm.horizontalAdvance("General Appearance") + 22, self.width() * 0.5)
-        value_w = fm.horizontalAdvance("+0.000") + 8
-        scale = max(
-            (abs(v) for a in self._attrs.values() for v in a.contributions.values()),  # type: ignore[attr-defined]
-            default=0.0,
-        )
-        scale = max(scale, 1e-6)
-        y = 0.0
-        for parent in self.PARENTS:
-            attr = self._attrs.get(parent)
-            if attr is None:
-                continue
-            delta = attr.delta  # type: ignore[attr-defined]
-            p.setFont(bold)
-            p.setPen(theme.TEXT)
-            head = QRectF(4, y + 4, self.width() - 8, self.HEADER - 6)
-            title = "Overall (expert head)" if parent == "overall" else short_name(parent)
-            p.drawText(head, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, title)
-            p.setFont(normal)
-            summary = f"{attr.value:.3f} vs {attr.reference_value:.3f}  "  # type: ignore[attr-defined]
-            delta_text = signed(delta)
-            dw = QFontMetrics(normal).horizontalAdvance(delta_text)
-            p.setPen(theme.MUTED)
-            p.drawText(
-                head.adjusted(0, 0, -dw, 0),
-                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-                summary,
-            )
-            p.setPen(sign_colour(delta))
-            p.drawText(head, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, delta_text)
-            y += self.HEADER
-            axis_left = name_w
-            axis_right = self.width() - value_w - 4
-            mid = (axis_left + axis_right) / 2
-            half = (axis_right - axis_left) / 2 - 2
-            p.setPen(QPen(theme.BORDER, 1))
-            rows = len(attr.contributions)  # type: ignore[attr-defined]
-            p.drawLine(QPointF(mid, y), QPointF(mid, y + rows * self.ROW))
-            for child, phi in attr.contributions.items():  # type: ignore[attr-defined]
-                p.setPen(theme.SECONDARY_TEXT)
-                p.drawText(
-                    QRectF(14, y, name_w - 18, self.ROW),
-                    Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
-                    fm.elidedText(short_name(child), Qt.TextElideMode.ElideRight, int(name_w - 18)),
-                )
-                length = half * abs(phi) / scale
-                bar = QRectF(mid if phi >= 0 else mid - length, y + 5, max(length, 1.0), self.ROW - 10)
-                p.setPen(Qt.PenStyle.NoPen)
-                p.setBrush(sign_colour(phi))
-                p.drawRoundedRect(bar, 2, 2)
-                p.setPen(sign_colour(phi))
-                p.drawText(
-                    QRectF(axis_right, y, value_w, self.ROW),
-                    Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-                    signed(phi),
-                )
-                y += self.ROW
-            y += 6
-        p.end()
-
-
 class ImageView(QWidget):
     """A pixmap fitted into the widget, centred; a message when there is none yet."""
 
@@ -400,7 +305,7 @@ def paint_mini_card(p: QPainter, rect: QRectF, dims: Mapping[str, float] | None)
     """The 12 dimensions as compact rows (letter, name when there is room, bar, value), in the panel's
     hierarchy order: overall first, children indented under their parent."""
     row_h = rect.height() / len(HIERARCHY)
-    small = _font(p.font(), -1.5)
+    small = font_like(p.font(), -1.5)
     p.save()
     p.setFont(small)
     fm = QFontMetrics(small)
@@ -413,7 +318,7 @@ def paint_mini_card(p: QPainter, rect: QRectF, dims: Mapping[str, float] | None)
         p.setPen(theme.TEXT if depth < 2 else theme.MUTED)
         p.drawText(QRectF(x, y, 14, row_h), Qt.AlignmentFlag.AlignVCenter, BY_KEY[key].letter)
         if name_w:
-            name = MINI_NAMES.get(key) or short_name(key)
+            name = mini_name(key)
             width = int(rect.left() + name_w - x - 16)
             p.drawText(
                 QRectF(x + 14, y, width, row_h),
@@ -446,10 +351,13 @@ class ScoreBadge(QWidget):
         self._score, self._caption = score, caption
         self.update()
 
+    def caption(self) -> str:
+        return self._caption
+
     def paintEvent(self, _event: object) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        big = _font(self.font(), 12, bold=True)
+        big = font_like(self.font(), 12, bold=True)
         p.setFont(big)
         colour = theme.level_colour(self._score)
         text = "–" if self._score is None else f"{self._score:.2f}"
@@ -458,7 +366,7 @@ class ScoreBadge(QWidget):
         p.drawText(QRectF(2, 0, width + 4, self.height()), Qt.AlignmentFlag.AlignVCenter, text)
         x = width + 14
         if self._score is not None:
-            p.setFont(_font(self.font(), 0, bold=True))
+            p.setFont(font_like(self.font(), 0, bold=True))
             word = score_to_level(self._score)
             ww = QFontMetrics(p.font()).horizontalAdvance(word) + 20
             level_pill(p, QRectF(x, self.height() / 2 - 11, ww, 22), self._score, word)
@@ -500,8 +408,8 @@ def format_duration(seconds: float | None) -> str:
 
 
 def chips_text(values: Mapping[str, float], keys: Sequence[str]) -> str:
-    """'A 0.61 · B 0.42 · …' for compact overlays."""
-    return "  ·  ".join(f"{BY_KEY[k].letter} {values[k]:.2f}" for k in keys if k in values)
+    """'Brightness 0.61 · Feature Clarity 0.42 · …' for compact overlays."""
+    return "  ·  ".join(f"{mini_name(k)} {values[k]:.2f}" for k in keys if k in values)
 
 
 #: Who made a decision, as the detail panel says it.

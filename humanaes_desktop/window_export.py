@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from humanaes_core.culling import SidecarReport, write_sidecar_entries
+from humanaes_core.wording import count
 
 from .actions import returns_focus
 from .background import Job
@@ -56,7 +57,7 @@ class ExportHookup:
         if not entries:
             return
         total = len(entries)
-        self.notice(f"Writing XMP sidecars for {total} photos…", 0)
+        self.notice(f"Writing XMP sidecars for {count(total, 'photo')}…", 0)
 
         def write(job: Job) -> SidecarReport:
             def progress(done: int, of: int) -> None:
@@ -89,7 +90,7 @@ class ExportHookup:
         if not plan:
             self.notice("No picks yet: pick photos with P, or run Auto-Cull, first.")
             return
-        dest = QFileDialog.getExistingDirectory(self, f"{verb} {len(plan)} picks to…", self.paths[0])
+        dest = QFileDialog.getExistingDirectory(self, f"{verb} {count(len(plan), 'pick')} to…", self.paths[0])
         if not dest:
             return
         if move:
@@ -109,7 +110,7 @@ class ExportHookup:
         plan = self.culling.picks()
         if not plan:
             return
-        self.notice(f"{'Moving' if move else 'Copying'} {len(plan)} picks…", 0)
+        self.notice(f"{'Moving' if move else 'Copying'} {count(len(plan), 'pick')}…", 0)
         self.jobs.submit(
             lambda: copy_picks(plan, dest, move=move),
             done=lambda report: self._on_picks_copied(report, Path(dest), move),

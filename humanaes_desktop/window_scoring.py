@@ -16,6 +16,8 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QListWidgetItem
 
+from humanaes_core.wording import count
+
 from . import theme
 from .actions import returns_focus
 from .dialogs import DownloadDialog, SettingsDialog
@@ -190,7 +192,11 @@ class ScoringHookup:
         if counts["total"] == 0:
             return
         shown = counts["shown"]
-        text = f"{shown} of {counts['total']} photos shown" if shown != counts["total"] else f"{shown} photos"
+        text = (
+            f"{shown} of {count(counts['total'], 'photo')} shown"
+            if shown != counts["total"]
+            else count(shown, "photo")
+        )
         text += f"  ·  {counts['scored']} scored"
         if counts["pending"] and self.unscorable is not None:
             text += f", {counts['pending']} not scored: {self.unscorable}"

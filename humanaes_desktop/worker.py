@@ -62,7 +62,7 @@ class ModelInfo:
 
     path: Path
     fingerprint: str
-    attributor: Any = None  # humanaes_core.attribution.ExpertAttributor, None if it could not be read
+    attributor: Any = None  # humanaes_core.attribution.HeadsAttributor, None if it could not be read
     settings: ScoringSettings = field(default_factory=ScoringSettings)
 
 
@@ -141,7 +141,7 @@ class ScoringRun:
             self._consume(scoring, files)
 
     def _make_scoring(self, cache: Any) -> Any:
-        from humanaes_core.attribution import ExpertAttributor
+        from humanaes_core.attribution import HeadsAttributor
         from humanaes_core.errors import HumanAesError
         from humanaes_core.scoring import CachedScoring
 
@@ -161,7 +161,7 @@ class ScoringRun:
         if self.scorer is not None and getattr(self.scorer, "fingerprint", None) == scoring.model_fp:
             scoring.scorer = self.scorer
         try:
-            attributor = ExpertAttributor.from_checkpoint(scoring.model_path)
+            attributor = HeadsAttributor.from_checkpoint(scoring.model_path)
         except (HumanAesError, OSError, ValueError) as e:
             log.warning("attribution unavailable for %s: %s", scoring.model_path, e)
             attributor = None

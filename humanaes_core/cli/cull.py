@@ -30,6 +30,7 @@ from humanaes_core.cli import (
 from humanaes_core.cli.score import add_preset_arg
 from humanaes_core.errors import HumanAesError
 from humanaes_core.schema import LEVELS
+from humanaes_core.wording import count
 
 
 def _percent(text: str) -> float:
@@ -46,10 +47,6 @@ def _percent(text: str) -> float:
 
 #: Kept photos listed by name; the rest are counted.
 SHOW_KEPT = 20
-
-
-def _photos(n: int) -> str:
-    return f"{n} photo" if n == 1 else f"{n} photos"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -178,7 +175,8 @@ def _print_plan(per: str, decisions: dict) -> int:
         where = f"{len(by_group)} folder{'s' if len(by_group) != 1 else ''}"
     else:
         where = "ranked together"
-    echo(f"{_photos(len(decisions))} culled: {n_keep} kept, {len(decisions) - n_keep} rejected ({where})")
+    culled = count(len(decisions), "photo")
+    echo(f"{culled} culled: {n_keep} kept, {len(decisions) - n_keep} rejected ({where})")
     for label, (k, r) in by_group.items():
         if per != "all" and (per != "burst" or k + r > 1):
             echo(f"  {label}: kept {k}, rejected {r}")
@@ -214,7 +212,7 @@ def _write_xmp(args: argparse.Namespace, decisions: dict) -> bool:
     from humanaes_core.culling import write_sidecars
 
     if args.dry_run:
-        echo(f"would write XMP sidecars for {_photos(len(decisions))}")
+        echo(f"would write XMP sidecars for {count(len(decisions), 'photo')}")
         return False
     report = write_sidecars(decisions, args.sidecar, label=args.label, digikam=not args.no_digikam)
     echo(f"wrote {len(set(report.written))} XMP sidecars")
@@ -230,14 +228,14 @@ def _deliver(args: argparse.Namespace, decisions: dict, n_keep: int) -> bool:
     dest = args.copy_picks or args.move_picks
     action = "move" if args.move_picks else "copy"
     if args.dry_run:
-        echo(f"would {action} {_photos(n_keep)} to {dest}")
+        echo(f"would {action} {count(n_keep, 'photo')} to {dest}")
         return False
     copied = copy_picks(decisions, dest, move=bool(args.move_picks))
     for line in copied.recovered:
         echo(line, err=True)
     done = "moved" if args.move_picks else "copied"
     echo(
-        f"{done} {_photos(len(copied.copied))} to {dest}"
+        f"{done} {count(len(copied.copied), 'photo')} to {dest}"
         + (f" ({len(copied.already_there)} already there)" if copied.already_there else "")
     )
     for photo, reason in copied.failed:
@@ -332,7 +330,7 @@ def _cull(args: argparse.Namespace) -> int:
     errors: dict[str, str] = {s.path: s.reason for s in skipped}
     cards = _score(args, files + list(moved.values()), errors)
     if not cards:
-        echo(f"none of the {_photos(len(files))} could be scored:", err=True)
+        echo(f"none of the {count(len(files), 'photo')} could be scored:", err=True)
         for path, reason in errors.items():
             echo(f"  {path}: {reason}", err=True)
         return EXIT_FAILED

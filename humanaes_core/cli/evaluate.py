@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from humanaes_core.cli import EXIT_OK, add_model_args, check_outputs, echo, guard
+from humanaes_core.wording import count
 
 EPILOG = """\
 D: a HumanBeauty root (its test_label.jsonl by default, see --split), a .jsonl label file, a CSV (path +
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         write_csv(report, args.csv)
     skipped = report["skipped"] + report["data"]["skipped_while_loading"]
     echo(
-        f"\n{report['scored']} photos scored, {len(skipped)} skipped. Report: {args.out}"
+        f"\n{count(report['scored'], 'photo')} scored, {len(skipped)} skipped. Report: {args.out}"
         + (f", {args.csv}" if args.csv else ""),
         err=True,
     )

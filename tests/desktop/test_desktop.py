@@ -19,7 +19,7 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from humanaes_core import model as ckpt
-from humanaes_core.schema import BY_KEY, KEYS, PARENT_KEYS
+from humanaes_core.schema import BY_KEY, KEYS
 from humanaes_core.store.scores import ScoreCache
 from humanaes_desktop.mainwindow import MainWindow
 from humanaes_desktop.settings import AppSettings
@@ -91,23 +91,24 @@ def test_open_score_sort_click_shows_card_and_attribution(make_window, qtbot, ph
         "metavoter",
     }
 
-    # Attribution: against the mean expert card of the open folder, adding up to each parent's difference.
-    contributions = panel.attribution.contributions()
-    assert set(contributions) == set(PARENT_KEYS)
-    attrs = panel.attribution._attrs
+    # The why: against the folder's other cards, adding up to the shown overall minus the folder average
+    # at every level, and the sentence and the badge's average are the same numbers.
+    why = panel.attribution.explanation()
     cards = [p.card for p in window.model.photos if p.card is not None]
-    for parent in PARENT_KEYS:
-        attr = attrs[parent]
-        children = BY_KEY[parent].children
-        assert list(contributions[parent]) == list(children)
-        assert attr.value == pytest.approx(card.expert_raw[parent], abs=1e-5)
-        for child in children:
-            mean = sum(c.expert_raw[child] for c in cards) / len(cards)
-            assert attr.reference_children[child] == pytest.approx(mean)
-        assert sum(contributions[parent].values()) == pytest.approx(
-            attr.value - attr.reference_value, abs=1e-9
-        )
-    assert panel.explanation.text().startswith("Overall is")
+    average = sum(c.dims["overall"] for c in cards) / len(cards)
+    assert why.total == pytest.approx(card.dims["overall"] - average, abs=1e-6)
+    contributions = panel.attribution.contributions()
+    assert list(contributions) == ["overall", "expert", "facial_aesthetic", "general_appearance_aesthetic"]
+    assert sum(contributions["overall"].values()) == pytest.approx(why.total, abs=1e-9)
+    assert sum(contributions["expert"].values()) == pytest.approx(
+        contributions["overall"]["expert"], abs=1e-9
+    )
+    for parent in ("facial_aesthetic", "general_appearance_aesthetic"):
+        assert list(contributions[parent]) == list(BY_KEY[parent].children)
+        assert sum(contributions[parent].values()) == pytest.approx(contributions["expert"][parent], abs=1e-9)
+    assert panel.explanation.text() == why.sentence
+    assert f"folder average {why.reference:.2f}" in panel.badge.caption()
+
     assert "folder average" in panel.explanation.text()
 
     # Keyboard: Enter full screen, arrows move through the grid, Esc back.

@@ -17,8 +17,8 @@ from PySide6.QtCore import QItemSelectionModel, QRectF
 from PySide6.QtGui import QColor, QImage, QPixmap
 from PySide6.QtWidgets import QApplication, QSpinBox
 
+from humanaes_core.attribution import Explanation
 from humanaes_core.culling import Decision
-from humanaes_core.schema import BY_KEY
 from humanaes_core.store import Flag, PhotoDecision
 from humanaes_desktop import theme
 from humanaes_desktop.compare import CompareView
@@ -26,10 +26,11 @@ from humanaes_desktop.cull_dialogs import AutoCullDialog
 from humanaes_desktop.cullcontrol import _cull_outcome
 from humanaes_desktop.detail import DetailPanel
 from humanaes_desktop.dialogs import SettingsDialog
+from humanaes_desktop.explanation import ExplanationView
 from humanaes_desktop.grid import PhotoGrid
 from humanaes_desktop.photos import Photo, PhotoModel, PhotoRole
 from humanaes_desktop.training import TrainDialog
-from humanaes_desktop.widgets import AttributionView, sign_colour
+from humanaes_desktop.widgets import sign_colour
 from tests.conftest import synthetic_photo
 from tests.desktop.test_desktop_parts import _card, big_model  # noqa: F401  (fixture)
 
@@ -167,14 +168,17 @@ def test_auto_cull_dialog_says_keep_once_and_the_outcome_once(qtbot, settings):
 def test_a_zero_contribution_is_neutral_not_red(qtbot):
     assert sign_colour(-0.0002) == theme.MUTED and sign_colour(0.0) == theme.MUTED
     assert sign_colour(0.01) == theme.POSITIVE and sign_colour(-0.01) == theme.NEGATIVE
-    view = AttributionView()
+    view = ExplanationView()
     qtbot.addWidget(view)
     view.resize(420, view.height())
-    first, second = BY_KEY["overall"].children[:2]
-    attr = SimpleNamespace(
-        contributions={first: 0.05, second: -0.0002}, delta=0.0498, value=0.6, reference_value=0.55
-    )
-    view.set_attributions({"overall": attr})
+    leaf = Explanation("environment", "Environment", 0.6, 0.55, 0.0)
+    expert = Explanation("expert", "Detailed assessment", 0.6, 0.55, 0.0, children={"environment": leaf})
+    parts = {
+        "lm": Explanation("lm", "Rating in words", 0.6, 0.55, 0.05),
+        "regression": Explanation("regression", "Direct rating", 0.6, 0.6, -0.0002),
+        "expert": expert,
+    }
+    view.set_explanation(Explanation("overall", "Overall", 0.6, 0.55, 0.0498, children=parts))
     image = view.grab().toImage()
     assert _count(image, theme.POSITIVE, tolerance=4) > 0
     assert _count(image, theme.NEGATIVE, tolerance=30) == 0  # "0.000" and its bar are not red
