@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from humanaes_core.cli import EXIT_OK, add_model_args, cached_scoring, check_outputs, echo, elapsed, guard
 from humanaes_core.errors import HumanAesError
+from humanaes_core.wording import count
 
 T = TypeVar("T")
 
@@ -29,10 +30,6 @@ def add_preset_arg(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(max_tiles=None)
 
 
-def _photos(n: int) -> str:
-    return f"{n} photo" if n == 1 else f"{n} photos"
-
-
 def _until_stopped(results: Iterator[T], stopped: list[HumanAesError]) -> Iterator[T]:
     """The results until the run stops with an error (the disk filled up), which goes into `stopped`:
     what was scored before it is still written to --out."""
@@ -40,6 +37,16 @@ def _until_stopped(results: Iterator[T], stopped: list[HumanAesError]) -> Iterat
         yield from results
     except HumanAesError as e:
         stopped.append(e)
+
+
+def _explain(rows: dict[str, dict], cards: dict[str, dict], model_path: object) -> None:
+    """The 'why' of every card against the average of all the cards of this run."""
+    from humanaes_core.attribution import explain_card
+
+    reference = list(cards.values())
+    for source, card in cards.items():
+        why = explain_card(card, reference, model_path, reference_name="the average of these photos")
+        rows[source]["why"] = why.sentence
 
 
 @guard
@@ -63,14 +70,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
     parser.add_argument("--cache", default=None, help="cache database file (default: per-user data dir)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="add a 'why' column: why each photo's overall differs from the average of the photos scored",
+    )
     args = parser.parse_args(argv)
+    if args.explain and args.heads != "all":
+        parser.error("--explain needs the full card (--heads all): quick cards have no breakdown to explain")
 
     check_outputs((args.out, "--out"))  # before anything is scored: a typo must cost nothing
 
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from humanaes_core.formats import card_row, collect_photos, json_line, table_format, write_rows
+    from humanaes_core.formats import (
+        CSV_COLUMNS,
+        card_row,
+        collect_photos,
+        json_line,
+        table_format,
+        write_rows,
+    )
     from humanaes_core.outputs import open_output
     from humanaes_core.scoring import resolve_max_tiles
     from humanaes_core.store import ScoreCache
@@ -83,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         order = {str(p): i for i, p in enumerate(files)}
         rows: list[dict] = [card_row(s.path, None, s.reason) for s in skipped]
         by_file: dict[str, dict] = {}
+        cards: dict[str, dict] = {}
         stopped: list[HumanAesError] = []
         # warnings while the bar runs (the CPU one, as the model loads) go on a line of their own above it
         bar = tqdm(total=len(files), unit="photo", disable=args.quiet, file=sys.stderr)
@@ -90,17 +112,23 @@ def main(argv: list[str] | None = None) -> int:
             for result in _until_stopped(runner.run(files), stopped):
                 card = result.card.to_dict() if result.card is not None else None
                 by_file[result.source or ""] = card_row(result.source or "", card, result.error)
+                if card is not None:
+                    cards[result.source or ""] = card
                 bar.update(1)
                 st = runner.stats
                 bar.set_postfix(cached=st.cached, scored=st.scored, skipped=st.failed, refresh=False)
-        rows += sorted(by_file.values(), key=lambda r: order.get(r["path"], -1))
         if stopped and not by_file:
             raise stopped[0]
+        columns = list(CSV_COLUMNS)
+        if args.explain and cards:
+            _explain(by_file, cards, runner.model_path)
+            columns.append("why")
+        rows += sorted(by_file.values(), key=lambda r: order.get(r["path"], -1))
         if args.out == "-":
             sys.stdout.writelines(json_line(row) for row in rows)
         else:
             with open_output(args.out, "--out", newline="") as fh:
-                write_rows(rows, fh, "csv" if table_format(args.out) == "csv" else "jsonl")
+                write_rows(rows, fh, "csv" if table_format(args.out) == "csv" else "jsonl", columns)
     finally:
         if cache is not None:
             cache.close()
@@ -110,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     st = runner.stats
     all_skipped = skipped + st.skipped
     echo(
-        f"{_photos(st.cached + st.scored)} scored ({st.cached} from cache, {st.scored} by the model"
+        f"{count(st.cached + st.scored, 'photo')} scored ({st.cached} from cache, {st.scored} by the model"
         f"{f', model loaded in {st.load_seconds:.1f}s' if st.model_loaded else ', model not loaded'}), "
         f"{len(all_skipped)} skipped, {elapsed():.1f}s. Results: {args.out}",
         err=True,

@@ -162,3 +162,24 @@ def test_the_torch_free_cpu_placement_keys_cards_as_torch_does(precision):
     from humanaes_core.scoring.scan import placement_for
 
     assert placement_for("cpu", precision, None).label == resolve("cpu", precision, None).label
+
+
+def test_explain_adds_why_agreeing_with_each_rows_score(tmp_path, tiny_model, photo_dir, capsys):
+    photos = [str(photo_dir / p) for p in GOOD_PHOTOS]
+    out = tmp_path / "why.csv"
+    args = [*photos, "--model", str(tiny_model), "--out", str(out), "--no-cache", "--quiet", "--explain"]
+    assert score_main(args) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r for r in rows if r["why"]] == rows and len(rows) == len(GOOD_PHOTOS)
+    average = sum(float(r["L_overall"]) for r in rows) / len(rows)
+    for row in rows:
+        difference = float(row["L_overall"]) - average
+        word = row["why"].split()[0]
+        if abs(difference) >= 0.006:  # clear of "about the same" after the CSV's rounding
+            assert word == ("Above" if difference > 0 else "Below"), row["why"]
+        assert "the average of these photos" in row["why"]
+    with pytest.raises(SystemExit):
+        score_main(
+            [*photos, "--model", str(tiny_model), "--out", str(out), "--heads", "overall", "--explain"]
+        )
+    assert "--explain needs the full card" in capsys.readouterr().err
