@@ -22,7 +22,7 @@ import math
 import shutil
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 )
 
 from humanaes_core.store import Flag
+from humanaes_core.wording import count
 
 from .background import Job, Lane
 
@@ -78,7 +79,7 @@ class RatedSet:
         if self.auto:
             left.append(f"{self.auto} auto-cull decisions")
         if self.picks_without_stars:
-            left.append(f"{self.picks_without_stars} picks without stars")
+            left.append(f"{count(self.picks_without_stars, 'pick')} without stars")
         text = f"{used} ({', '.join(parts)})"
         if left:
             text += f"; not used: {', '.join(left)} (they carry no rating of yours)"
@@ -155,6 +156,7 @@ class TrainOutcome:
     stage1_loss: float | None
     metavoter_mae: float | None
     metrics: dict | None
+    taste: list[str] = field(default_factory=list)  # what changed for the photographer (TasteReport.lines)
 
 
 class TrainingCancelled(Exception):
@@ -248,6 +250,7 @@ class TrainingRun(QObject):
             result.stage1_loss,
             result.metavoter_loss[-1] if result.metavoter_loss else None,
             result.metrics,
+            [] if result.taste is None else result.taste.lines(),
         )
         del result, trainer  # the trained model in memory: the app loads the checkpoint when asked
         return outcome
@@ -258,7 +261,7 @@ class TrainingRun(QObject):
         if self._cancel.is_set():
             raise TrainingCancelled
         if step >= self.total_steps:
-            self._send("stage", "Stage 2: fitting the MetaVoter and writing the checkpoint…")
+            self._send("stage", "Learning how you weigh face, appearance and environment…")
 
     def _discard(self, message: str) -> str:
         """Remove what an unfinished run left (only what this run created); say what stayed."""
@@ -435,7 +438,7 @@ class TrainDialog(QDialog):
     def _on_prepared(self, total: int, samples: int) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(0)
-        self.status.setText(f"Stage 1: {total} steps on {samples} photos")
+        self.status.setText(f"Learning: {count(total, 'step')} on {count(samples, 'photo')}")
 
     def _on_step(self, step: int, loss: float) -> None:
         self.progress.setValue(step)
@@ -447,14 +450,16 @@ class TrainDialog(QDialog):
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.progress.setFormat("done")
-        details = f"{outcome.steps} steps"
-        if outcome.stage1_loss is not None:
-            details += f", final loss {outcome.stage1_loss:.4f}"
-        if outcome.metavoter_mae is not None:
-            details += f", MetaVoter MAE {outcome.metavoter_mae:.3f}"
         late = self.training is not None and self.training.cancel_requested
-        prefix = "Stage 2 cannot be interrupted, so the run finished: " if late else ""
-        self._finished(f"{prefix}Trained ({details}). Saved to {outcome.output}.")
+        prefix = "The last step cannot be interrupted, so the run finished. " if late else ""
+        lines = [f"{prefix}Trained on your ratings; saved to {outcome.output}.", *outcome.taste]
+        self._finished("\n".join(lines))
+        technical = f"{count(outcome.steps, 'step')}"
+        if outcome.stage1_loss is not None:
+            technical += f", final loss {outcome.stage1_loss:.4f}"
+        if outcome.metavoter_mae is not None:
+            technical += f", MetaVoter MAE {outcome.metavoter_mae:.3f}"
+        self.status.setToolTip(technical)
         self.use_button.show()
         self.use_button.setDefault(True)
 

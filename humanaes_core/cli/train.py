@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             for label, key in (("SRCC", "srcc"), ("PLCC", "plcc"), ("MAE", "mae"), ("accuracy", "accuracy"))
         )
         echo(f"validation ({m['n']} photos): {shown}", err=True)
+    if result.taste is not None:
+        for line in result.taste.lines():
+            echo(line, err=True)
     echo(
         f"checkpoint written to {result.output} ({result.steps} stage-1 steps). "
         f"Evaluate: humanaes-eval --data DATA --model {result.output} --out metrics.json",

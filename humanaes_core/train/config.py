@@ -88,6 +88,14 @@ class TrainConfig:
     metavoter_epochs: int = _setting(10, "stage 2 epochs (default {default})")
     metavoter_lr: float = _setting(5e-3, "(default {default})")
     metavoter_batch_size: int = _setting(64, "(default {default})")
+    taste: str = _setting(
+        "auto",
+        "fit how Overall weighs Face, Appearance and Environment to overall-only ratings "
+        "(auto: when the data is a photographer's ratings, no 12-dimension labels)",
+        choices=["auto", "on", "off"],
+    )
+    taste_steps: int = _setting(300, "steps of that fit (default {default})")
+    taste_lr: float = _setting(1e-2, "(default {default})")
 
     # --- hardware and operation
     precision: str = _setting("auto", "auto: bf16 on GPU", choices=["auto", "fp32", "fp16", "bf16"])

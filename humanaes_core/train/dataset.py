@@ -1,7 +1,8 @@
 """What training feeds the model: photos as tiles, questions and answers, loss targets, batches.
 
 `TrainingSet` turns labelled samples into stage 1's inputs; `EpochSampler` orders them reproducibly;
-`head_scores` precomputes stage 2's inputs (the three head scores of every training photo) with the
+`head_scores` precomputes stage 2's inputs (the three head scores of every training photo, and F, J, K
+for the taste fit) with the
 scoring pass itself, so the MetaVoter is trained on exactly what it will combine when scoring.
 """
 
@@ -20,10 +21,13 @@ from humanaes_core.model import (
     TileConfig,
     preprocess,
 )
-from humanaes_core.schema import KEYS
+from humanaes_core.schema import BY_KEY, KEYS
 from humanaes_core.scoring import decode_stream
 
-__all__ = ["EpochSampler", "TrainingSet", "collate", "head_scores"]
+__all__ = ["ROOT_CHILDREN", "EpochSampler", "TrainingSet", "collate", "head_scores"]
+
+#: F, J, K: what the expert head's Overall is computed from (columns 3-5 of `head_scores`).
+ROOT_CHILDREN: tuple[str, ...] = BY_KEY["overall"].children
 
 
 class TrainingSet(torch.utils.data.Dataset):
@@ -103,8 +107,9 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 def head_scores(
     model: HumanAesModel, samples: Sequence[Sample], tiles: TileConfig, batch_size: int
 ) -> torch.Tensor:
-    """[N, 3] MetaVoter inputs (S'_LM, S_reg, S_exp) per sample, unclamped, from the scoring pass itself."""
-    out = torch.empty(len(samples), 3)
+    """[N, 6] per sample, unclamped, from the scoring pass itself: the MetaVoter inputs (S'_LM, S_reg,
+    S_exp) and the expert head's F, J, K (the children of S_exp, for the taste fit)."""
+    out = torch.empty(len(samples), 3 + len(ROOT_CHILDREN))
     buckets: dict[int, list[tuple[int, torch.Tensor]]] = {}
 
     def run(n_tiles: int) -> None:
@@ -112,7 +117,9 @@ def head_scores(
         o = model.score_batch(torch.cat([p for _, p in items]), n_tiles)
         assert o.expert is not None
         lm = model.heads.lm_input(o.level_logits)  # S'_LM as the MetaVoter reads it (OpenFields)
-        scores = torch.stack([lm, o.regression, o.expert["overall"]], dim=-1)
+        scores = torch.stack(
+            [lm, o.regression, o.expert["overall"], *(o.expert[k] for k in ROOT_CHILDREN)], dim=-1
+        )
         for row, (index, _) in enumerate(items):
             out[index] = scores[row]
 

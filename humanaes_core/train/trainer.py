@@ -49,7 +49,7 @@ from humanaes_core.model import (
 from humanaes_core.scoring import Scorer, tile_config_for
 from humanaes_core.sources import resolve_model
 from humanaes_core.train.config import TrainConfig, config_digest
-from humanaes_core.train.dataset import EpochSampler, TrainingSet, collate, head_scores
+from humanaes_core.train.dataset import ROOT_CHILDREN, EpochSampler, TrainingSet, collate, head_scores
 from humanaes_core.train.stage1 import (
     Stage1,
     apply_lora,
@@ -59,6 +59,7 @@ from humanaes_core.train.stage1 import (
     stage1_optimizer,
 )
 from humanaes_core.train.stage2 import train_metavoter
+from humanaes_core.train.taste import TasteReport, fit_overall_weighting, taste_applies
 
 __all__ = [
     "TrainResult",
@@ -221,6 +222,7 @@ class TrainResult:
     data: DataSet
     main_process: bool = True  # False on the other processes of a distributed run
     adapter: nn.Module | None = None  # the peft model whose LoRA layers are in `model` (None: no LoRA)
+    taste: TasteReport | None = None  # before/after of a personal fine-tune (`TrainConfig.taste`)
 
 
 def training_dtype(config: TrainConfig) -> torch.dtype:
@@ -283,6 +285,10 @@ class Trainer:
             self.data.samples, config.val_fraction, config.seed
         )
         progress = _read_progress(self.out, config, self.labels_fingerprint) if config.resume else None
+        self.taste = taste_applies(config.taste, self.data.counts())
+        self.held_out_before: dict[str, float] | None = None
+        self.weights: tuple[dict[str, float], dict[str, float]] | None = None  # F, J, K shares before/after
+        self._labelled_count = 0
         self._load_model(dtype)
         self._prepare_stage1()
         self.epoch, self.batches_done, self.step, self.stage = 0, 0, 0, "stage1"
@@ -303,12 +309,14 @@ class Trainer:
             dtype=self.placement.dtype,
             quantization_config=qconfig,
         )
+        self.max_tiles = config.max_tiles or self.base_meta.image.max_tiles
+        if self.taste and self.val_samples and self.accelerator.is_main_process:
+            self.held_out_before = self._held_out_figures()  # the base model, before anything trains
         if config.reset_heads:
             fresh_heads(self.model, config.seed)
         self.peft_model = apply_lora(self.model, config)
         if config.train_projector and self.placement.dtype != torch.float32:
             self._projector.float()  # optimizer updates in fp32; back to the base dtype after stage 1
-        self.max_tiles = config.max_tiles or self.base_meta.image.max_tiles
         self.tiles = tile_config_for(self.base_meta, self.max_tiles, fast_decode=True)
 
     def _prepare_stage1(self) -> None:
@@ -398,6 +406,7 @@ class Trainer:
             self.data,
             self.accelerator.is_main_process,
             self.peft_model,
+            self._taste_report(metrics),
         )
 
     def run_stage1(self) -> None:
@@ -475,34 +484,77 @@ class Trainer:
         pairs = list(zip(mine, scores.tolist(), strict=True))
         if acc.num_processes > 1:
             pairs = sorted(gather_object(pairs))
+        rows = torch.tensor([f for _, f in pairs])
+        targets = torch.tensor([labelled[i].overall for i, _ in pairs], dtype=torch.float32)
+        self._labelled_count = len(labelled)
+        if self.taste:
+            rows[:, 2] = self._fit_taste(rows[:, 3:], targets)
         return train_metavoter(
             model.heads.metavoter,
-            torch.tensor([f for _, f in pairs]),
-            torch.tensor([labelled[i].overall for i, _ in pairs], dtype=torch.float32),
+            rows[:, :3],
+            targets,
             epochs=self.config.metavoter_epochs,
             lr=self.config.metavoter_lr,
             batch_size=self.config.metavoter_batch_size,
             seed=self.config.seed,
         )
 
-    def finish(self, metavoter_history: list[float]) -> dict | None:
-        """Validation metrics (main process) and the checkpoint with its provenance."""
+    def _fit_taste(self, children: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Refit Overall's weighting of F, J, K to the ratings (`taste`); the new S_exp of every photo.
+
+        Deterministic on the gathered scores, so every process fits the identical FFN."""
+        from humanaes_core.attribution import HeadsAttributor, dimension_weights
+
+        expert = self.model.heads.expert
+        rows = [dict(zip(ROOT_CHILDREN, r, strict=True)) for r in children.tolist()]
+        before = dimension_weights(HeadsAttributor(self.model.heads), rows)
+        if self.show:
+            print(f"fitting how Overall weighs its parts to {len(rows)} ratings", file=sys.stderr)
+        fit_overall_weighting(
+            expert,
+            children,
+            targets,
+            steps=self.config.taste_steps,
+            lr=self.config.taste_lr,
+            seed=self.config.seed,
+        )
+        self.weights = (before, dimension_weights(HeadsAttributor(self.model.heads), rows))
+        with torch.no_grad():
+            device = next(expert.parameters()).device
+            return expert.parent_from_children("overall", children.to(device).float()).cpu()
+
+    def _held_out_figures(self, summary: bool = False) -> dict:
+        """The model as it is now, evaluated on the held-out samples: the whole summary, or just SRCC
+        and MAE (the taste report's before)."""
         from humanaes_core.evaluation import evaluate_samples, json_safe
 
+        scorer = Scorer(
+            self.model,
+            self.base_meta,
+            self.placement,
+            self.out,
+            "in-memory",
+            max_tiles=self.max_tiles,
+            batch_size=2 * self.config.batch_size,
+        )
+        report = json_safe(evaluate_samples(scorer, self.val_samples, progress=False)["summary"])
+        return report if summary else {k: report[k] for k in ("srcc", "mae")}
+
+    def _taste_report(self, metrics: dict | None) -> TasteReport | None:
+        if self.weights is None:
+            return None
+        after = None if metrics is None else {k: metrics[k] for k in ("srcc", "mae")}
+        return TasteReport(
+            self._labelled_count, len(self.val_samples), self.held_out_before, after, *self.weights
+        )
+
+    def finish(self, metavoter_history: list[float]) -> dict | None:
+        """Validation metrics (main process) and the checkpoint with its provenance."""
         acc, config = self.accelerator, self.config
         metrics = None
         if acc.is_main_process:
             if self.val_samples:
-                scorer = Scorer(
-                    self.model,
-                    self.base_meta,
-                    self.placement,
-                    self.out,
-                    "in-memory",
-                    max_tiles=self.max_tiles,
-                    batch_size=2 * config.batch_size,
-                )
-                metrics = json_safe(evaluate_samples(scorer, self.val_samples, progress=False)["summary"])
+                metrics = self._held_out_figures(summary=True)
             export_checkpoint(
                 self.model,
                 self.out,
@@ -539,6 +591,7 @@ class Trainer:
             },
             "stage1": {"optimizer_steps": self.step, "final_loss": self.last_loss},
             "stage2": {"metavoter_epochs": len(metavoter_history), "mae_per_epoch": metavoter_history},
+            "taste": None if (taste := self._taste_report(metrics)) is None else taste.to_dict(),
             "metrics": {"validation": metrics} if metrics else None,
             "lora": "adapter/: merged at load time; kept unmerged on a 4-bit base"
             if config.lora_rank
