@@ -173,7 +173,8 @@ class ScoringRun:
         """The model info again, now with the expert head for attribution (once per run).
 
         Reading it imports torch (seconds, the first time): that waits until the cache hits are on
-        screen, or until the model is about to load anyway.
+        screen, or until the model is about to load anyway (or has, in an earlier run: then with the
+        first photo it scores).
         """
         from humanaes_core.attribution import ExpertAttributor
         from humanaes_core.errors import HumanAesError
@@ -229,6 +230,8 @@ class ScoringRun:
                 else:
                     state.scored += 1
                     self._scored_since += 1
+                    if self._info is not None:  # a model kept from an earlier run: nothing announced it
+                        self._send_attributor()
                 # Cache hits come out of one query within milliseconds: one batch, one sort on screen.
                 if (not hit and len(batch) >= FLUSH_MAX) or time.perf_counter() - last_flush >= FLUSH_EVERY_S:
                     flush()
