@@ -37,6 +37,7 @@ SECTIONS = (
     "presets_accuracy",
     "rescan",
     "thumbnails",
+    "app_open",
     "gpu",
 )
 
@@ -55,9 +56,11 @@ class Config:
     feature_photos: int
     speed_photos: int
     thumbs_naive_sample: int
+    app_photos: PhotoSpec  # the folder the app and the CLI reopen (its photos are scored once first)
     train: TrainSize
     gpu_photos: int
     repeats: int
+    repeats_app: int  # fresh processes per app and CLI figure (the median is reported)
     gpu_archs: list[str] = field(default_factory=lambda: ["1B", "8B"])
 
 
@@ -72,9 +75,11 @@ FULL = Config(
     feature_photos=3,
     speed_photos=4,
     thumbs_naive_sample=60,
+    app_photos=PhotoSpec(1200, 800, 90),
     train=TrainSize(train=128, test=64, epochs=3, image_size=960),
     gpu_photos=32,
     repeats=2,
+    repeats_app=5,
 )
 
 QUICK = Config(
@@ -88,9 +93,11 @@ QUICK = Config(
     feature_photos=2,
     speed_photos=2,
     thumbs_naive_sample=8,
+    app_photos=PhotoSpec(1200, 800, 90),
     train=TrainSize(train=16, test=8, epochs=1, image_size=960),
     gpu_photos=4,
     repeats=1,
+    repeats_app=1,
 )
 
 
@@ -119,7 +126,8 @@ class Bench:
         return self._photos
 
     def section(self, key: str) -> Section:
-        from . import decode, gpu, model_cpu, presets, rescan, thumbs
+        from . import app_open, decode, gpu, model_cpu, presets, rescan, thumbs
+        from .photos import photo_folder
 
         c = self.config
         label = f'"{c.model}"'
@@ -139,6 +147,12 @@ class Bench:
             ),
             "rescan": lambda: rescan.run(self.model("tiny"), self.photos()[0].parent, self.work),
             "thumbnails": lambda: thumbs.run(self.photos(), self.work, c.thumbs_naive_sample),
+            "app_open": lambda: app_open.run(
+                self.model("tiny"),
+                photo_folder(self.cache_dir / f"app-{c.folder}", c.folder, c.app_photos),
+                self.work,
+                c.repeats_app,
+            ),
             "gpu": lambda: gpu.run(c.gpu_archs, self.work, self.photos()[:16], c.gpu_photos),
         }
         started = time.perf_counter()

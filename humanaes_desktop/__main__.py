@@ -27,15 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _warm_up() -> None:
-    """Import torch and transformers in the background while the window opens.
+    """Import what every scored folder needs in the background while the window opens: the cache
+    lookups and torch, for the detail panel's attribution.
 
-    The scoring worker needs them anyway; importing them now, before the photographer does anything,
-    means the first folder scores sooner and the short GIL stalls of loading native libraries happen
-    while nobody is interacting yet.
+    Importing torch now, before the photographer does anything, means the short GIL stalls of loading
+    its native libraries happen while nobody is interacting yet, not while a folder's first screen is
+    being drawn. transformers is not imported here: only a photo that is not in the cache needs the
+    model, and the scoring worker imports it then.
     """
     try:
-        from transformers import InternVLForConditionalGeneration  # noqa: F401
-
         from humanaes_core.attribution import explain_card  # noqa: F401
         from humanaes_core.scoring import CachedScoring  # noqa: F401
     except Exception as e:  # the worker reports real problems when it runs; this is only a head start

@@ -74,6 +74,21 @@ class PhotoGrid(QListView):
         if not self.visualRect(self.currentIndex()).intersects(self.viewport().rect()):
             self.scrollTo(self.currentIndex())
 
+    def visible_rows(self) -> list[int]:
+        """The rows whose tiles are on screen now, top to bottom: the screenful that must look finished."""
+        model = self.model()
+        if model is None:
+            return []
+        area = self.viewport().rect()
+        rows: list[int] = []
+        for row in range(model.rowCount()):
+            rect = self.visualRect(model.index(row, 0))
+            if rect.intersects(area):
+                rows.append(row)
+            elif rows or rect.top() > area.bottom():
+                break  # rows are laid out in order: past the bottom edge nothing more is visible
+        return rows
+
     @property
     def preferred_tile(self) -> int:
         return self._preferred

@@ -16,7 +16,7 @@ the chosen frame in the compare view (Ctrl+G).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,9 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         self.last_progress = Progress()
         self._download_dialog: DownloadDialog | None = None
         self._pending_select: str | None = None
+        self._auto_selected: Photo | None = None  # row 0, selected on opening until the first scores sort
+        self._first_screen_jobs: list[Callable[[], None]] | None = None  # see `after_first_screen`
+        self._scores_in = False  # the open folder's scoring run is past its cache lookup
         self.unscorable: str | None = None  # why waiting photos will not be scored (model unavailable)
         self._was_maximized = False
 
@@ -299,6 +302,8 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         self.model.decisions_updated.connect(self._on_decisions_shown)
         self.model.layout_updated.connect(self._keep_row)
         self.thumbnails.ready.connect(self._on_thumbnail_ready)
+        self.thumbnails.ready.connect(lambda _path: self._check_first_screen())
+        self.thumbnails.failed.connect(lambda _path, _reason: self._check_first_screen())
         self.compare_view.current_changed.connect(lambda _photo: self._show_current())
         self.compare_view.closed.connect(self.close_compare)
         self.panel.compare_requested.connect(self.open_compare)

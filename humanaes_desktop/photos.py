@@ -250,7 +250,12 @@ class PhotoModel(QAbstractListModel):
         return -1 if i is None else self._row_of.get(i, -1)
 
     def update_results(self, results: Iterable[tuple[str, ScoreCard | None, str | None]]) -> list[Photo]:
-        """Apply a batch of (path, card, error) from the scoring worker; returns the photos it changed."""
+        """Apply a batch of (path, card, error) from the scoring worker; returns the photos it changed.
+
+        Re-sorts are coalesced (see `_resort_timer`), except for the folder's first scores: no tile has
+        a score to be seen jumping yet, and the first screen is then the sorted one at once (a cached
+        folder arrives as one batch)."""
+        first_scores = not any(p.card is not None for p in self._photos)
         changed: list[int] = []
         for path, card, error in results:
             i = self._by_path.get(path)
@@ -263,7 +268,10 @@ class PhotoModel(QAbstractListModel):
             self._reference = self._mean_dims = None
             self._rows_changed(changed)
             if self._sort_key not in ("name", "captured") or self._filter.active or self._collapsed:
-                self._resort_timer.start()
+                if first_scores:
+                    self.resort()
+                else:
+                    self._resort_timer.start()
         return [self._photos[i] for i in changed]
 
     # ------------------------------------------------------------------ decisions
@@ -413,6 +421,11 @@ class PhotoModel(QAbstractListModel):
         return out
 
     # ------------------------------------------------------------------ sorting and filtering
+
+    @property
+    def resort_pending(self) -> bool:
+        """Rows are waiting for a coalesced re-sort (see `update_results`): the order shown may change."""
+        return self._resort_timer.isActive()
 
     @property
     def sort_key(self) -> str:

@@ -92,7 +92,7 @@ class CullingHookup:
             self.scanner.import_ratings(undecided)  # editors' ratings show until the photographer decides
         if everything:
             self.cull_label.setText("Finding bursts…")
-            self.scanner.find_bursts(everything)
+            self.after_first_screen(lambda: self.scanner.find_bursts(everything))
 
     def _on_decisions_changed(self, changes: list[Change], what: str) -> None:
         shown = self.model.set_decisions({c.content_hash: c.decision for c in changes})

@@ -9,11 +9,11 @@ as a signal from the scoring lane; nothing here waits.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QListWidgetItem
 
 from humanaes_core.wording import count
@@ -54,6 +54,9 @@ class ScoringHookup:
         self.scanner.cancel()
         self.cull_label.setText("")
         self._last_row = None
+        self._auto_selected = None
+        self._first_screen_jobs = []  # the new folder's whole-folder scans wait for its first screen
+        self._scores_in = False
         self.thumbnails.clear()
         self.previews.clear()
         self.capture_times.cancel()
@@ -85,6 +88,52 @@ class ScoringHookup:
         self.rate_label.setText("")
         self.controller.start(self.paths, self.settings.scoring, self.settings.recursive)
 
+    # ------------------------------------------------------------------ the first screen first
+
+    def after_first_screen(self, job: Callable[[], None]) -> None:
+        """Run `job` once the open folder's first screen is finished, at once if it is.
+
+        Scans of the whole folder (capture times, burst fingerprints) would otherwise compete for the
+        CPU with the few things the photographer is waiting for: the cached scores, the sort, and the
+        thumbnails of the tiles on screen.
+        """
+        if self._first_screen_jobs is None:
+            job()
+        else:
+            self._first_screen_jobs.append(job)
+
+    def tiles_on_screen_ready(self) -> bool:
+        """Every tile on screen has its thumbnail in memory (or the reason it cannot have one)."""
+        rows = self.grid.visible_rows()
+        photos = [p for p in (self.model.photo(r) for r in rows) if p is not None]
+        return bool(photos) and all(
+            self.thumbnails.peek(p.path) is not None or self.thumbnails.error(p.path) is not None
+            for p in photos
+        )
+
+    def _scores_arrived(self) -> None:
+        """The run is past its cache lookup: the grid shows its final order as far as the cache knows."""
+        if self._first_screen_jobs is None or self._scores_in:
+            return
+        self._scores_in = True
+        # The timers are the window's: they die with it.
+        QTimer.singleShot(0, self, self._check_first_screen)  # after the grid has laid out the sorted rows
+        # A screen that never asks for a thumbnail (an empty filter, a hidden grid) must not hold the
+        # scans back for long.
+        jobs = self._first_screen_jobs
+        QTimer.singleShot(FIRST_SCREEN_WAIT_MS, self, lambda: self._release(jobs))
+
+    def _check_first_screen(self) -> None:
+        if self._first_screen_jobs is not None and self._scores_in and self.tiles_on_screen_ready():
+            self._release(self._first_screen_jobs)
+
+    def _release(self, jobs: list[Callable[[], None]]) -> None:
+        if jobs is not self._first_screen_jobs:
+            return  # another folder was opened since
+        self._first_screen_jobs = None
+        for job in jobs:
+            job()
+
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
         for folder in self.settings.recent_folders:
@@ -97,7 +146,10 @@ class ScoringHookup:
     def _on_files_found(self, files: list[Path], problems: list[tuple[str, str]]) -> None:
         root = Path(self.paths[0]) if len(self.paths) == 1 and os.path.isdir(self.paths[0]) else None
         self.model.set_photos(files, root)
-        self.capture_times.scan(files)
+        if self.model.sort_key == "captured":
+            self.capture_times.scan(files)  # the order on screen depends on them
+        else:
+            self.after_first_screen(lambda: self.capture_times.scan(files))
         for path, reason in problems:
             self._add_error(path, reason)
         if not files:
@@ -111,6 +163,7 @@ class ScoringHookup:
             self.grid.scrollTo(self.grid.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
         elif self.model.rowCount() and not self.grid.currentIndex().isValid():
             self.select_row(0)
+            self._auto_selected = self.current_photo()
 
     def _on_model_ready(self, info: ModelInfo) -> None:
         self.model_info = info
@@ -120,6 +173,13 @@ class ScoringHookup:
 
     def _on_results(self, batch: list[tuple[str, Any, str | None]]) -> None:
         changed = self.model.update_results(batch)
+        self._scores_arrived()
+        auto, self._auto_selected = self._auto_selected, None
+        if auto is not None and self.current_photo() is auto:
+            # The first scores sorted the folder: the photo selected for the photographer (not by them)
+            # gives way to the new first one, so the folder opens at the top of its ranking.
+            self.select_row(0)
+            self.grid.scrollToTop()
         for photo in changed:
             if photo.error is not None:
                 self._add_error(str(photo.path), photo.error)
@@ -133,6 +193,7 @@ class ScoringHookup:
             self.progress_bar.setRange(0, progress.total)
             self.progress_bar.setValue(progress.done)
         if progress.loading_model:
+            self._scores_arrived()  # the cache hits (if any) are in: the rest takes the model's time
             self.rate_label.setText("Loading the model…")
         elif progress.paused:
             self.rate_label.setText("Paused")
@@ -152,6 +213,7 @@ class ScoringHookup:
     def _on_failed(self, message: str) -> None:
         """One clear, non-modal message; browsing, sorting and cached scores keep working. Photos left
         unscored say why instead of "scoring…" forever."""
+        self._scores_arrived()
         self.banner_text.setText(message)
         self.banner.show()
         self._set_unscorable("model unavailable" if self.model_info is None else "scoring stopped")
@@ -167,6 +229,7 @@ class ScoringHookup:
         self.grid.viewport().update()
 
     def _on_finished(self, cancelled: bool) -> None:
+        self._scores_arrived()
         p = self.last_progress
         if self._download_dialog is not None:
             self._download_dialog.hide()
@@ -276,6 +339,8 @@ class ScoringHookup:
 
 
 DEMO_LABEL = "demo model — scores are not aesthetic judgements"
+#: The longest the whole-folder scans wait for the first screen after the scores are in.
+FIRST_SCREEN_WAIT_MS = 2000
 
 
 def _is_demo_checkpoint(path: Path) -> bool:

@@ -2,8 +2,10 @@
 
 The UI thread only ever receives events. Everything slow — walking folders, hashing files, loading
 or downloading the model, the model itself, cache writes — happens in a `ScoringRun` on the scoring
-lane (`background.Lane`). Results arrive in small batches (cache hits first, at once), so the grid
-fills without the UI drowning in one event per photo.
+lane (`background.Lane`). The cache hits arrive first, as one batch, before anything that needs torch:
+the expert head for attribution is read only after them (or just before the model loads), so a fully
+cached folder shows its scores without waiting for torch to import. Newly scored photos then arrive in
+small batches, so the grid fills without the UI drowning in one event per photo.
 
 One run at a time: a new run (another folder, other settings) cancels the current one and starts
 when it has ended, so two models are never in memory at once. A loaded Scorer is kept between runs
@@ -70,8 +72,9 @@ class ScoringRun:
     """One ScoringJob, run on a lane thread; pause, resume and cancel are safe to call from any thread.
 
     What it finds is reported as (event name, args) through the lane job: "files_found" (files,
-    problems), "hashes" ({path: content hash}), "model_ready" (ModelInfo), "results" ([(path, card,
-    error)]), "progress" (Progress), "download" (description, done bytes, total bytes).
+    problems), "hashes" ({path: content hash}), "model_ready" (ModelInfo: first without its attributor,
+    then once more with it after the cache hits), "results" ([(path, card, error)]), "progress"
+    (Progress), "download" (description, done bytes, total bytes).
     """
 
     def __init__(self, job: ScoringJob, scorer: Any = None) -> None:
@@ -85,6 +88,8 @@ class ScoringRun:
         self._scoring_active_s = 0.0
         self._scored_since = 0
         self._report: Callable[[Any], None] = lambda _event: None
+        self._info: ModelInfo | None = None  # sent without its attributor until the cache hits are out
+        self._flush: Callable[[], None] = lambda: None  # sends the results held back (set by _consume)
 
     # -------------------------------------------------------------- control (any thread)
 
@@ -130,19 +135,19 @@ class ScoringRun:
             return
         with ScoreCache() as cache:
             # Hashed here, before the model is even resolved, so decisions show at once (and still show
-            # when the model cannot be loaded); the scoring run below finds them on the cache's fast path.
-            hashes = cache.content_hashes(files)
-            self._send("hashes", {str(p): h for p, h in hashes.items() if isinstance(h, str)})
+            # when the model cannot be loaded); the scoring run below reuses these hashes.
+            hashed = cache.hash_files(files)
+            self._send(
+                "hashes", {str(p): h.content_hash for p, h in hashed.items() if not isinstance(h, OSError)}
+            )
             if self._cancel.is_set():
                 return
             scoring = self._make_scoring(cache)
             if self._cancel.is_set():
                 return
-            self._consume(scoring, files)
+            self._consume(scoring, files, hashed)
 
     def _make_scoring(self, cache: Any) -> Any:
-        from humanaes_core.attribution import HeadsAttributor
-        from humanaes_core.errors import HumanAesError
         from humanaes_core.scoring import CachedScoring
 
         s = self.job.settings
@@ -160,24 +165,43 @@ class ScoringRun:
         )
         if self.scorer is not None and getattr(self.scorer, "fingerprint", None) == scoring.model_fp:
             scoring.scorer = self.scorer
-        try:
-            attributor = HeadsAttributor.from_checkpoint(scoring.model_path)
-        except (HumanAesError, OSError, ValueError) as e:
-            log.warning("attribution unavailable for %s: %s", scoring.model_path, e)
-            attributor = None
-        self._send("model_ready", ModelInfo(scoring.model_path, scoring.model_fp, attributor, s))
+        self._info = ModelInfo(scoring.model_path, scoring.model_fp, None, s)
+        self._send("model_ready", self._info)
         return scoring
 
+    def _send_attributor(self) -> None:
+        """The model info again, now with the heads for explanations (once per run).
+
+        Reading it imports torch (seconds, the first time): that waits until the cache hits are on
+        screen, or until the model is about to load anyway (or has, in an earlier run: then with the
+        first photo it scores).
+        """
+        from humanaes_core.attribution import HeadsAttributor
+        from humanaes_core.errors import HumanAesError
+
+        info, self._info = self._info, None
+        if info is None:
+            return
+        try:
+            attributor = HeadsAttributor.from_checkpoint(info.path)
+        except (HumanAesError, OSError, ValueError) as e:
+            log.warning("attribution unavailable for %s: %s", info.path, e)
+            return
+        self._send("model_ready", replace(info, attributor=attributor))
+
     def _loading(self, loading: bool) -> None:
+        if loading:  # the cache hits held in the batch go out before the model takes seconds to load
+            self._flush()
+            self._send_attributor()
         self.progress_state.loading_model = loading
         if not loading:
             self._scoring_since = time.perf_counter()
         self._send("progress", replace(self.progress_state))
 
-    def _consume(self, scoring: Any, files: list[Path]) -> None:
+    def _consume(self, scoring: Any, files: list[Path], hashed: Any) -> None:
         state = self.progress_state
         batch: list[tuple[str, Any, str | None]] = []
-        last_flush = time.perf_counter()
+        last_flush: float | None = None  # from the first result: the cache lookup before it is no wait
 
         def flush() -> None:
             nonlocal batch, last_flush
@@ -188,20 +212,28 @@ class ScoringRun:
             self._send("progress", replace(state))
             last_flush = time.perf_counter()
 
-        iterator = scoring.run(files)
+        self._flush = flush
+        iterator = scoring.run(files, hashed)
         try:
             for result in iterator:
+                if last_flush is None:
+                    last_flush = time.perf_counter()
                 card = result.card
                 batch.append((str(result.source), card, result.error))
                 state.done += 1
+                hit = False
                 if result.error is not None:
                     state.failed += 1
                 elif scoring.stats.cached > state.cached:
                     state.cached = scoring.stats.cached
+                    hit = True
                 else:
                     state.scored += 1
                     self._scored_since += 1
-                if len(batch) >= FLUSH_MAX or time.perf_counter() - last_flush >= FLUSH_EVERY_S:
+                    if self._info is not None:  # a model kept from an earlier run: nothing announced it
+                        self._send_attributor()
+                # Cache hits come out of one query within milliseconds: one batch, one sort on screen.
+                if (not hit and len(batch) >= FLUSH_MAX) or time.perf_counter() - last_flush >= FLUSH_EVERY_S:
                     flush()
                 if not self._running.is_set():
                     flush()
@@ -213,6 +245,8 @@ class ScoringRun:
             iterator.close()
             flush()
             self.scorer = scoring.scorer
+        if not self._cancel.is_set():
+            self._send_attributor()  # a fully cached folder: after its scores are on their way to the screen
 
     def _wait_while_paused(self) -> None:
         state = self.progress_state
@@ -297,6 +331,11 @@ class ScoringController(QObject):
     @property
     def paused(self) -> bool:
         return self._run is not None and self._run.paused
+
+    @property
+    def has_model(self) -> bool:
+        """A Scorer (the model, in memory) is kept from an earlier run."""
+        return self._scorer is not None
 
     def start(self, paths: list[str], settings: ScoringSettings, recursive: bool = True) -> None:
         """Score `paths`; a run in progress is cancelled first and nothing more of it is delivered."""

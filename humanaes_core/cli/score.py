@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from contextlib import nullcontext
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from humanaes_core.cli import EXIT_OK, add_model_args, cached_scoring, check_outputs, echo, elapsed, guard
 from humanaes_core.errors import HumanAesError
@@ -28,6 +28,26 @@ def add_preset_arg(parser: argparse.ArgumentParser) -> None:
         "released code's pixels, question and fp16, to compare scores with it (docs/models.md)",
     )
     parser.set_defaults(max_tiles=None)
+
+
+@contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[Callable[[Any], None]]:
+    """`update(stats)` once per photo: a bar on stderr, or nothing with --quiet, and then tqdm is not even
+    imported (its import is a noticeable part of a cached rescan, which takes well under a second)."""
+    if quiet:
+        yield lambda _stats: None
+        return
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    # warnings while the bar runs (the CPU one, as the model loads) go on a line of their own above it
+    with logging_redirect_tqdm(), tqdm(total=total, unit="photo", file=sys.stderr) as bar:
+
+        def update(st: Any) -> None:
+            bar.update(1)
+            bar.set_postfix(cached=st.cached, scored=st.scored, skipped=st.failed, refresh=False)
+
+        yield update
 
 
 def _until_stopped(results: Iterator[T], stopped: list[HumanAesError]) -> Iterator[T]:
@@ -81,9 +101,6 @@ def main(argv: list[str] | None = None) -> int:
 
     check_outputs((args.out, "--out"))  # before anything is scored: a typo must cost nothing
 
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
     from humanaes_core.formats import (
         CSV_COLUMNS,
         card_row,
@@ -106,17 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         by_file: dict[str, dict] = {}
         cards: dict[str, dict] = {}
         stopped: list[HumanAesError] = []
-        # warnings while the bar runs (the CPU one, as the model loads) go on a line of their own above it
-        bar = tqdm(total=len(files), unit="photo", disable=args.quiet, file=sys.stderr)
-        with nullcontext() if args.quiet else logging_redirect_tqdm(), bar:
+        with _progress(len(files), args.quiet) as update:
             for result in _until_stopped(runner.run(files), stopped):
                 card = result.card.to_dict() if result.card is not None else None
                 by_file[result.source or ""] = card_row(result.source or "", card, result.error)
                 if card is not None:
                     cards[result.source or ""] = card
-                bar.update(1)
-                st = runner.stats
-                bar.set_postfix(cached=st.cached, scored=st.scored, skipped=st.failed, refresh=False)
+                update(runner.stats)
         if stopped and not by_file:
             raise stopped[0]
         columns = list(CSV_COLUMNS)

@@ -22,7 +22,7 @@ import errno
 import itertools
 import os
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -183,19 +183,32 @@ class CachedScoring:
         self.stats.skipped.append(Skipped(str(path), reason))
         return ScoreResult(-1, str(path), error=reason)
 
-    def run(self, files: Sequence[Path]) -> Iterator[ScoreResult]:
-        """Results for every file: cache hits first, then newly scored photos as their batches finish."""
-        self.stats.total += len(files)
-        yield from self._run(files, last_try=False)
+    def run(
+        self, files: Sequence[Path], hashed: Mapping[Path, HashedFile | OSError] | None = None
+    ) -> Iterator[ScoreResult]:
+        """Results for every file: cache hits first, then newly scored photos as their batches finish.
 
-    def _run(self, files: Sequence[Path], *, last_try: bool) -> Iterator[ScoreResult]:
+        `hashed`: what `ScoreCache.hash_files(files)` returned to a caller that needed the hashes first
+        (the app shows decisions by them), so the folder is not stat'ed and looked up twice.
+        """
+        self.stats.total += len(files)
+        yield from self._run(files, last_try=False, hashed=hashed)
+
+    def _run(
+        self,
+        files: Sequence[Path],
+        *,
+        last_try: bool,
+        hashed: Mapping[Path, HashedFile | OSError] | None = None,
+    ) -> Iterator[ScoreResult]:
         if self.cache is None:
             todo: dict[str, list[Path]] = {str(p): [p] for p in files}
             signatures: dict[Path, FileSignature] = {}
         else:
             todo = {}
             signatures = {}
-            hashed = self.cache.hash_files(files)
+            if hashed is None:
+                hashed = self.cache.hash_files(files)
             for path in files:
                 h = hashed[Path(path)]
                 if isinstance(h, OSError):

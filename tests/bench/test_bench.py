@@ -287,13 +287,14 @@ def test_bench_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
         "Accuracy cost of the presets",
         "Cached rescan",
         "Thumbnails",
+        "Reopening a cached",
         "GPU",
     ):
         assert f"## {title}" in text, title
     assert "quick smoke run" in text and "| torch |" in text
     assert "failed" not in text
     assert ("no CUDA device" in text) != torch.cuda.is_available()
-    for section in ("decode", "rescan", "presets_accuracy"):
+    for section in ("decode", "rescan", "presets_accuracy", "app_open"):
         assert f"python -m bench --only {section}" in text
     # generated inputs are reused: a second run finds the photos in the cache folder
     photos = sorted((tmp_path / "cache").glob("photos-*/*.JPG"))

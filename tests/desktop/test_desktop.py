@@ -160,6 +160,117 @@ def test_reopening_shows_cached_scores_without_model_work(make_window, qtbot, ph
     assert "4 from cache" in second.rate_label.text()
 
 
+def test_cached_folder_opens_at_its_ranked_first_screen_before_whole_folder_scans(
+    make_window, qtbot, tmp_path, monkeypatch
+):
+    """Reopening a cached folder: one sort as the cards arrive, the top of the ranking on screen, its
+    thumbnails before any other, and the scans of the whole folder (capture times, bursts) only after."""
+    from humanaes_desktop import window_scoring
+
+    monkeypatch.setattr(window_scoring, "FIRST_SCREEN_WAIT_MS", 120_000)  # only the first screen releases
+    folder = _folder(tmp_path / "shoot", 40)
+    first = make_window()
+    first.open_paths([folder])
+    _wait_done(qtbot, first)
+    first.close()
+
+    window = make_window()
+    requested: list[str] = []
+    request = window.thumbnails.request
+    monkeypatch.setattr(
+        window.thumbnails, "request", lambda path: (requested.append(str(path)), request(path))
+    )
+    batches: list[tuple[bool, list[float]]] = []
+    update = window.model.update_results
+
+    def recording_update(batch):
+        changed = update(batch)
+        overall = [p.overall for p in _rows(window) if p.overall is not None]
+        batches.append((window.model.resort_pending, overall))
+        return changed
+
+    monkeypatch.setattr(window.model, "update_results", recording_update)
+    scans: list[tuple[str, bool, int]] = []
+    for name, owner, method in (
+        ("capture times", window.capture_times, "scan"),
+        ("bursts", window.scanner, "find_bursts"),
+    ):
+        real = getattr(owner, method)
+
+        def recording(*args, name=name, real=real, **kwargs):
+            scans.append((name, window.tiles_on_screen_ready(), len(requested)))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, method, recording)
+
+    window.open_paths([folder])
+    _wait_done(qtbot, window)
+    qtbot.waitUntil(lambda: len(scans) == 2, timeout=30000)
+
+    assert not window.controller.has_model and window.last_progress.scored == 0
+    pending, overall = batches[0]
+    assert not pending and overall == sorted(overall, reverse=True)  # the first cards are sorted in at once
+    visible = window.grid.visible_rows()
+    assert visible and visible[0] == 0 and window.grid.currentIndex().row() == 0  # the top of the ranking
+    on_screen = {str(window.model.photo(r).path) for r in visible}
+    assert len(on_screen) < 40
+    # Only tiles that were on screen asked for thumbnails (the first screen in name order may have
+    # asked before the cards sorted it), and the whole-folder scans started once they were in memory.
+    assert on_screen <= set(requested) and len(set(requested)) <= 2 * len(on_screen)
+    assert {name for name, _, _ in scans} == {"capture times", "bursts"}
+    assert all(ready for _, ready, _ in scans)
+
+
+def test_a_cached_run_sends_every_card_before_torch_and_never_imports_transformers(tmp_path, tiny_model):
+    """The scoring run of a cached folder, in a fresh interpreter: all cards go out before anything
+    imports torch (the expert head for attribution comes after them), transformers is never imported
+    and the model never loaded."""
+    import subprocess
+    import sys
+
+    from humanaes_desktop.settings import ScoringSettings
+    from humanaes_desktop.worker import ScoringJob, ScoringRun
+
+    folder = _folder(tmp_path / "shoot", 6)
+    settings = ScoringSettings(model=str(tiny_model), device="cpu", max_tiles=1, batch_size=4)
+
+    class Job:
+        def report(self, _event) -> None:
+            pass
+
+    ScoringRun(ScoringJob((str(folder),), settings)).run(Job())  # scores and caches the folder
+
+    script = f"""
+import json, sys
+from humanaes_desktop.settings import ScoringSettings
+from humanaes_desktop.worker import ScoringJob, ScoringRun
+events = []
+class Job:
+    def report(self, event):
+        name, args = event
+        info = args[0] if name == "model_ready" else None
+        events.append([name, "torch" in sys.modules, "transformers" in sys.modules,
+                       None if info is None else info.attributor is not None])
+events.append(["start", "torch" in sys.modules, "transformers" in sys.modules, None])
+run = ScoringRun(ScoringJob(({str(folder)!r},), ScoringSettings(**{settings.__dict__!r})))
+run.run(Job())
+events.append(["end", "torch" in sys.modules, "transformers" in sys.modules, None])
+print(json.dumps({{"events": events, "cached": run.progress_state.cached, "scored": run.progress_state.scored,
+                  "scorer": run.scorer is not None}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    events = report["events"]
+    assert report["cached"] == 6 and report["scored"] == 0 and not report["scorer"]
+    assert not any(transformers for _, _, transformers, _ in events)
+    results = [i for i, e in enumerate(events) if e[0] == "results"]
+    with_attributor = [i for i, e in enumerate(events) if e[0] == "model_ready" and e[3]]
+    assert results and with_attributor and max(results) < with_attributor[0]
+    first_torch = next(i for i, e in enumerate(events) if e[1])
+    assert first_torch > max(results)  # torch is imported only for attribution, after every card
+
+
 def test_pause_resume_and_cancel_leave_a_consistent_cache(
     make_window, qtbot, tmp_path, tiny_model, monkeypatch
 ):

@@ -136,7 +136,7 @@ def test_a_fully_cached_run_does_not_import_torch(tmp_path, tiny_model, photo_di
     assert score_main(args) == 0  # fills the cache (in this process: torch is already here)
     probe = (
         "import sys; from humanaes_core.cli import score_main; code = score_main(sys.argv[1:]); "
-        "print('torch' in sys.modules, 'transformers' in sys.modules); sys.exit(code)"
+        "print('torch' in sys.modules, 'transformers' in sys.modules, 'tqdm' in sys.modules); sys.exit(code)"
     )
     for device in ("cpu", "auto"):
         argv = [*args[:-1], device]
@@ -152,7 +152,7 @@ def test_a_fully_cached_run_does_not_import_torch(tmp_path, tiny_model, photo_di
         assert done.returncode == 0, done.stderr
         assert "from cache, 0 by the model, model not loaded" in done.stderr
         if device == "cpu" or not any(map(os.path.exists, ("/dev/nvidia0", "/dev/kfd", "/dev/dxg"))):
-            assert done.stdout.split() == ["False", "False"], device
+            assert done.stdout.split() == ["False", "False", "False"], device  # no bar with --quiet: no tqdm
 
 
 @pytest.mark.parametrize("precision", ["auto", "fp32", "fp16", "bf16"])
