@@ -85,6 +85,17 @@ class PhotoDecision:
     def picked(self) -> bool:
         return self.flag == Flag.PICK
 
+    def by_photographer(self, **fields: object) -> PhotoDecision:
+        """The decision after the photographer set `fields` (stars, flag, label) on this one with a key.
+
+        What people decided stays (an editor's stars under a new pick); what HumanAes decided does not,
+        its colour label excepted: its flag and stars (the keeper stars ``humanaes-cull`` writes come
+        from the model's level) are the model's opinion, and kept under the photographer's name they
+        would reach training as the photographer's.
+        """
+        base = PhotoDecision(label=self.label) if self.origin == Origin.HUMANAES else self
+        return replace(base, origin=Origin.PHOTOGRAPHER, plan=None, **fields)
+
     def to_dict(self) -> dict:
         return {
             "stars": self.stars,
@@ -274,9 +285,7 @@ class DecisionStore(SQLiteStore):
         changes = []
         for content_hash, path in items:
             base = current.get(content_hash, PhotoDecision())
-            changes.append(
-                (content_hash, path, replace(base, origin=Origin.PHOTOGRAPHER, plan=None, **fields))
-            )
+            changes.append((content_hash, path, base.by_photographer(**fields)))
         return self.apply(changes, description)
 
     def set_stars(

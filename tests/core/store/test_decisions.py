@@ -107,8 +107,9 @@ def test_origin_and_plan_are_stored_and_travel_through_undo(db):
     with DecisionStore(db) as store:
         store.apply([("hash-a", "/p/a.jpg", auto)], "auto-cull: keep top 10% per folder")
         assert store.get("hash-a") == auto
-        store.set_flag(_items("a"), Flag.PICK)  # a key press makes it the photographer's, plan dropped
-        assert store.get("hash-a") == PhotoDecision(3, Flag.PICK, origin=Origin.PHOTOGRAPHER)
+        # a key press makes it the photographer's: HumanAes's stars and plan are not theirs
+        store.set_flag(_items("a"), Flag.PICK)
+        assert store.get("hash-a") == PhotoDecision(None, Flag.PICK, origin=Origin.PHOTOGRAPHER)
         store.undo()
         assert store.get("hash-a") == auto
     with DecisionStore(db) as store:  # after a restart
