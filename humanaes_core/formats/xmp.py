@@ -25,7 +25,9 @@ Fields written:
 Reading a sidecar tells whose decision it holds (``Rating.origin``): the recorded origin when HumanAes's
 marks are there and ``xmp:Rating`` and ``digiKam:PickLabel`` still say what HumanAes wrote; otherwise
 an editor's (no marks: Lightroom, darktable, digiKam, Capture One or a camera wrote it; marks that no
-longer match: an editor changed the rating afterwards, or rewrote the file without our namespace).
+longer match: an editor changed the rating afterwards, or rewrote the file without our namespace). In
+a sidecar an editor changed, a decision field still as HumanAes wrote it is HumanAes's and not read as
+the editor's (digiKam's reject under the stars an editor set in Lightroom).
 The sidecar carries this itself, so HumanAes's own decisions are recognised after a restart, on
 another machine or with the library file lost, and training never mistakes them for the
 photographer's. The marks are written only with a change of the rating or pick flag, into a sidecar
@@ -337,6 +339,9 @@ def _int(value: Any) -> int | None:
 
 def _rating_from(fields: dict[str, Any], source: str) -> Rating | None:
     """The decision held by one set of XMP fields, or None when it has no decision field at all."""
+    origin, plan = _origin(fields)
+    if origin == Origin.EDITOR and _HA_ORIGIN in fields:
+        fields = _editors_part(fields)
     stars_raw = _int(fields.get(_RATING)) if _RATING in fields else None
     pick_raw = str(fields.get(_DK_PICK, "")).strip()
     label = fields.get(_LABEL)
@@ -347,7 +352,6 @@ def _rating_from(fields: dict[str, Any], source: str) -> Rating | None:
     rejected = (stars_raw is not None and stars_raw < 0) or pick_raw == _DK_REJECTED
     stars = stars_raw if stars_raw is not None and 0 <= stars_raw <= 5 else None
     pick = False if rejected else True if pick_raw == _DK_ACCEPTED else None
-    origin, plan = _origin(fields)
     return Rating(
         stars=stars,
         rejected=rejected,
@@ -371,6 +375,14 @@ def _written_by_us(fields: dict[str, Any]) -> bool:
         and _same(fields.get(_RATING), fields.get(_HA_RATING))
         and _same(fields.get(_DK_PICK), fields.get(_HA_PICK))
     )
+
+
+def _editors_part(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a sidecar an editor changed after HumanAes wrote it, without the decision fields that
+    still say what HumanAes wrote: those are HumanAes's (digiKam's reject under an editor's new stars from
+    Lightroom, or Rating -1 under digiKam's new "accepted"), not the editor's."""
+    ours = {_RATING: _HA_RATING, _DK_PICK: _HA_PICK}
+    return {k: v for k, v in fields.items() if k not in ours or not _same(v, fields.get(ours[k]))}
 
 
 def _origin(fields: dict[str, Any]) -> tuple[Origin, str | None]:

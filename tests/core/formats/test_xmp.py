@@ -416,16 +416,24 @@ def test_humanaes_marks_its_own_decisions_in_its_namespace(tmp_path):
 
 @needs_exiftool
 @pytest.mark.parametrize(
-    "change",
-    [("-XMP-xmp:Rating=4",), ("-XMP-digiKam:PickLabel=3",), ("-XMP-xmp:Rating=4", "-XMP-humanaes:all=")],
+    ("change", "decision"),
+    [
+        # Lightroom: 4 stars; digiKam's reject left from HumanAes is HumanAes's, not the editor's
+        (("-XMP-xmp:Rating=4",), (4, False, None)),
+        # digiKam: accepted; Rating -1 left from HumanAes is not the editor's reject
+        (("-XMP-digiKam:PickLabel=3",), (None, False, True)),
+        # rewritten without our namespace: nothing tells HumanAes's fields apart any more
+        (("-XMP-xmp:Rating=4", "-XMP-humanaes:all="), (4, True, False)),
+    ],
     ids=["rating", "digikam-pick", "namespace-dropped"],
 )
-def test_an_editor_changing_humanaes_rating_makes_it_the_editors(tmp_path, change):
+def test_an_editor_changing_humanaes_rating_makes_it_the_editors(tmp_path, change, decision):
     photo = _photo(tmp_path / "a.jpg")
     [side] = write_decision(photo, None, rejected=True, origin=Origin.HUMANAES, plan=PLAN)
     _exiftool_set(side, *change)
     rating = read_rating(photo)
     assert (rating.origin, rating.plan) == (Origin.EDITOR, None)
+    assert (rating.stars, rating.rejected, rating.pick) == decision
 
 
 @needs_exiftool
