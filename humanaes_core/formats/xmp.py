@@ -340,7 +340,7 @@ def _int(value: Any) -> int | None:
 def _rating_from(fields: dict[str, Any], source: str) -> Rating | None:
     """The decision held by one set of XMP fields, or None when it has no decision field at all."""
     origin, plan = _origin(fields)
-    if origin == Origin.EDITOR and _HA_ORIGIN in fields:
+    if _HA_ORIGIN in fields and not _written_by_us(fields):
         fields = _editors_part(fields)
     stars_raw = _int(fields.get(_RATING)) if _RATING in fields else None
     pick_raw = str(fields.get(_DK_PICK, "")).strip()

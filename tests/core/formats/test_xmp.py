@@ -457,6 +457,12 @@ def test_a_lightroom_sidecar_is_the_editors(tmp_path):
     assert read_rating(photo).origin == Origin.EDITOR
 
 
+def test_an_editors_decision_written_by_humanaes_reads_back_whole(tmp_path):
+    photo = _photo(tmp_path / "a.jpg")
+    [side] = write_decision(photo, None, rejected=True, origin=Origin.EDITOR)
+    assert read_rating(photo) == Rating(None, True, False, None, str(side), Origin.EDITOR)
+
+
 def test_humanaes_never_claims_an_editors_rating(tmp_path):
     photo = _raw(tmp_path / "IMG_0001.RAF")
     side = tmp_path / "IMG_0001.xmp"
