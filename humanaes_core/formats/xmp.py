@@ -54,6 +54,7 @@ Sidecar names (``convention``):
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -170,18 +171,12 @@ class Rating:
     plan: str | None = None
 
 
-_registered: list[bool] = []
-
-
+@functools.cache
 def _exiv2():
     import pyexiv2
 
     pyexiv2.set_log_level(3)  # errors only: warnings about odd maker notes would flood a folder scan
-    if not _registered:  # Exiv2 writes and reads humanaes:* only once it knows the namespace
-        with _LOCK:
-            if not _registered:
-                pyexiv2.registerNs(NAMESPACE, _PREFIX)
-                _registered.append(True)
+    pyexiv2.registerNs(NAMESPACE, _PREFIX)  # Exiv2 writes humanaes:* only once it knows the namespace
     return pyexiv2
 
 

@@ -113,6 +113,15 @@ def test_ties_are_broken_by_path(tmp_path):
     assert _kept(plan_cull(cards, keep_top_percent=34)) == {"a.jpg", "b.jpg"}
 
 
+def test_plans_in_words():
+    """What the undo history says and a sidecar records as humanaes:Plan."""
+    from humanaes_core.culling import describe_plan
+
+    assert describe_plan(20) == "keep top 20% per folder"
+    assert describe_plan(None, "good", "burst") == "keep good and better per burst"
+    assert describe_plan(12.5, "fair", "all") == "keep top 12.5% and fair and better across all photos"
+
+
 def test_bad_requests(shoot):
     for kwargs in (
         {},
