@@ -50,13 +50,10 @@ class CullParams:
     overwrite_manual: bool
 
     def describe(self) -> str:
-        keep = (
-            f"top {self.keep_top_percent:g}%"
-            if self.keep_top_percent is not None
-            else f"{self.min_level} and better"
-        )
-        where = "across all photos" if self.per == "all" else f"per {self.per}"
-        return f"auto-cull: keep {keep} {where}"
+        """The undo step's name, and the plan recorded with each decision it makes."""
+        from humanaes_core.culling import describe_plan
+
+        return f"auto-cull: {describe_plan(self.keep_top_percent, self.min_level, self.per)}"
 
 
 #: preview(params) -> (text, can apply)
@@ -117,7 +114,9 @@ class AutoCullDialog(QDialog):
         self.overwrite = QCheckBox("Also change photos I picked, rejected or rated myself")
         self.overwrite.setChecked(settings.cull_overwrite_manual)
         self.overwrite.setToolTip(
-            "Off: your own decisions (made here or imported from an editor's sidecar) stay as they are"
+            "Off: your own decisions (made here or imported from an editor's sidecar) stay as they are. "
+            "HumanAes's earlier auto-cull decisions, also those humanaes-cull wrote into sidecars, are "
+            "always replaced"
         )
 
         form = QFormLayout()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from humanaes_core.errors import HumanAesError
+from humanaes_core.origins import TRAINABLE_ORIGINS, Origin
 from humanaes_core.store import Change, Flag, PhotoDecision
 from humanaes_core.wording import count
 
@@ -29,10 +30,11 @@ if TYPE_CHECKING:
     from .cull_dialogs import CullParams
     from .photos import Photo
 
-#: Decisions auto-cull leaves alone unless told otherwise: the photographer's own (made here, or in an
-#: editor and imported from its sidecar). Auto-cull's own earlier decisions are always replaced.
-MANUAL_SOURCES = frozenset({"user", "xmp"})
-SOURCE_NAMES = {"user": "you", "auto": "auto-cull", "xmp": "XMP sidecar"}
+#: Decisions auto-cull leaves alone unless told otherwise, and the only ones "decided yourself" counts:
+#: people's (made here, or in an editor and read from its sidecar), the ones training learns from.
+#: HumanAes's own earlier decisions (auto-cull, humanaes-cull's sidecars) are always replaced.
+OWN_ORIGINS = TRAINABLE_ORIGINS
+ORIGIN_NAMES = {Origin.PHOTOGRAPHER: "you", Origin.HUMANAES: "auto-cull", Origin.EDITOR: "an editor"}
 FLAG_WORDS = {Flag.PICK: "pick", Flag.REJECT: "reject", Flag.NONE: "unflag"}
 
 #: A store operation: run on the decisions thread, returns what changed.
@@ -100,7 +102,8 @@ def decide_op(
     """Set `fields` (stars, flag, label) of the (content hash, path) items as one undo step.
 
     A photo without a stored decision starts from `fallback` (its imported sidecar rating), so
-    pressing P on a photo an editor rated 4 stars keeps the 4 stars.
+    pressing P on a photo an editor rated 4 stars keeps the 4 stars; what HumanAes decided is not
+    carried over (`PhotoDecision.by_photographer`).
     """
     items, fallback, fields = list(items), dict(fallback), dict(fields)
 
@@ -109,7 +112,7 @@ def decide_op(
         changes = []
         for content_hash, path in items:
             base = current.get(content_hash) or fallback.get(content_hash) or PhotoDecision()
-            changes.append((content_hash, path, replace(base, source="user", **fields)))
+            changes.append((content_hash, path, base.by_photographer(**fields)))
         return store.apply(changes, description)
 
     return op
@@ -124,8 +127,8 @@ def auto_cull_op(
 ) -> StoreOp:
     """Pick the keepers and reject the rest of (content hash, path, keep), as ONE undo step.
 
-    Stars are kept; the flag is set with source "auto". The photographer's own decisions
-    (`MANUAL_SOURCES`) are left as they are unless `overwrite_manual`.
+    Stars are kept; the flag is set as HumanAes's, with the plan `description`. The photographer's own
+    decisions (`OWN_ORIGINS`) are left as they are unless `overwrite_manual`.
     """
     plan, fallback = list(plan), dict(fallback)
 
@@ -134,9 +137,10 @@ def auto_cull_op(
         changes = []
         for content_hash, path, keep in plan:
             base = current.get(content_hash) or fallback.get(content_hash)
-            if base is not None and base.source in MANUAL_SOURCES and not overwrite_manual:
+            if base is not None and base.origin in OWN_ORIGINS and not overwrite_manual:
                 continue
-            new = replace(base or PhotoDecision(), flag=Flag.PICK if keep else Flag.REJECT, source="auto")
+            flag = Flag.PICK if keep else Flag.REJECT
+            new = replace(base or PhotoDecision(), flag=flag, origin=Origin.HUMANAES, plan=description)
             changes.append((content_hash, path, new))
         return store.apply(changes, description)
 
@@ -162,7 +166,7 @@ def _decision_for_export(photo: Photo) -> Decision | None:
     from humanaes_core.culling import rated_decision
 
     rating = photo.rating
-    who = "" if rating is None else SOURCE_NAMES.get(rating.source, rating.source)
+    who = "" if rating is None else ORIGIN_NAMES[rating.origin]
     return rated_decision(rating, level=_level(photo), overall=photo.overall, who=who)
 
 
@@ -342,7 +346,7 @@ class CullingController:
         manual = [
             path
             for path in plan
-            if (rating := by_path[path].rating) is not None and rating.source in MANUAL_SOURCES
+            if (rating := by_path[path].rating) is not None and rating.origin in OWN_ORIGINS
         ]
         text = _cull_outcome(plan, manual, params.overwrite_manual)
         unscored = sum(1 for p in photos if p.card is None and p.error is None)

@@ -6,8 +6,9 @@ Three kinds of work, each on a worker thread of its own so that none waits behin
   in `humanaes_core.store.decisions.DecisionStore`, run in order on one thread. The grid shows what the store
   says changed, never a guess made before the write, so an undo right after a quick series of key
   presses always shows what the database holds.
-- folder scans (`FolderScanner`): ratings in editors' XMP sidecars for photos the app has no decision
-  for, and perceptual fingerprints for burst grouping (kept in memory by content hash, so reopening a
+- folder scans (`FolderScanner`): ratings in XMP sidecars for photos the app has no decision for (an
+  editor's, or HumanAes's own, recognised by the marks it writes: `humanaes_core.formats`), and
+  perceptual fingerprints for burst grouping (kept in memory by content hash, so reopening a
   folder groups it at once).
 - jobs (a `background.Lane` of the window): writing sidecars, copying or moving picks, exporting cards. Each
   reports once, at the end.
@@ -113,8 +114,8 @@ class DecisionKeeper(QObject):
     ) -> None:
         """Pick the keepers and reject the rest of (content hash, path, keep), as ONE undo step.
 
-        Stars are kept; the flag is set with source "auto". The photographer's own decisions
-        (`cullcontrol.MANUAL_SOURCES`) are left as they are unless `overwrite_manual`.
+        Stars are kept; the flag is set as HumanAes's, with the plan `description`. The photographer's
+        own decisions (`cullcontrol.OWN_ORIGINS`) are left as they are unless `overwrite_manual`.
         """
         op = auto_cull_op(plan, description, fallback or {}, overwrite_manual=overwrite_manual)
         self._run(op, lambda changes: self.changed.emit(changes, description))
@@ -173,20 +174,21 @@ class DecisionKeeper(QObject):
 
 
 def decision_from_rating(rating: Rating) -> PhotoDecision | None:
-    """An editor's sidecar rating as a decision with source "xmp"; None when it holds none."""
+    """A sidecar's rating as a decision with its origin (an editor's, or the photographer's or
+    HumanAes's when HumanAes wrote it: `Rating.origin`); None when it holds none."""
     if rating.source is None:
         return None
     flag = Flag.REJECT if rating.rejected else Flag.PICK if rating.pick else Flag.NONE
     stars = rating.stars or None  # 0 stars is "unrated" in every editor
     if flag == Flag.NONE and stars is None and rating.label is None:
         return None
-    return PhotoDecision(stars=stars, flag=flag, label=rating.label, source="xmp")
+    return PhotoDecision(stars=stars, flag=flag, label=rating.label, origin=rating.origin, plan=rating.plan)
 
 
 class FolderScanner(QObject):
     """Per folder, in the background: editors' ratings of undecided photos, then burst groups."""
 
-    imported = Signal(dict)  # {content hash: PhotoDecision} read from sidecars (source "xmp")
+    imported = Signal(dict)  # {content hash: PhotoDecision} read from sidecars, with their origins
     groups_found = Signal(list)  # [[Path, ...], ...] from grouping.group_photos, singletons included
     progress = Signal(str, int, int)  # what, done, total
 

@@ -169,8 +169,8 @@ class DetailPanel(QScrollArea):
         """The photo's decision, and its burst (with the compare button) when it is part of one."""
         self.decision.setVisible(photo is not None)
         if photo is not None:
-            source = None if photo.rating is None else photo.rating.source
-            self.decision.set_decision(photo.stars, int(photo.flag), source)
+            origin = None if photo.rating is None else photo.rating.origin
+            self.decision.set_decision(photo.stars, int(photo.flag), origin)
         self.burst.setVisible(photo is not None and burst_size > 1)
         if burst_size > 1:
             self.burst_label.setText(

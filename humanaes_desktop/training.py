@@ -6,8 +6,11 @@ new checkpoint (the CSV format of DESIGN section 6, absolute paths). That way tr
 sidecars to be written into the photographer's folders first, and the checkpoint's provenance points
 at a file that says exactly which ratings it learnt from.
 
-Auto-cull decisions are left out: they are the model's own opinion, and training on them would only
+Only the photographer's and editors' decisions are used (`humanaes_core.origins.TRAINABLE_ORIGINS`).
+HumanAes's own are left out, whether the app's auto-cull made them or they were read back from sidecars
+``humanaes-cull --write-xmp`` wrote: they are the model's own opinion, and training on them would only
 teach the model what it already thinks. So are picks without stars: a pick says "keep", not how good.
+The dialog lists what it left out and why.
 
 Training runs on a lane of `background`; `Trainer` reports every optimizer step through `on_step`,
 which is also where a cancel request takes effect (the core has no stop API: the callback raises).
@@ -21,6 +24,7 @@ import logging
 import math
 import shutil
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,35 +73,40 @@ class RatedSet:
     rows: list[tuple[Path, float]]  # (photo, overall score)
     stars: int = 0
     rejects: int = 0
-    auto: int = 0  # auto-cull decisions, not used
-    picks_without_stars: int = 0  # not used
+    skipped: tuple[tuple[Path, str], ...] = ()  # (photo, why it is not used)
 
     def describe(self) -> str:
-        used = f"{len(self.rows)} rated photo{'s' if len(self.rows) != 1 else ''}"
+        used = count(len(self.rows), "rated photo")
         parts = [f"{self.stars} with stars", f"{self.rejects} rejected"]
-        left = []
-        if self.auto:
-            left.append(f"{self.auto} auto-cull decisions")
-        if self.picks_without_stars:
-            left.append(f"{count(self.picks_without_stars, 'pick')} without stars")
         text = f"{used} ({', '.join(parts)})"
-        if left:
-            text += f"; not used: {', '.join(left)} (they carry no rating of yours)"
+        if self.skipped:
+            reasons = Counter(why for _, why in self.skipped).most_common()
+            text += "; not used: " + "; ".join(f"{n} {why}" for why, n in reasons)
         return text
+
+    def skipped_text(self, limit: int = 40) -> str:
+        """Each photo left out with why, one per line (the first `limit`), for the summary's tooltip."""
+        lines = [f"{path.name}: {why}" for path, why in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"... and {len(self.skipped) - limit} more")
+        return "\n".join(lines)
 
 
 def rated_photos(photos: Iterable[Photo]) -> RatedSet:
-    """The photographer's ratings as (photo, overall score): 1-5 stars -> the level's centre, reject -> 0."""
+    """The photographer's and editors' ratings as (photo, overall score): 1-5 stars -> the level's
+    centre, reject -> 0; HumanAes's own decisions and picks without stars are left out, with why."""
     from humanaes_core.data import REJECT_SCORE, STAR_SCORES
+    from humanaes_core.origins import untrainable_reason
 
     rows: list[tuple[Path, float]] = []
-    stars = rejects = auto = unrated_picks = 0
+    skipped: list[tuple[Path, str]] = []
+    stars = rejects = 0
     for photo in photos:
         rating = photo.rating
         if rating is None:
             continue
-        if rating.source == "auto":
-            auto += 1
+        if why := untrainable_reason(rating.origin, rating.plan):
+            skipped.append((photo.path, why))
             continue
         if rating.flag == Flag.REJECT:
             rows.append((photo.path, REJECT_SCORE))
@@ -106,8 +115,8 @@ def rated_photos(photos: Iterable[Photo]) -> RatedSet:
             rows.append((photo.path, STAR_SCORES[rating.stars]))
             stars += 1
         elif rating.flag == Flag.PICK:
-            unrated_picks += 1
-    return RatedSet(rows, stars, rejects, auto, unrated_picks)
+            skipped.append((photo.path, "picks without stars (a pick says keep, not how good)"))
+    return RatedSet(rows, stars, rejects, tuple(skipped))
 
 
 def write_ratings_csv(rows: Iterable[tuple[Path, float]], target: Path) -> Path:
@@ -295,6 +304,7 @@ class TrainDialog(QDialog):
 
         self.summary = QLabel(self.rated.describe())
         self.summary.setWordWrap(True)
+        self.summary.setToolTip(self.rated.skipped_text())
         self.base = QLabel(settings.scoring.model)
         self.base.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.base.setWordWrap(True)

@@ -412,8 +412,8 @@ def chips_text(values: Mapping[str, float], keys: Sequence[str]) -> str:
     return "  ·  ".join(f"{mini_name(k)} {values[k]:.2f}" for k in keys if k in values)
 
 
-#: Who made a decision, as the detail panel says it.
-DECISION_SOURCES = {"user": "by you", "auto": "by auto-cull", "xmp": "from the XMP sidecar"}
+#: Who made a decision (`humanaes_core.origins.Origin`), as the detail panel says it.
+DECISION_ORIGINS = {"photographer": "by you", "editor": "by an editor (XMP)", "humanaes": "by auto-cull"}
 
 
 class DecisionView(QWidget):
@@ -423,18 +423,18 @@ class DecisionView(QWidget):
         super().__init__(parent)
         self._stars = 0
         self._flag = 0
-        self._source: str | None = None
+        self._origin: str | None = None
         self.setFixedHeight(28)
 
-    def set_decision(self, stars: int, flag: int, source: str | None) -> None:
-        """`flag`: 1 pick, -1 reject, 0 none (humanaes_core.store.decisions.Flag values)."""
-        self._stars, self._flag, self._source = stars, int(flag), source
+    def set_decision(self, stars: int, flag: int, origin: str | None) -> None:
+        """`flag`: 1 pick, -1 reject, 0 none (humanaes_core.store.decisions.Flag values); `origin`: who."""
+        self._stars, self._flag, self._origin = stars, int(flag), origin
         self.update()
 
     def _who(self) -> str:
-        if not self._source or not (self._flag or self._stars):
+        if not self._origin or not (self._flag or self._stars):
             return ""
-        return DECISION_SOURCES.get(self._source, self._source)
+        return DECISION_ORIGINS.get(self._origin, self._origin)
 
     def text(self) -> str:
         """What the view shows, in words (tests, accessibility)."""

@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Cull photos with HumanAesExpert scores: keep the best, reject the rest, and write the "
         "decisions as XMP sidecars that Lightroom Classic, darktable and digiKam read. Keepers are rated "
         "1-5 stars from their level (bad 1 ... excellent 5); every other photo gets Rating -1 (reject). "
-        "Originals are never modified.",
+        "Each sidecar records that HumanAes decided, with the plan (humanaes:Origin, humanaes:Plan), so "
+        "training never reads these decisions back as yours. Originals are never modified.",
     )
     parser.add_argument("paths", nargs="+", metavar="FOLDER", help="folders (scanned recursively) or photos")
     add_model_args(parser)
@@ -209,12 +210,13 @@ def _refuse(args: argparse.Namespace, decisions: dict) -> bool:
 
 def _write_xmp(args: argparse.Namespace, decisions: dict) -> bool:
     """Sidecars for every decision (or what would be written); True when some failed."""
-    from humanaes_core.culling import write_sidecars
+    from humanaes_core.culling import describe_plan, write_sidecars
 
     if args.dry_run:
         echo(f"would write XMP sidecars for {count(len(decisions), 'photo')}")
         return False
-    report = write_sidecars(decisions, args.sidecar, label=args.label, digikam=not args.no_digikam)
+    plan = f"humanaes-cull: {describe_plan(args.keep_top, args.min_level, args.per)}"
+    report = write_sidecars(decisions, args.sidecar, label=args.label, digikam=not args.no_digikam, plan=plan)
     echo(f"wrote {len(set(report.written))} XMP sidecars")
     for photo, reason in report.failed:
         echo(f"  sidecar not written for {photo}: {reason}", err=True)

@@ -32,6 +32,7 @@ __all__ = [
     "CullError",
     "Decision",
     "card_dict",
+    "describe_plan",
     "keeper_label_for",
     "keeper_stars",
     "level_stars",
@@ -152,6 +153,18 @@ def _partitions(
         parts.append((label, members))
     parts += [(p.name, [p]) for p in paths if p not in seen]  # photos the grouping did not cover
     return parts
+
+
+def describe_plan(
+    keep_top_percent: float | None = None, min_level: str | None = None, per: str = "folder"
+) -> str:
+    """A plan in words ("keep top 30% per folder", "keep good and better per burst"): what the app's
+    undo history says and what a sidecar HumanAes decided records as ``humanaes:Plan``."""
+    keep = [f"top {keep_top_percent:g}%"] if keep_top_percent is not None else []
+    if min_level is not None:
+        keep.append(f"{min_level} and better")
+    where = "across all photos" if per == "all" else f"per {per}"
+    return f"keep {' and '.join(keep) or 'everything'} {where}"
 
 
 def plan_cull(

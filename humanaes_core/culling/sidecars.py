@@ -1,8 +1,9 @@
 """Writing culling decisions into XMP sidecars, where Lightroom Classic, darktable and digiKam read them.
 
 One writer for both culling paths: ``humanaes-cull --write-xmp`` hands it a plan (``write_sidecars``),
-the desktop app the decisions the photographer made (``SidecarEntry.from_rating``). Each entry is
-merged into the photo's sidecar(s) by ``formats.write_decision``; the keeper label follows
+the desktop app the decisions made there (``SidecarEntry.from_rating``). Each entry is merged into the
+photo's sidecar(s) by ``formats.write_decision`` with who decided (a plan's decisions are HumanAes's,
+recorded with the plan, so they are never read back as the photographer's); the keeper label follows
 ``plan.keeper_label_for``. A failure is reported per photo and the others are still written.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from humanaes_core.culling.plan import Decision, keeper_label_for, keeper_stars
 from humanaes_core.formats import XmpError, existing_sidecars, read_rating, write_decision
+from humanaes_core.origins import Origin
 
 if TYPE_CHECKING:
     import os
@@ -27,20 +29,24 @@ __all__ = ["SidecarEntry", "SidecarReport", "write_sidecar_entries", "write_side
 @dataclass(frozen=True)
 class SidecarEntry:
     """What goes into one photo's sidecar: stars (None: unrated), reject, pick (digiKam's "accepted";
-    None: not flagged), and a label of its own (None: none given)."""
+    None: not flagged), a label of its own (None: none given), who decided and HumanAes's plan."""
 
     path: Path
     stars: int | None
     rejected: bool
     pick: bool | None
     label: str | None = None
+    origin: Origin = Origin.PHOTOGRAPHER
+    plan: str | None = None
 
     @classmethod
-    def from_decision(cls, path: str | os.PathLike[str], decision: Decision) -> SidecarEntry:
-        """A plan's decision: a keeper rated with its stars, or a reject (Rating -1)."""
+    def from_decision(
+        cls, path: str | os.PathLike[str], decision: Decision, plan: str | None = None
+    ) -> SidecarEntry:
+        """A plan's decision, HumanAes's: a keeper rated with its stars, or a reject (Rating -1)."""
         if decision.keep:
-            return cls(Path(path), decision.stars, False, True)
-        return cls(Path(path), None, True, False)
+            return cls(Path(path), decision.stars, False, True, origin=Origin.HUMANAES, plan=plan)
+        return cls(Path(path), None, True, False, origin=Origin.HUMANAES, plan=plan)
 
     @classmethod
     def from_rating(
@@ -49,7 +55,8 @@ class SidecarEntry:
         """A photographer's decision: stars as they were set, a pick without stars rated from its
         `level` (``keeper_stars``), rejects Rating -1, its own label."""
         stars = keeper_stars(rating.stars, level) if rating.picked else rating.stars or None
-        return cls(Path(path), stars, rating.rejected, True if rating.picked else None, rating.label)
+        pick = True if rating.picked else None
+        return cls(Path(path), stars, rating.rejected, pick, rating.label, rating.origin, rating.plan)
 
     @property
     def empty(self) -> bool:
@@ -85,6 +92,8 @@ def _write_entry(entry: SidecarEntry, convention: str, keeper_label: str | None,
         pick=entry.pick,
         convention=convention,
         digikam=digikam,
+        origin=entry.origin,
+        plan=entry.plan,
     )
 
 
@@ -123,9 +132,11 @@ def write_sidecars(
     *,
     label: str | None = None,
     digikam: bool = True,
+    plan: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SidecarReport:
     """Merge a plan into the photos' XMP sidecars: keepers get their stars (and `label`, if given),
-    rejects get Rating -1 and lose `label` when a previous run gave it to them."""
-    entries = [SidecarEntry.from_decision(photo, decision) for photo, decision in decisions.items()]
+    rejects get Rating -1 and lose `label` when a previous run gave it to them. Every entry is marked as
+    HumanAes's decision with `plan` (the plan in words, ``describe_plan``)."""
+    entries = [SidecarEntry.from_decision(photo, decision, plan) for photo, decision in decisions.items()]
     return write_sidecar_entries(entries, convention, label, digikam=digikam, progress=progress)

@@ -381,13 +381,17 @@ def load_rated_folder(
     Ratings are read by `xmp.read_rating`, the reader culling uses: the photo's own sidecar
     (``name.ext.xmp`` or ``name.xmp``, the newest first), else XMP embedded in the file. A photo that
     is a symlink leading out of the folder is skipped, like a label path leading out of a data root.
+    Ratings HumanAes wrote itself (``humanaes-cull --write-xmp``, the app's auto-cull: ``Rating.origin``)
+    are skipped with the reason: training learns the photographer's and editors' ratings, never its own.
     """
     from humanaes_core.formats import collect_photos, read_rating
+    from humanaes_core.origins import untrainable_reason
 
     folder = Path(folder)
     files, skipped_files = collect_photos([folder], recursive=recursive)
     skipped = [(s.path, s.reason) for s in skipped_files]
     samples: list[Sample] = []
+    ours = 0  # photos whose rating HumanAes wrote
     for photo in files:
         if not allow_outside_root:
             _, why = _resolve_image(os.path.relpath(photo, folder), folder, allow_outside_root=False)
@@ -396,7 +400,10 @@ def load_rated_folder(
                 continue
         rating = read_rating(photo)
         score = rating_score(rating)
-        if score is None:
+        if score is not None and (why := untrainable_reason(rating.origin, rating.plan)):
+            skipped.append((str(photo), why))
+            ours += 1
+        elif score is None:
             why = (
                 f"0 stars (unrated) in {rating.source}"
                 if rating.stars == 0
@@ -410,7 +417,9 @@ def load_rated_folder(
     if not samples:
         raise DataError(
             f"{folder}: no rated photos found ({len(files)} photos, none with stars 1-5 or a reject flag "
-            "in an XMP sidecar or embedded XMP)"
+            "in an XMP sidecar or embedded XMP"
+            + (f" that you or an editor set; {ours} rated by HumanAes itself are not used" if ours else "")
+            + ")"
         )
     return DataSet(samples, folder, "rated-folder", folder, skipped)
 

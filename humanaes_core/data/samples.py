@@ -70,6 +70,23 @@ class DataSet:
             h.update(b"\n")
         return h.hexdigest()[:16]
 
+    def skipped_text(self, reasons: int = 12, examples: int = 3) -> str:
+        """What was left out and why, for a training run's output: one line per reason (the commonest
+        first) with a count and a few file names; empty when nothing was left out."""
+        by_reason: dict[str, list[str]] = {}
+        for path, why in self.skipped:
+            by_reason.setdefault(why, []).append(Path(path).name)
+        if not by_reason:
+            return ""
+        lines = [f"{len(self.samples)} labelled photos used, {len(self.skipped)} left out:"]
+        ranked = sorted(by_reason.items(), key=lambda item: -len(item[1]))
+        for why, names in ranked[:reasons]:
+            shown = ", ".join(names[:examples]) + (", ..." if len(names) > examples else "")
+            lines.append(f"  {len(names)} {why}: {shown}")
+        if len(ranked) > reasons:
+            lines.append(f"  ... and {sum(len(n) for _, n in ranked[reasons:])} for other reasons")
+        return "\n".join(lines)
+
     def counts(self) -> dict[str, int]:
         dims = [s for s in self.samples if s.is_dims]
         return {

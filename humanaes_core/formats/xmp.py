@@ -15,7 +15,29 @@ Fields written:
 - ``xmp:Label``: a colour label by name ("Red", "Yellow", "Green", "Blue", "Purple": Lightroom's default
   label set, and the names darktable maps to its labels);
 - with ``digikam=True``: ``digiKam:PickLabel`` (1 rejected, 3 accepted) and ``digiKam:ColorLabel``;
-- ``xmp:MetadataDate``, so editors that compare it with their catalogue notice the change.
+- ``xmp:MetadataDate``, so editors that compare it with their catalogue notice the change;
+- who decided, in HumanAes's own namespace (``humanaes``, ``http://ns.humanaes.org/1.0/``):
+  ``humanaes:Origin`` (``photographer`` for decisions made in the app, ``humanaes`` for auto-cull and
+  ``humanaes-cull``), ``humanaes:Plan`` (the auto-cull plan, for HumanAes's decisions),
+  ``humanaes:WrittenRating`` and ``humanaes:WrittenPickLabel`` (what ``xmp:Rating`` and
+  ``digiKam:PickLabel`` said after the write) and ``humanaes:WrittenBy`` ("HumanAes 0.1.0").
+
+Reading a sidecar tells whose decision it holds (``Rating.origin``): the recorded origin when HumanAes's
+marks are there and ``xmp:Rating`` and ``digiKam:PickLabel`` still say what HumanAes wrote; otherwise
+an editor's (no marks: Lightroom, darktable, digiKam, Capture One or a camera wrote it; marks that no
+longer match: an editor changed the rating afterwards, or rewrote the file without our namespace). In
+a sidecar an editor changed, a decision field still as HumanAes wrote it is HumanAes's and not read as
+the editor's (digiKam's reject under the stars an editor set in Lightroom).
+The sidecar carries this itself, so HumanAes's own decisions are recognised after a restart, on
+another machine or with the library file lost, and training never mistakes them for the
+photographer's. The marks are written only with a change of the rating or pick flag, into a sidecar
+without any decision, or over HumanAes's own earlier marks: a sidecar whose rating an editor set and
+that already says what HumanAes would write keeps reading as the editor's.
+
+``xmp:CreatorTool`` is not written. It names the tool that created the resource the metadata describes
+(the camera's firmware, or the editor that made the file): in an editor's sidecar it is the editor's
+word, and in a new one "HumanAes" would claim HumanAes made the photo. Recognition therefore relies on
+HumanAes's namespace alone, never on ``CreatorTool``.
 
 Sidecar names (``convention``):
 - ``name.xmp`` (``IMG_0001.xmp``): Lightroom Classic, Camera Raw/Bridge and Capture One. Lightroom reads
@@ -32,6 +54,7 @@ Sidecar names (``convention``):
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -39,13 +62,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from humanaes_core import __version__
 from humanaes_core.errors import HumanAesError
 from humanaes_core.files import FileTooLargeError, NotRegularFileError, atomic_write, read_small_file
 from humanaes_core.formats.photos import HEIF_SUFFIXES, RAW_SUFFIXES
+from humanaes_core.origins import Origin, origin_of
 
 __all__ = [
     "CONVENTIONS",
     "LABELS",
+    "NAMESPACE",
     "SIDECAR_MAX_BYTES",
     "Convention",
     "Rating",
@@ -89,6 +115,15 @@ _DK_COLORS = {
 }
 _DK_COLOR_NAMES = {"1": "Red", "2": "Orange", "3": "Yellow", "4": "Green", "5": "Blue", "6": "Purple"}
 
+#: HumanAes's XMP namespace: who made the decision a sidecar holds (see the module's docstring).
+NAMESPACE = "http://ns.humanaes.org/1.0/"
+_PREFIX = "humanaes"
+_HA_ORIGIN = f"Xmp.{_PREFIX}.Origin"
+_HA_PLAN = f"Xmp.{_PREFIX}.Plan"
+_HA_RATING = f"Xmp.{_PREFIX}.WrittenRating"
+_HA_PICK = f"Xmp.{_PREFIX}.WrittenPickLabel"
+_HA_WRITTEN_BY = f"Xmp.{_PREFIX}.WrittenBy"
+
 # Photo suffixes that may share a stem with a RAW file (IMG_0001.CR2 + IMG_0001.JPG) and so compete
 # for the name.xmp sidecar.
 _STEM_SIBLINGS = (
@@ -122,7 +157,9 @@ class Rating:
     """A photo's decision as editors store it: stars (None: unrated), reject, pick, colour label.
 
     ``pick`` is True for digiKam's "accepted", False for a reject, None when no pick flag is stored;
-    ``source`` is the sidecar path or "<photo> (embedded)" it came from, None when nothing was found.
+    ``source`` is the sidecar path or "<photo> (embedded)" it came from, None when nothing was found;
+    ``origin`` who decided (an editor unless HumanAes's marks say otherwise) and ``plan`` the auto-cull
+    plan of a decision HumanAes made.
     """
 
     stars: int | None = None
@@ -130,12 +167,16 @@ class Rating:
     pick: bool | None = None
     label: str | None = None
     source: str | None = None
+    origin: Origin = Origin.EDITOR
+    plan: str | None = None
 
 
+@functools.cache
 def _exiv2():
     import pyexiv2
 
     pyexiv2.set_log_level(3)  # errors only: warnings about odd maker notes would flood a folder scan
+    pyexiv2.registerNs(NAMESPACE, _PREFIX)  # Exiv2 writes humanaes:* only once it knows the namespace
     return pyexiv2
 
 
@@ -293,6 +334,9 @@ def _int(value: Any) -> int | None:
 
 def _rating_from(fields: dict[str, Any], source: str) -> Rating | None:
     """The decision held by one set of XMP fields, or None when it has no decision field at all."""
+    origin, plan = _origin(fields)
+    if _HA_ORIGIN in fields and not _written_by_us(fields):
+        fields = _editors_part(fields)
     stars_raw = _int(fields.get(_RATING)) if _RATING in fields else None
     pick_raw = str(fields.get(_DK_PICK, "")).strip()
     label = fields.get(_LABEL)
@@ -304,8 +348,45 @@ def _rating_from(fields: dict[str, Any], source: str) -> Rating | None:
     stars = stars_raw if stars_raw is not None and 0 <= stars_raw <= 5 else None
     pick = False if rejected else True if pick_raw == _DK_ACCEPTED else None
     return Rating(
-        stars=stars, rejected=rejected, pick=pick, label=label.strip() if label else None, source=source
+        stars=stars,
+        rejected=rejected,
+        pick=pick,
+        label=label.strip() if label else None,
+        source=source,
+        origin=origin,
+        plan=plan,
     )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Two rating or pick-label values say the same (both absent counts; "4" and "4.0" agree)."""
+    return _int(a) == _int(b)
+
+
+def _written_by_us(fields: dict[str, Any]) -> bool:
+    """HumanAes's marks are there and the rating and pick flag still say what HumanAes wrote."""
+    return (
+        _HA_ORIGIN in fields
+        and _same(fields.get(_RATING), fields.get(_HA_RATING))
+        and _same(fields.get(_DK_PICK), fields.get(_HA_PICK))
+    )
+
+
+def _editors_part(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a sidecar an editor changed after HumanAes wrote it, without the decision fields that
+    still say what HumanAes wrote: those are HumanAes's (digiKam's reject under an editor's new stars from
+    Lightroom, or Rating -1 under digiKam's new "accepted"), not the editor's."""
+    ours = {_RATING: _HA_RATING, _DK_PICK: _HA_PICK}
+    return {k: v for k, v in fields.items() if k not in ours or not _same(v, fields.get(ours[k]))}
+
+
+def _origin(fields: dict[str, Any]) -> tuple[Origin, str | None]:
+    """Who decided what these fields hold, and HumanAes's plan; an editor unless our marks still hold."""
+    if not _written_by_us(fields):
+        return Origin.EDITOR, None
+    origin = origin_of(str(fields[_HA_ORIGIN]).strip(), default=Origin.EDITOR)
+    plan = fields.get(_HA_PLAN) if origin == Origin.HUMANAES else None
+    return origin, plan if isinstance(plan, str) and plan.strip() else None
 
 
 def _embedded_fields(photo: Path) -> dict[str, Any]:
@@ -406,6 +487,30 @@ def _changes(
     return changes
 
 
+def _marks(
+    fields: dict[str, Any], changes: dict[str, str | None], origin: Origin, plan: str | None
+) -> dict[str, str | None]:
+    """HumanAes's marks for a write of `changes` (see the module's docstring): none when the rating and
+    pick flag stay and were someone else's, so an editor's decision is never claimed."""
+    decides = _RATING in changes or _DK_PICK in changes
+    held = any(k in fields for k in (_RATING, _DK_PICK, _LABEL, _DK_COLOR))
+    if not decides and held and not _written_by_us(fields):
+        return {}
+    after = {**fields, **changes}
+    wanted = {
+        _HA_ORIGIN: origin.value,
+        _HA_PLAN: plan if origin == Origin.HUMANAES and plan else None,
+        _HA_RATING: after.get(_RATING),
+        _HA_PICK: after.get(_DK_PICK),
+        _HA_WRITTEN_BY: f"HumanAes {__version__}",
+    }
+    return {
+        k: None if v is None else str(v)
+        for k, v in wanted.items()
+        if (v is None and k in fields) or (v is not None and fields.get(k) != str(v))
+    }
+
+
 def _now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -451,6 +556,8 @@ def write_decision(
     pick: bool | None = None,
     convention: Convention | str = "auto",
     digikam: bool = True,
+    origin: Origin | str = Origin.PHOTOGRAPHER,
+    plan: str | None = None,
 ) -> list[Path]:
     """Merge a decision into the photo's sidecar(s); returns the sidecars that now hold it.
 
@@ -458,10 +565,13 @@ def write_decision(
     whatever ``stars`` says. ``label``: None leaves the colour label as it is, "" removes it, a name
     sets it. ``pick``: digiKam's "accepted" flag (rejects always get digiKam's "rejected"). Every
     existing sidecar of the photo is updated (both names if both exist); otherwise a new one is made
-    under ``convention``. The photo itself is never opened for writing.
+    under ``convention``. The photo itself is never opened for writing. ``origin`` and ``plan`` say
+    who decided (HumanAes's auto-cull passes ``Origin.HUMANAES`` and its plan), recorded in HumanAes's
+    namespace so that reading the sidecar tells it again.
     """
     _check_convention(convention)
     _validate(stars, label)
+    origin = Origin(origin)
     photo = Path(photo)
     if not photo.is_file():
         raise XmpError(f"{photo}: photo not found, no sidecar written")
@@ -469,7 +579,8 @@ def write_decision(
         raise XmpError(f"{photo}: is a sidecar, not a photo")
 
     def changes_for(fields: dict[str, Any]) -> dict[str, str | None]:
-        return _changes(fields, stars=stars, rejected=rejected, label=label, pick=pick, digikam=digikam)
+        changes = _changes(fields, stars=stars, rejected=rejected, label=label, pick=pick, digikam=digikam)
+        return {**changes, **_marks(fields, changes, origin, plan)}
 
     with _LOCK:
         targets = existing_sidecars(photo) or [_new_sidecar(photo, convention)]

@@ -1,10 +1,12 @@
-"""The photographer's decisions (stars, pick/reject, colour label), stored with an undo history.
+"""Decisions on photos (stars, pick/reject, colour label) and who made them, stored with an undo history.
 
 Decisions live in the library file beside the score cache, in tables of their own, keyed like the
 cards by the photo's content hash: renaming or moving a photo keeps its decision, and the last path it
 was seen at is kept beside it so exports and sidecar writes know where it is. Every change is one
 step of a persistent undo history: a key press on one photo and an auto-cull of a whole folder are
-each undone with one ``undo()``, even after the app was restarted.
+each undone with one ``undo()``, even after the app was restarted. Each decision records its origin
+(`humanaes_core.origins`: the photographer, an editor, HumanAes) and, for HumanAes's, the plan that made
+it, so training can leave HumanAes's own decisions out.
 
 The tables live next to the cache's own and the cache's ``schema_version`` is not touched: an older
 HumanAes opening the file simply does not see them. Their own version is ``decisions_schema_version`` in
@@ -28,6 +30,7 @@ from sqlalchemy import Float, Index, Integer, String, Text, delete, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from humanaes_core.origins import Origin, origin_of
 from humanaes_core.store.errors import DecisionsVersionError
 from humanaes_core.store.hashing import decode_path, encode_path
 from humanaes_core.store.migrations import DECISIONS_COMPONENT
@@ -57,12 +60,14 @@ class Flag(enum.IntEnum):
 
 @dataclass(frozen=True)
 class PhotoDecision:
-    """One photo's state: stars 0-5 (None: unrated), flag, colour label (None: none), who set it."""
+    """One photo's state: stars 0-5 (None: unrated), flag, colour label (None: none), who set it
+    (`origins.Origin`) and, for HumanAes's decisions, the plan that made them ("auto-cull: keep ...")."""
 
     stars: int | None = None
     flag: Flag = Flag.NONE
     label: str | None = None
-    source: str = "user"  # "user", "auto" (auto-cull), "xmp" (imported from an editor's sidecar)
+    origin: Origin = Origin.PHOTOGRAPHER
+    plan: str | None = None
 
     def __post_init__(self) -> None:
         if self.stars is not None and (
@@ -70,6 +75,7 @@ class PhotoDecision:
         ):
             raise ValueError(f"stars must be 0-5 or None, got {self.stars!r}")
         object.__setattr__(self, "flag", Flag(self.flag))
+        object.__setattr__(self, "origin", Origin(self.origin))
 
     @property
     def rejected(self) -> bool:
@@ -79,13 +85,35 @@ class PhotoDecision:
     def picked(self) -> bool:
         return self.flag == Flag.PICK
 
+    def by_photographer(self, **fields: object) -> PhotoDecision:
+        """The decision after the photographer set `fields` (stars, flag, label) on this one with a key.
+
+        What people decided stays (an editor's stars under a new pick); what HumanAes decided does not,
+        its colour label excepted: its flag and stars (the keeper stars ``humanaes-cull`` writes come
+        from the model's level) are the model's opinion, and kept under the photographer's name they
+        would reach training as the photographer's.
+        """
+        base = PhotoDecision(label=self.label) if self.origin == Origin.HUMANAES else self
+        return replace(base, origin=Origin.PHOTOGRAPHER, plan=None, **fields)
+
     def to_dict(self) -> dict:
-        return {"stars": self.stars, "flag": int(self.flag), "label": self.label, "source": self.source}
+        return {
+            "stars": self.stars,
+            "flag": int(self.flag),
+            "label": self.label,
+            "origin": str(self.origin),
+            "plan": self.plan,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> PhotoDecision:
+        """A decision as ``to_dict`` wrote it; undo steps of schema 1 say ``source`` ("user", ...)."""
         return cls(
-            data.get("stars"), Flag(int(data.get("flag", 0))), data.get("label"), data.get("source", "user")
+            data.get("stars"),
+            Flag(int(data.get("flag", 0))),
+            data.get("label"),
+            origin_of(data.get("origin", data.get("source"))),
+            data.get("plan"),
         )
 
 
@@ -110,8 +138,10 @@ class _DecisionRow(_Base):
     stars: Mapped[int | None] = mapped_column(Integer, nullable=True)
     flag: Mapped[int] = mapped_column(Integer, default=0)
     label: Mapped[str | None] = mapped_column(Text, nullable=True)
-    source: Mapped[str] = mapped_column(Text, default="user")
+    # the column keeps its schema-1 name, so a damaged file's rows are salvaged whatever its version
+    origin: Mapped[str] = mapped_column("source", Text, default=Origin.PHOTOGRAPHER.value)
     updated_at: Mapped[float] = mapped_column(Float)
+    plan: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_decisions_path", "path"),)
 
@@ -143,7 +173,7 @@ def _load(text: str | None) -> PhotoDecision | None:
 
 
 def _row_decision(row: _DecisionRow) -> PhotoDecision:
-    return PhotoDecision(row.stars, Flag(row.flag), row.label, row.source)
+    return PhotoDecision(row.stars, Flag(row.flag), row.label, origin_of(row.origin), row.plan)
 
 
 class DecisionStore(SQLiteStore):
@@ -255,7 +285,7 @@ class DecisionStore(SQLiteStore):
         changes = []
         for content_hash, path in items:
             base = current.get(content_hash, PhotoDecision())
-            changes.append((content_hash, path, replace(base, source="user", **fields)))
+            changes.append((content_hash, path, base.by_photographer(**fields)))
         return self.apply(changes, description)
 
     def set_stars(
@@ -321,7 +351,8 @@ class DecisionStore(SQLiteStore):
             "stars": decision.stars,
             "flag": int(decision.flag),
             "label": decision.label,
-            "source": decision.source,
+            "source": decision.origin.value,  # the origin's column (see _DecisionRow)
+            "plan": decision.plan,
             "updated_at": now,
         }
         stmt = sqlite_insert(_DecisionRow).values(**values)

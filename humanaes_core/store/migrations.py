@@ -106,6 +106,17 @@ _CACHE_V2 = tuple(
     f"ALTER TABLE file_hashes ADD COLUMN {column} BIGINT" for column in ("ctime_ns", "ino", "dev")
 )
 
+#: Decisions schema 2: every decision records its origin (``humanaes_core.origins``) and HumanAes's the plan
+#: that made them. The ``source`` column keeps its name and is rewritten from schema 1's "user" / "auto" /
+#: "xmp" to photographer / humanaes / editor. No schema-1 row came from a sidecar HumanAes wrote (the app
+#: stored imported ratings only once the photographer changed them, as "user"), so "xmp" is the editor's.
+#: Undo steps keep their JSON: `PhotoDecision.from_dict` reads schema 1's ``source`` the same way.
+_DECISIONS_V2 = (
+    "ALTER TABLE decisions ADD COLUMN plan TEXT",
+    "UPDATE decisions SET source = CASE source WHEN 'user' THEN 'photographer' WHEN 'auto' THEN 'humanaes' "
+    "WHEN 'xmp' THEN 'editor' ELSE source END",
+)
+
 #: The score tables: ``meta``, ``file_hashes`` (the path fast path) and ``scores``.
 CACHE_COMPONENT = SchemaComponent(
     "cache",
@@ -120,7 +131,10 @@ CACHE_COMPONENT = SchemaComponent(
 DECISIONS_COMPONENT = SchemaComponent(
     "decisions",
     "decisions_schema_version",
-    (Migration(1, "first released schema: decisions, decision_history", _DECISIONS_V1),),
+    (
+        Migration(1, "first released schema: decisions, decision_history", _DECISIONS_V1),
+        Migration(2, "decisions: origin (photographer, editor, humanaes) and plan", _DECISIONS_V2),
+    ),
     DecisionsVersionError,
 )
 #: Every part of the file, by name; a damaged file's replacement gets all of them before salvage.

@@ -280,6 +280,8 @@ class Trainer:
             allow_unknown_keys=config.allow_unknown_keys,
             check_images=config.check_images,
         )
+        if self.show and self.data.skipped:  # e.g. ratings HumanAes wrote itself: never trained on
+            print(self.data.skipped_text(), file=sys.stderr)
         self.labels_fingerprint = self.data.labels_fingerprint()
         self.train_samples, self.val_samples = split_train_val(
             self.data.samples, config.val_fraction, config.seed

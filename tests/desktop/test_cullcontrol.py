@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from humanaes_core.culling import CopyReport, SidecarReport
+from humanaes_core.origins import Origin
 from humanaes_core.schema import KEYS, score_to_level
 from humanaes_core.scoring import ScoreCard
 from humanaes_core.store import Change, DecisionStore, Flag, PhotoDecision
@@ -138,12 +139,13 @@ def test_keys_act_once_per_file_keep_editors_stars_and_undo(folder):
     view, writer, control = folder
     e, f = _photo(view, "e"), _photo(view, "f")
     d = _photo(view, "d")
-    d.xmp = PhotoDecision(stars=4, source="xmp")
+    d.xmp = PhotoDecision(stars=4, origin="editor")
     view.selection = [d, e, f]
     control.set_flag(Flag.PICK)
     assert writer.descriptions == ["pick"]
-    assert d.decision == PhotoDecision(stars=4, flag=Flag.PICK, source="user")  # the editor's stars stay
-    assert e.decision == f.decision == PhotoDecision(flag=Flag.PICK, source="user")
+    # the editor's stars stay
+    assert d.decision == PhotoDecision(stars=4, flag=Flag.PICK, origin="photographer")
+    assert e.decision == f.decision == PhotoDecision(flag=Flag.PICK, origin="photographer")
     assert writer.store.undo_description() == "pick"
 
     control.set_stars(2)
@@ -163,6 +165,23 @@ def test_keys_act_once_per_file_keep_editors_stars_and_undo(folder):
     control.set_flag(Flag.REJECT)
     assert view.notices == ["This photo is still being read; try again in a moment."]
     assert writer.descriptions[-1] == "redo"
+
+
+def test_keys_on_humanaes_decisions_keep_nothing_of_humanaes(folder):
+    """A key on a photo humanaes-cull rated in its sidecar (keeper stars from the model's level) or the
+    app's auto-cull decided: the result is the photographer's alone, so training never learns the
+    model's stars or flags under the photographer's name (issue #13)."""
+    view, _writer, control = folder
+    plan = "humanaes-cull: keep top 50% per folder"
+    kept, dropped = _photo(view, "a"), _photo(view, "b")
+    kept.xmp = PhotoDecision(4, Flag.PICK, "Green", origin=Origin.HUMANAES, plan=plan)
+    dropped.xmp = PhotoDecision(None, Flag.REJECT, origin=Origin.HUMANAES, plan=plan)
+    view.selection = [kept]
+    control.set_flag(Flag.PICK)  # confirming the pick does not make the model's 4 stars the photographer's
+    assert kept.decision == PhotoDecision(None, Flag.PICK, "Green", origin=Origin.PHOTOGRAPHER)
+    view.selection = [dropped]
+    control.set_stars(3)  # rating a photo HumanAes rejected: 3 stars, not a reject
+    assert dropped.decision == PhotoDecision(3, origin=Origin.PHOTOGRAPHER)
 
 
 def test_what_the_store_reports_in_words():
@@ -194,7 +213,7 @@ def test_auto_cull_previews_applies_and_keeps_manual_decisions(folder):
 
     control.apply_auto_cull(half)
     assert writer.descriptions[-1] == "auto-cull: keep top 50% per folder"
-    assert a.flag == Flag.REJECT and a.rating.source == "user"
+    assert a.flag == Flag.REJECT and a.rating.origin == "photographer"
     assert [_photo(view, n).flag for n in "bde"] == [Flag.PICK, Flag.PICK, Flag.REJECT]
     assert _photo(view, "f").decision == _photo(view, "e").decision  # one file, one decision
     assert _photo(view, "c").decision is None
@@ -204,7 +223,7 @@ def test_auto_cull_previews_applies_and_keeps_manual_decisions(folder):
     assert replaced.startswith("Of 5 scored photos, 3 would be picked and 2 rejected.")
     assert "This replaces 1 decision of your own." in replaced
     control.apply_auto_cull(overwrite)
-    assert a.flag == Flag.PICK and a.rating.source == "auto"
+    assert a.flag == Flag.PICK and a.rating.origin == "humanaes"
 
 
 def test_a_plan_rejecting_nearly_everything_is_warned(folder):
@@ -244,7 +263,7 @@ def test_what_to_write_copy_and_export(folder, tmp_path):
     control.set_flag(Flag.PICK)
     view.selection = [_photo(view, "b")]
     control.set_flag(Flag.REJECT)
-    _photo(view, "c").xmp = PhotoDecision(stars=5, source="xmp")  # an editor's: not written back
+    _photo(view, "c").xmp = PhotoDecision(stars=5, origin="editor")  # an editor's: not written back
     _photo(view, "d").card, _photo(view, "d").error = None, "cannot decode"
 
     entries = control.sidecar_entries()
@@ -256,7 +275,7 @@ def test_what_to_write_copy_and_export(folder, tmp_path):
     cards, decisions, errors = control.export_plan()
     assert [p.stem for p in cards] == ["a", "b", "c", "e", "f"]
     assert {p.stem: d.keep for p, d in decisions.items()} == {"a": True, "b": False, "c": True}
-    assert decisions[_photo(view, "c").path].reason.endswith("(XMP sidecar)")
+    assert decisions[_photo(view, "c").path].reason.endswith("(an editor)")
     assert errors == {str(_photo(view, "d").path): "cannot decode"}
 
     report = SidecarReport(

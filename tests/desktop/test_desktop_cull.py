@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from humanaes_core.culling.plan import level_stars
 from humanaes_core.formats.xmp import read_rating, write_decision
+from humanaes_core.origins import Origin
 from humanaes_core.scoring.scorer import ScoreCard
 from humanaes_core.store.decisions import DecisionStore, Flag, PhotoDecision
 from humanaes_desktop.cull_dialogs import AutoCullDialog, CullParams, SidecarDialog
@@ -136,13 +137,14 @@ def _digest(folder: Path) -> dict[str, str]:
 
 def test_keys_undo_redo_and_decisions_survive_reopening(make_window, qtbot, tmp_path):
     folder = _folder(tmp_path / "shoot", 4)
-    write_decision(folder / "photo_03.jpg", 4)  # an editor's 4 stars, made before HumanAes saw the folder
+    # an editor's 4 stars, made before HumanAes saw the folder
+    write_decision(folder / "photo_03.jpg", 4, origin=Origin.EDITOR)
     window = make_window(OFFLINE_MODEL)
     _open(qtbot, window, folder, scored=False)
 
     imported = _photo(window, "photo_03.jpg")
-    assert imported.decision is None and imported.xmp == PhotoDecision(stars=4, source="xmp")
-    assert imported.stars == 4 and "from the XMP sidecar" in _panel_text(window, "photo_03.jpg")
+    assert imported.decision is None and imported.xmp == PhotoDecision(stars=4, origin="editor")
+    assert imported.stars == 4 and "by an editor (XMP)" in _panel_text(window, "photo_03.jpg")
 
     window.activateWindow()
     _select(window, "photo_00.jpg")
@@ -154,7 +156,7 @@ def test_keys_undo_redo_and_decisions_survive_reopening(make_window, qtbot, tmp_
     assert "Reject: 2 photos" in window.last_notice
     _select(window, "photo_03.jpg")
     _key(qtbot, window, Qt.Key.Key_P)  # pick keeps the editor's stars
-    assert imported.decision == PhotoDecision(stars=4, flag=Flag.PICK, source="user")
+    assert imported.decision == PhotoDecision(stars=4, flag=Flag.PICK, origin="photographer")
     _key(qtbot, window, Qt.Key.Key_2)
     assert imported.stars == 2 and imported.flag == Flag.PICK
     assert window.commands["undo"].text() == "Undo 2 stars"
@@ -162,7 +164,7 @@ def test_keys_undo_redo_and_decisions_survive_reopening(make_window, qtbot, tmp_
     _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert imported.stars == 4
     _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert imported.decision is None and imported.rating.source == "xmp"  # back to the sidecar's rating
+    assert imported.decision is None and imported.rating.origin == "editor"  # back to the sidecar's rating
     _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert (
         _photo(window, "photo_01.jpg").flag == Flag.NONE and _photo(window, "photo_02.jpg").flag == Flag.NONE
@@ -174,7 +176,7 @@ def test_keys_undo_redo_and_decisions_survive_reopening(make_window, qtbot, tmp_
         and _photo(window, "photo_02.jpg").flag == Flag.REJECT
     )
     _key(qtbot, window, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
-    assert imported.decision == PhotoDecision(stars=4, flag=Flag.PICK, source="user")
+    assert imported.decision == PhotoDecision(stars=4, flag=Flag.PICK, origin="photographer")
     _key(qtbot, window, Qt.Key.Key_0)  # 0 clears the stars
     assert imported.stars == 0 and imported.flag == Flag.PICK
     _key(qtbot, window, Qt.Key.Key_U)
@@ -211,7 +213,9 @@ def test_keys_undo_redo_and_decisions_survive_reopening(make_window, qtbot, tmp_
     _open(qtbot, again, folder, scored=False)
     assert _photo(again, "photo_00.jpg").flag == Flag.PICK
     assert _photo(again, "photo_02.jpg").flag == Flag.REJECT
-    assert _photo(again, "photo_03.jpg").decision == PhotoDecision(stars=None, flag=Flag.NONE, source="user")
+    assert _photo(again, "photo_03.jpg").decision == PhotoDecision(
+        stars=None, flag=Flag.NONE, origin="photographer"
+    )
     assert again.commands["undo"].isEnabled()  # the history is persistent too
 
 
@@ -226,7 +230,7 @@ def test_a_key_pressed_just_before_closing_is_saved(make_window, qtbot, tmp_path
     with DecisionStore() as store:
         [(path, decision)] = store.all().values()
     assert Path(path).name == "photo_01.jpg"
-    assert decision == PhotoDecision(stars=1, flag=Flag.REJECT, source="user")
+    assert decision == PhotoDecision(stars=1, flag=Flag.REJECT, origin="photographer")
 
 
 def _panel_text(window: MainWindow, name: str) -> str:
@@ -259,17 +263,17 @@ def test_auto_cull_is_one_undo_step_and_keeps_manual_decisions(make_window, qtbo
 
     window.apply_auto_cull(params)
     qtbot.waitUntil(lambda: _idle(window), timeout=10000)
-    assert best.flag == Flag.REJECT and best.rating.source == "user"
-    assert second.flag == Flag.PICK and second.rating.source == "auto"
+    assert best.flag == Flag.REJECT and best.rating.origin == "photographer"
+    assert second.flag == Flag.PICK and second.rating.origin == "humanaes"
     assert [p.flag for p in ranked[2:3]] == [Flag.PICK]
-    assert all(p.flag == Flag.REJECT and p.rating.source == "auto" for p in ranked[3:])
+    assert all(p.flag == Flag.REJECT and p.rating.origin == "humanaes" for p in ranked[3:])
     assert window.commands["undo"].text() == "Undo auto-cull: keep top 50% per folder"
     window.grid.grab()
 
     # Overridable afterwards, and the whole cull is one undo step.
     window.select_path(ranked[5].path)
     _key(qtbot, window, Qt.Key.Key_P)
-    assert ranked[5].flag == Flag.PICK and ranked[5].rating.source == "user"
+    assert ranked[5].flag == Flag.PICK and ranked[5].rating.origin == "photographer"
     _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # the override
     _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # the cull
     assert [p.flag for p in ranked] == [Flag.REJECT] + [Flag.NONE] * 5
@@ -283,7 +287,7 @@ def test_auto_cull_is_one_undo_step_and_keeps_manual_decisions(make_window, qtbo
     qtbot.waitUntil(lambda: _idle(window), timeout=10000)
     assert window.commands["undo"].text() == "Undo auto-cull: keep excellent and better across all photos"
     assert AppSettings.load().cull_overwrite_manual is True  # remembered
-    assert all(p.rating.source == "auto" for p in ranked)
+    assert all(p.rating.origin == "humanaes" for p in ranked)
     assert {p.flag for p in ranked} <= {Flag.PICK, Flag.REJECT}
 
 
@@ -477,6 +481,46 @@ def test_copy_picks_copies_only_picks_and_export_writes_every_card(make_window, 
 # ---------------------------------------------------------------------------------------- training
 
 
+@needs_exiftool
+def test_humanaes_cull_sidecars_are_not_yours_after_a_restart(
+    make_window, qtbot, tmp_path, tiny_model, monkeypatch
+):
+    """humanaes-cull --write-xmp, an editor rates one photo, then the app opens the folder on a new, empty
+    library: HumanAes's sidecar decisions show as auto-cull, are not "decided yourself", and Train on my
+    ratings uses only the editor's rating and lists the others with why (issue #13)."""
+    from humanaes_core.cli.cull import main as cull_main
+    from humanaes_core.data import STAR_SCORES
+
+    folder = _folder(tmp_path / "shoot", 6, seed=700)
+    args = [str(folder), "--model", str(tiny_model), "--device", "cpu", "--max-tiles", "1", "--quiet"]
+    assert cull_main([*args, "--keep-top", "50%", "--write-xmp"]) == 0
+    subprocess.run(
+        [EXIFTOOL, "-q", "-overwrite_original", "-XMP-xmp:Rating=5", str(folder / "photo_00.jpg.xmp")],
+        check=True,
+    )
+    monkeypatch.setenv("HUMANAES_LIBRARY", str(tmp_path / "new-library.sqlite"))
+    window = make_window()
+    _open(qtbot, window, folder)
+    with DecisionStore(tmp_path / "new-library.sqlite") as store:
+        assert store.count() == 0  # only the sidecars say who decided
+    photos = {p.path.name: p for p in window.model.photos}
+    assert all(p.decision is None for p in photos.values())
+    assert {n: p.rating.origin for n, p in photos.items()} == {
+        n: "editor" if n == "photo_00.jpg" else "humanaes" for n in photos
+    }
+    assert "by auto-cull" in _panel_text(window, "photo_01.jpg")
+
+    text, ok = window.culling.preview_cull(CullParams(50, None, "folder", False))
+    assert ok and "1 you decided yourself stays as it is" in text
+
+    window.train_on_ratings()
+    dialog = window._train_dialog
+    assert dialog.rated.rows == [(folder / "photo_00.jpg", STAR_SCORES[5])]
+    plan = "humanaes-cull: keep top 50% per folder"
+    assert f"not used: 5 decided by HumanAes ({plan}), not by you or an editor" in dialog.summary.text()
+    assert f"photo_01.jpg: decided by HumanAes ({plan})" in dialog.summary.toolTip()
+
+
 def test_train_on_my_ratings_end_to_end_then_switch_model(make_window, qtbot, tmp_path, tiny_model):
     from humanaes_core.model import checkpoint_fingerprint as fingerprint
     from humanaes_core.model import is_checkpoint, read_meta
@@ -571,11 +615,11 @@ def test_model_filters_collapse_and_sidecar_plan(qtbot, tmp_path):
     model.set_decisions(
         {
             "h0": PhotoDecision(stars=2, flag=Flag.PICK),
-            "h1": PhotoDecision(flag=Flag.PICK, source="auto"),
+            "h1": PhotoDecision(flag=Flag.PICK, origin="humanaes"),
             "h3": PhotoDecision(flag=Flag.REJECT),
         }
     )
-    model.set_decisions({"h4": PhotoDecision(stars=5, source="xmp")}, imported=True)
+    model.set_decisions({"h4": PhotoDecision(stars=5, origin="editor")}, imported=True)
     model.resort()
 
     def names() -> list[str]:

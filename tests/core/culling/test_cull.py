@@ -113,6 +113,15 @@ def test_ties_are_broken_by_path(tmp_path):
     assert _kept(plan_cull(cards, keep_top_percent=34)) == {"a.jpg", "b.jpg"}
 
 
+def test_plans_in_words():
+    """What the undo history says and a sidecar records as humanaes:Plan."""
+    from humanaes_core.culling import describe_plan
+
+    assert describe_plan(20) == "keep top 20% per folder"
+    assert describe_plan(None, "good", "burst") == "keep good and better per burst"
+    assert describe_plan(12.5, "fair", "all") == "keep top 12.5% and fair and better across all photos"
+
+
 def test_bad_requests(shoot):
     for kwargs in (
         {},
@@ -306,6 +315,45 @@ def test_humanaes_cull_end_to_end(folder, tiny_model, tmp_path, capsys):
     assert {p.name for p in picks.iterdir() if p.suffix.lower() == ".xmp"} >= {
         "IMG_0100.xmp" if n.endswith(".CR2") else n + ".xmp" for n in kept
     }
+
+
+@needs_exiftool
+def test_humanaes_cull_sidecars_are_never_read_back_as_the_photographers(
+    folder, tiny_model, tmp_path, monkeypatch
+):
+    """The issue #13 case: humanaes-cull --write-xmp, then a restart with a new, empty library (another
+    machine, the library file lost). Every rating is read back as HumanAes's, by the reader the app's
+    folder scan uses and by the training loader, except the one an editor changed afterwards."""
+    from humanaes_core.data import DataError, load_rated_folder
+    from humanaes_core.formats import collect_photos
+    from humanaes_core.origins import Origin
+    from humanaes_core.store import DecisionStore, default_library_path
+
+    plan = "humanaes-cull: keep top 50% per folder"
+    assert _cull(folder, tiny_model, "--keep-top", "50%", "--write-xmp") == 0
+    monkeypatch.setenv("HUMANAES_LIBRARY", str(tmp_path / "new-library.sqlite"))
+    with DecisionStore(default_library_path()) as store:
+        assert store.count() == 0  # nothing remembers who wrote the sidecars but the sidecars
+    photos, _ = collect_photos([folder])
+    ratings = {p: read_rating(p) for p in photos if p.name != "broken.jpg"}
+    assert ratings and all(r.source is not None for r in ratings.values())
+    assert {(r.origin, r.plan) for r in ratings.values()} == {(Origin.HUMANAES, plan)}
+    with pytest.raises(DataError, match=r"\d+ rated by HumanAes itself are not used"):
+        load_rated_folder(folder, check_images=False)
+
+    # An editor (not HumanAes: exiftool, as Lightroom would) rates one of them 5 stars.
+    edited = folder / "IMG_0000.jpg"
+    side = ratings[edited].source  # the sidecar it was read from
+    assert side == f"{edited}.xmp"
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-xmp:Rating=5", side], check=True)
+    assert (read_rating(edited).origin, read_rating(edited).stars) == (Origin.EDITOR, 5)
+    data = load_rated_folder(folder, check_images=False)
+    assert [(s.path, s.overall) for s in data.samples] == [(edited, 0.9)]
+    ours = [
+        Path(p) for p, why in data.skipped if why == f"decided by HumanAes ({plan}), not by you or an editor"
+    ]
+    assert sorted(ours) == sorted(p for p in ratings if p != edited)
+    assert f"{len(ours)} decided by HumanAes ({plan})" in data.skipped_text()
 
 
 def test_humanaes_cull_dry_run_writes_nothing(folder, tiny_model, tmp_path, capsys):

@@ -25,6 +25,7 @@ from humanaes_core.culling import (
     write_sidecars,
 )
 from humanaes_core.formats import read_rating
+from humanaes_core.origins import Origin
 from humanaes_core.store import Flag, PhotoDecision
 from tests.conftest import synthetic_photo
 
@@ -79,8 +80,16 @@ def test_sidecar_entries_from_ratings():
         "Red",
         False,
     )
-    assert SidecarEntry.from_decision(path, Decision(True, 4, "")) == SidecarEntry(path, 4, False, True)
-    assert SidecarEntry.from_decision(path, Decision(False, 4, "")) == SidecarEntry(path, None, True, False)
+    # a plan's decisions are HumanAes's, with the plan; a photographer's keep their origin
+    ours = {"origin": Origin.HUMANAES, "plan": "keep top 50% per folder"}
+    keeper = SidecarEntry.from_decision(path, Decision(True, 4, ""), ours["plan"])
+    assert keeper == SidecarEntry(path, 4, False, True, **ours)
+    assert SidecarEntry.from_decision(path, Decision(False, 4, ""), ours["plan"]) == SidecarEntry(
+        path, None, True, False, **ours
+    )
+    assert SidecarEntry.from_rating(path, PhotoDecision(3), "good").origin == Origin.PHOTOGRAPHER
+    auto = SidecarEntry.from_rating(path, PhotoDecision(flag=Flag.PICK, **ours), "good")
+    assert (auto.origin, auto.plan) == (Origin.HUMANAES, ours["plan"])
 
 
 def _shoot(folder: Path) -> dict[Path, object]:

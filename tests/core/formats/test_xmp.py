@@ -17,6 +17,7 @@ import pytest
 
 from humanaes_core.formats import xmp
 from humanaes_core.formats.xmp import Rating, XmpError, read_rating, sidecar_path, write_decision
+from humanaes_core.origins import Origin
 from tests.conftest import synthetic_photo
 
 pytest.importorskip("pyexiv2", reason="pyexiv2 reads and writes XMP")
@@ -192,8 +193,9 @@ def test_ratings_rejects_and_labels_read_back_by_exiftool(tmp_path):
     assert k["Rating"] == 4 and k["Label"] == "Green" and k["PickLabel"] == 3 and k["ColorLabel"] == 4
     assert k["SidecarForExtension"] == "CR2"
     assert d["Rating"] == -1 and d["PickLabel"] == 1 and "Label" not in d
-    assert read_rating(keep) == Rating(4, False, True, "Green", str(keep_side))
-    assert read_rating(drop) == Rating(None, True, False, None, str(drop_side))
+    # written without an origin: the photographer's decisions (the app's keys)
+    assert read_rating(keep) == Rating(4, False, True, "Green", str(keep_side), Origin.PHOTOGRAPHER)
+    assert read_rating(drop) == Rating(None, True, False, None, str(drop_side), Origin.PHOTOGRAPHER)
 
 
 @needs_exiftool
@@ -386,3 +388,101 @@ def test_a_sidecar_that_is_not_a_writable_regular_file_is_left_alone(kind, tmp_p
         before.st_mtime_ns,
     ]
     assert data is None or odd.read_bytes() == data
+
+
+# ------------------------------------------------------------------------------ who decided (origin)
+
+PLAN = "humanaes-cull: keep top 50% per folder"
+
+
+def _exiftool_set(path: Path, *assignments: str) -> None:
+    """Change a sidecar as an editor would, with a tool that is not ours."""
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", *assignments, str(path)], check=True)
+
+
+@needs_exiftool
+def test_humanaes_marks_its_own_decisions_in_its_namespace(tmp_path):
+    photo = _photo(tmp_path / "a.jpg")
+    [side] = write_decision(photo, None, rejected=True, origin=Origin.HUMANAES, plan=PLAN)
+    tags = exiftool(side)
+    assert tags["Rating"] == -1 and tags["PickLabel"] == 1
+    assert (tags["Origin"], tags["Plan"]) == ("humanaes", PLAN)
+    assert (tags["WrittenRating"], tags["WrittenPickLabel"]) == (-1, 1)
+    assert tags["WrittenBy"].startswith("HumanAes ") and "CreatorTool" not in tags
+    out = subprocess.run([EXIFTOOL, "-X", str(side)], capture_output=True, text=True, check=True).stdout
+    assert "<XMP-humanaes:Origin>humanaes</XMP-humanaes:Origin>" in out
+    assert read_rating(photo) == Rating(None, True, False, None, str(side), Origin.HUMANAES, PLAN)
+
+
+@needs_exiftool
+@pytest.mark.parametrize(
+    ("change", "decision"),
+    [
+        # Lightroom: 4 stars; digiKam's reject left from HumanAes is HumanAes's, not the editor's
+        (("-XMP-xmp:Rating=4",), (4, False, None)),
+        # digiKam: accepted; Rating -1 left from HumanAes is not the editor's reject
+        (("-XMP-digiKam:PickLabel=3",), (None, False, True)),
+        # rewritten without our namespace: nothing tells HumanAes's fields apart any more
+        (("-XMP-xmp:Rating=4", "-XMP-humanaes:all="), (4, True, False)),
+    ],
+    ids=["rating", "digikam-pick", "namespace-dropped"],
+)
+def test_an_editor_changing_humanaes_rating_makes_it_the_editors(tmp_path, change, decision):
+    photo = _photo(tmp_path / "a.jpg")
+    [side] = write_decision(photo, None, rejected=True, origin=Origin.HUMANAES, plan=PLAN)
+    _exiftool_set(side, *change)
+    rating = read_rating(photo)
+    assert (rating.origin, rating.plan) == (Origin.EDITOR, None)
+    assert (rating.stars, rating.rejected, rating.pick) == decision
+
+
+@needs_exiftool
+def test_a_lightroom_sidecar_is_the_editors(tmp_path):
+    photo = _raw(tmp_path / "IMG_0001.CR2")
+    side = tmp_path / "IMG_0001.xmp"
+    subprocess.run(
+        [
+            EXIFTOOL,
+            "-q",
+            "-o",
+            str(side),
+            "-XMP-xmp:Rating=4",
+            "-XMP-xmp:CreatorTool=Adobe Photoshop Lightroom Classic 13.0 (Macintosh)",
+        ],
+        check=True,
+    )
+    assert read_rating(photo) == Rating(4, False, None, None, str(side), Origin.EDITOR)
+    # a sidecar naming HumanAes as its creator tool is still the editor's: only our namespace counts
+    _exiftool_set(side, "-XMP-xmp:CreatorTool=HumanAes 0.1.0")
+    assert read_rating(photo).origin == Origin.EDITOR
+
+
+def test_an_editors_decision_written_by_humanaes_reads_back_whole(tmp_path):
+    photo = _photo(tmp_path / "a.jpg")
+    [side] = write_decision(photo, None, rejected=True, origin=Origin.EDITOR)
+    assert read_rating(photo) == Rating(None, True, False, None, str(side), Origin.EDITOR)
+
+
+def test_humanaes_never_claims_an_editors_rating(tmp_path):
+    photo = _raw(tmp_path / "IMG_0001.RAF")
+    side = tmp_path / "IMG_0001.xmp"
+    side.write_text(EDITOR_SIDECAR, encoding="utf-8")  # Rating 2, label Red
+    write_decision(photo, 2, label="Green", origin=Origin.HUMANAES, plan=PLAN, digikam=False)
+    rating = read_rating(photo)
+    assert (rating.stars, rating.label, rating.origin) == (2, "Green", Origin.EDITOR)
+    assert "Xmp.humanaes.Origin" not in xmp.read_sidecar(side)
+    write_decision(photo, None, rejected=True, origin=Origin.HUMANAES, plan=PLAN, digikam=False)
+    assert read_rating(photo).origin == Origin.HUMANAES  # the rating changed: now it is HumanAes's
+
+
+def test_the_latest_writer_is_recorded(tmp_path):
+    photo = _photo(tmp_path / "a.jpg")
+    [side] = write_decision(photo, 4, pick=True, origin=Origin.HUMANAES, plan=PLAN)
+    assert read_rating(photo).origin == Origin.HUMANAES
+    write_decision(photo, 4, pick=True)  # the photographer confirms it in the app: same rating, now theirs
+    rating = read_rating(photo)
+    assert (rating.stars, rating.origin, rating.plan) == (4, Origin.PHOTOGRAPHER, None)
+    assert "Xmp.humanaes.Plan" not in xmp.read_sidecar(side)
+    write_decision(photo, None)  # unrated: no rating left, the marks follow
+    fields = xmp.read_sidecar(side)
+    assert "Xmp.xmp.Rating" not in fields and "Xmp.humanaes.WrittenRating" not in fields

@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from humanaes_core.origins import Origin
 from humanaes_core.store.decisions import DecisionStore, DecisionsVersionError, Flag, PhotoDecision
 from humanaes_core.store.migrations import SCHEMA_VERSION
 from humanaes_core.store.scores import ScoreCache
@@ -89,16 +90,33 @@ def test_apply_sets_and_clears_as_one_step(db):
     with DecisionStore(db) as store:
         store.set_stars(_items("old"), 5)
         plan = [
-            ("hash-a", "/p/a.jpg", PhotoDecision(4, Flag.PICK, source="auto")),
-            ("hash-b", "/p/b.jpg", PhotoDecision(2, Flag.REJECT, source="auto")),
+            ("hash-a", "/p/a.jpg", PhotoDecision(4, Flag.PICK, origin="humanaes")),
+            ("hash-b", "/p/b.jpg", PhotoDecision(2, Flag.REJECT, origin="humanaes")),
             ("hash-old", "/p/old.jpg", None),
         ]
         changed = store.apply(plan, "auto-cull: top 50%")
         assert len(changed) == 3 and store.get("hash-old") is None
-        assert store.get("hash-a").source == "auto"
+        assert store.get("hash-a").origin == "humanaes"
         assert store.undo_description() == "auto-cull: top 50%"
         store.undo()
         assert store.get("hash-old") == PhotoDecision(5) and store.get("hash-a") is None
+
+
+def test_origin_and_plan_are_stored_and_travel_through_undo(db):
+    auto = PhotoDecision(3, Flag.REJECT, origin=Origin.HUMANAES, plan="auto-cull: keep top 10% per folder")
+    with DecisionStore(db) as store:
+        store.apply([("hash-a", "/p/a.jpg", auto)], "auto-cull: keep top 10% per folder")
+        assert store.get("hash-a") == auto
+        # a key press makes it the photographer's: HumanAes's stars and plan are not theirs
+        store.set_flag(_items("a"), Flag.PICK)
+        assert store.get("hash-a") == PhotoDecision(None, Flag.PICK, origin=Origin.PHOTOGRAPHER)
+        store.undo()
+        assert store.get("hash-a") == auto
+    with DecisionStore(db) as store:  # after a restart
+        store.redo()
+        assert store.get("hash-a").origin == Origin.PHOTOGRAPHER
+        store.undo()
+        assert store.all()["hash-a"][1] == auto
 
 
 def test_history_is_capped(db):

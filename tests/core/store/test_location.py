@@ -36,7 +36,11 @@ def _legacy_file(folder: Path, stars: int = 4) -> Path:
     conn = sqlite3.connect(stage, isolation_level=None)
     conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute("INSERT INTO scores VALUES (?, 'm', 's', '{\"v\": 1}', 0)", (H,))
-    conn.execute("INSERT INTO decisions VALUES (?, '/p/a.jpg', ?, 0, NULL, 'user', 0)", (H, stars))
+    conn.execute(
+        "INSERT INTO decisions (content_hash, path, stars, flag, label, source, updated_at) "
+        "VALUES (?, '/p/a.jpg', ?, 0, NULL, 'user', 0)",
+        (H, stars),
+    )
     legacy = folder / "cache.sqlite"
     for suffix in ("", "-wal", "-shm"):  # copied while the writer is still open: a crash's snapshot
         shutil.copyfile(f"{stage}{suffix}", f"{legacy}{suffix}")
@@ -91,7 +95,7 @@ def test_an_existing_library_is_never_clobbered(data_dir: Path) -> None:
     legacy = _legacy_file(data_dir, stars=5)
     before = legacy.read_bytes()
     with DecisionStore() as store:
-        assert store.get(H) == PhotoDecision(2, source="user")
+        assert store.get(H) == PhotoDecision(2, origin="photographer")
     assert legacy.read_bytes() == before
 
 

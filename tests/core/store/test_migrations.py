@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from humanaes_core.origins import Origin
 from humanaes_core.store import decisions as decisions_mod
 from humanaes_core.store import scores as scores_mod
 from humanaes_core.store.decisions import DecisionStore, DecisionsVersionError, Flag, PhotoDecision
@@ -221,6 +222,36 @@ def test_an_unreadable_version_is_refused(tmp_path):
     conn.close()
     with pytest.raises(CacheVersionError, match="unrecognised"):
         ScoreCache(db)
+
+
+def test_decisions_schema_2_gives_every_old_decision_its_origin(tmp_path):
+    """Schema 1's "user" / "auto" / "xmp" become photographer / humanaes / editor, in the rows and in the
+    undo steps written by the old version."""
+    db = _from_fixture(tmp_path / "v1.sqlite")
+    conn = sqlite3.connect(db)
+    with conn:
+        for n, source in ((3, "auto"), (4, "xmp")):
+            conn.execute(
+                "INSERT INTO decisions VALUES (?, ?, NULL, -1, NULL, ?, 0)",
+                (str(n) * 40, f"/p/{n}.jpg", source),
+            )
+    conn.close()
+    assert migrate(db, DECISIONS_COMPONENT) == 1 and DECISIONS_COMPONENT.head == 2
+    conn = sqlite3.connect(db)
+    stored = dict(conn.execute("SELECT content_hash, source FROM decisions").fetchall())
+    plans = {row[0] for row in conn.execute("SELECT plan FROM decisions")}
+    conn.close()
+    assert stored == {H1: "photographer", H2: "photographer", "3" * 40: "humanaes", "4" * 40: "editor"}
+    assert plans == {None}
+    with DecisionStore(db) as store:
+        assert {h: d.origin for h, (_, d) in store.all().items()} == {
+            H1: Origin.PHOTOGRAPHER,
+            H2: Origin.PHOTOGRAPHER,
+            "3" * 40: Origin.HUMANAES,
+            "4" * 40: Origin.EDITOR,
+        }
+        store.redo()  # the old "reject" step, its JSON still saying "source": "user"
+        assert store.get(H2) == PhotoDecision(3, Flag.REJECT, origin=Origin.PHOTOGRAPHER)
 
 
 def test_a_cache_file_without_decision_tables_gets_them(tmp_path):
