@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 
 from humanaes_core.attribution.heads import VOTER_INPUTS, HeadsAttributor, card_field
-from humanaes_core.attribution.shapley import coalition_values
 from humanaes_core.model import HEADS_FILE
 from humanaes_core.schema import BY_KEY, LEAF_KEYS
 
@@ -38,6 +37,7 @@ __all__ = [
     "NODE_TOOLTIPS",
     "Explanation",
     "attributor_for",
+    "coalition_table",
     "explain_card",
 ]
 
@@ -45,7 +45,7 @@ __all__ = [
 ABOUT_THE_SAME = 0.005
 #: Reference cards that enter the coalition values (evenly spread over the folder sorted by score);
 #: the mean reference score always uses every card.
-MAX_REFERENCES = 96
+MAX_REFERENCES = 64
 
 #: What a photographer reads for the three vote inputs (the dimensions use their own names).
 NODE_NAMES = {
@@ -166,6 +166,44 @@ def _chain(attributor: HeadsAttributor, rows: torch.Tensor) -> torch.Tensor:
     return attributor.final_score(vote)
 
 
+def _mixes(x: torch.Tensor, refs: torch.Tensor, players: Sequence[str]) -> torch.Tensor:
+    """[2ᵏ, m, k]: every mix of these k players taken from the photo (bit j of the first index: player
+    j) or from each reference."""
+    cols = [_PLAYERS.index(p) for p in players]
+    k = len(cols)
+    bits = torch.tensor([[(m >> j) & 1 for j in range(k)] for m in range(1 << k)], dtype=torch.float64)
+    return bits[:, None, :] * x[cols] + (1.0 - bits[:, None, :]) * refs[:, cols][None]
+
+
+def coalition_table(attributor: HeadsAttributor, x: Sequence[float], references: torch.Tensor) -> list[float]:
+    """The mean shown score over the references of every coalition of the eleven inputs, indexed by
+    bitmask in `_PLAYERS` order: the same numbers as `shapley.coalition_values` with `_chain`, computed
+    group by group. Face has 32 mixes, Appearance 8, Overall 512 (32 × 8 × 2), and only the vote sees
+    all 2,048, so the explanation costs a few milliseconds and can run on the app's UI thread."""
+    xs = torch.tensor([float(v) for v in x], dtype=torch.float64)
+    refs = references.to(torch.float64)
+    m = len(refs)
+    face = attributor.parent_score("facial_aesthetic", _mixes(xs, refs, BY_KEY["facial_aesthetic"].children))
+    looks = attributor.parent_score(
+        "general_appearance_aesthetic", _mixes(xs, refs, BY_KEY["general_appearance_aesthetic"].children)
+    )
+    env = _mixes(xs, refs, ("environment",))[..., 0]
+    children = torch.stack(
+        torch.broadcast_tensors(face[:, None, None], looks[None, :, None], env[None, None]), -1
+    )
+    overall = attributor.parent_score("overall", children)  # [32, 8, 2, m]
+    lm, reg = _mixes(xs, refs, ("lm",))[..., 0], _mixes(xs, refs, ("regression",))[..., 0]
+    vote = torch.stack(
+        torch.broadcast_tensors(
+            lm[:, None, None, None, None], reg[None, :, None, None, None], overall[None, None]
+        ),
+        -1,
+    )  # [lm, reg, face, looks, env, m, 3]
+    shown = attributor.final_score(vote.reshape(-1, 3)).reshape(2, 2, 32, 8, 2, m).mean(-1)
+    # Bitmask = lm | reg << 1 | face << 2 | looks << 7 | env << 10: the most significant dimension first.
+    return shown.permute(4, 3, 2, 1, 0).reshape(-1).tolist()
+
+
 def _spread(cards: Sequence[object], limit: int) -> list[object]:
     """At most `limit` cards evenly spread over the set sorted by shown score (deterministic)."""
     if len(cards) <= limit:
@@ -220,9 +258,8 @@ def explain_card(
     background = torch.tensor([_player_rows(c, attributor) for c in _spread(refs, MAX_REFERENCES)])
     shown = float(card_field(card, "dims")["overall"])  # type: ignore[index]
     reference = sum(float(card_field(c, "dims")["overall"]) for c in refs) / len(refs)  # type: ignore[index]
-    values = coalition_values(
-        lambda rows: _chain(attributor, rows), x, background, start=reference, end=shown
-    )
+    values = coalition_table(attributor, x, background)
+    values[0], values[-1] = reference, shown  # the numbers on screen (see the module docstring)
     totals = _owen(values)
     means = {k: sum(_shown(c, k) for c in refs) / len(refs) for k in totals if k != "overall"}
 

@@ -72,7 +72,7 @@ def fit_overall_weighting(
             loss.backward()
             optimizer.step()
             if step % 10 == 0 or step == steps - 1:
-                history.append(float(loss))
+                history.append(loss.item())
     for p in ffn.parameters():
         p.requires_grad_(False)
     return history

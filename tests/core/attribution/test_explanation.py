@@ -14,11 +14,12 @@ from humanaes_core.attribution import (
     ABOUT_THE_SAME,
     VOTER_INPUTS,
     HeadsAttributor,
+    coalition_values,
     explain_card,
     shapley_over_set,
     voter_inputs,
 )
-from humanaes_core.attribution.explanation import _PLAYERS, _TREE, _chain, _owen
+from humanaes_core.attribution.explanation import _PLAYERS, _TREE, _chain, _owen, coalition_table
 from humanaes_core.data import load_data
 from humanaes_core.errors import CheckpointError
 from humanaes_core.model.meta import HEADS_FILE, META_FILE
@@ -111,8 +112,6 @@ def test_owen_values_match_the_definition_over_group_respecting_orders(trained):
         lm, reg, _ = heads.voter_inputs(c)
         return [lm, reg, *(c.expert_raw[k] for k in LEAF_KEYS)]
 
-    from humanaes_core.attribution import coalition_values
-
     background = torch.tensor([row(c) for c in cards[:8]], dtype=torch.float64)
     values = coalition_values(lambda z: _chain(heads, z), row(card), background)
     bit = {p: 1 << i for i, p in enumerate(_PLAYERS)}
@@ -127,6 +126,23 @@ def test_owen_values_match_the_definition_over_group_respecting_orders(trained):
     owen = _owen(values)
     for p in _PLAYERS:
         assert owen[p] == pytest.approx(totals[p] / n, abs=1e-12)
+
+
+def test_the_group_by_group_table_is_the_brute_force_one(trained):
+    # coalition_table computes Face 32 times, Overall 512 times and the vote 2,048 times per reference;
+    # the brute-force table runs the whole chain for all 2,048 coalitions of all eleven inputs.
+    model, cards = trained
+    heads = HeadsAttributor.from_checkpoint(model)
+
+    def row(c):
+        lm, reg, _ = heads.voter_inputs(c)
+        return [lm, reg, *(c.expert_raw[k] for k in LEAF_KEYS)]
+
+    background = torch.tensor([row(c) for c in cards[:12]], dtype=torch.float64)
+    for card in cards[:3]:
+        fast = coalition_table(heads, row(card), background)
+        slow = coalition_values(lambda z: _chain(heads, z), row(card), background)
+        assert fast == pytest.approx(slow, abs=1e-12)
 
 
 def test_old_cards_without_vote_inputs_still_add_up(trained):
