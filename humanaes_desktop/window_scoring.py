@@ -54,6 +54,7 @@ class ScoringHookup:
         self._last_row = None
         self.thumbnails.clear()
         self.previews.clear()
+        self.face_crops.clear()
         self.capture_times.cancel()
         self.model.set_photos([])
         self.panel.show_photo(None)

@@ -1,0 +1,428 @@
+"""Faces at 100 %: every face of a photo cropped from the full-resolution image, each with its verdict
+("Eyes closed", "Soft focus"…), in the detail panel (`FaceStrip`) and in the compare view's columns
+(`paint_face_row`).
+
+Whether the bride blinked or focus landed on the eyes can only be judged at 100 %, and across the
+frames of a burst only side by side at the same zoom, on the same spot: one `FaceZoom` (scale and pan)
+is shared by every face shown, so a wheel turn or a drag on one face moves all of them, as Photo
+Mechanic's and darktable's culling views do. Each crop is centred on its own face's eyes, so the same
+pan shows the same part of every face even when the subject moved between frames.
+
+Crops come from `FaceCrops`, which decodes the full-resolution photo off the UI thread (a
+`background.Lane`; newest request first, requests long superseded dropped) and keeps only the regions
+around the faces in memory.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QFont,
+    QFontMetrics,
+    QHelpEvent,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QResizeEvent,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
+
+from . import theme
+from .background import Lane
+from .thumbnails import pil_to_qimage
+from .verdicts import PROBLEM, UNKNOWN, face_tip, face_verdicts
+
+if TYPE_CHECKING:
+    from humanaes_core.checks import Face
+
+    from .photos import Photo
+
+CELL = 128  # a face cell in the detail panel: 128 × 128 photo pixels at 100 %
+VERDICT_LINE = 15
+MIN_SCALE, MAX_SCALE = 0.25, 8.0
+CROP_HALF_MIN, CROP_HALF_MAX = 256, 1024  # the region kept around each face's eyes, in photo pixels
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """The part of the full-resolution photo around one face: `image` starts at `origin` (photo pixels);
+    `anchor` is where a 100 % view centres (between the eyes)."""
+
+    image: QImage
+    origin: tuple[int, int]
+    anchor: tuple[float, float]
+
+
+def face_anchor(face: Face) -> tuple[float, float]:
+    """Between the eyes when the landmarks have them, else the middle of the box."""
+    eyes = [face.landmarks[k] for k in ("left_eye", "right_eye") if k in face.landmarks]
+    if eyes:
+        return sum(x for x, _ in eyes) / len(eyes), sum(y for _, y in eyes) / len(eyes)
+    x, y, w, h = face.box
+    return x + w / 2, y + h / 2
+
+
+def crop_faces(path: Path, faces: Sequence[Face]) -> list[QImage | FaceCrop]:
+    """On a lane thread: decode `path` upright at full resolution and cut the region around each face."""
+    from humanaes_core.model import load_image
+
+    img = load_image(path, fast_decode=False)
+    crops: list[QImage | FaceCrop] = []
+    for face in faces:
+        ax, ay = face_anchor(face)
+        half = min(max(CROP_HALF_MIN, face.size), CROP_HALF_MAX)
+        left, top = max(0, int(ax - half)), max(0, int(ay - half))
+        right, bottom = min(img.width, int(ax + half)), min(img.height, int(ay + half))
+        if right <= left or bottom <= top:  # a face outside this decode: nothing to show
+            crops.append(QImage())
+            continue
+        crops.append(FaceCrop(pil_to_qimage(img.crop((left, top, right, bottom))), (left, top), (ax, ay)))
+    return crops
+
+
+class FaceZoom(QObject):
+    """The zoom and pan shared by every face on screen: `scale` 1.0 is 100 % (one photo pixel per screen
+    pixel); `pan` is in photo pixels from each face's anchor. `changed` after every change."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.scale = 1.0
+        self.pan = QPointF(0.0, 0.0)
+
+    def zoom_by(self, factor: float) -> None:
+        scale = min(max(self.scale * factor, MIN_SCALE), MAX_SCALE)
+        if scale != self.scale:
+            self.scale = scale
+            self.changed.emit()
+
+    def pan_by(self, dx: float, dy: float) -> None:
+        """Drag by (dx, dy) screen pixels: the faces follow the pointer."""
+        self.pan -= QPointF(dx, dy) / self.scale
+        self.changed.emit()
+
+    def reset(self) -> None:
+        """Back to 100 %, centred on the eyes."""
+        self.scale, self.pan = 1.0, QPointF(0.0, 0.0)
+        self.changed.emit()
+
+    def text(self) -> str:
+        return f"{self.scale * 100:.0f} %"
+
+    def view(self, crop: FaceCrop, cell: QRectF) -> tuple[QRectF, QRectF]:
+        """(source rectangle in the crop's image, target rectangle in `cell`) for this zoom and pan."""
+        w, h = cell.width() / self.scale, cell.height() / self.scale
+        cx, cy = crop.anchor[0] + self.pan.x(), crop.anchor[1] + self.pan.y()
+        # On whole photo pixels: at 100 % each screen pixel is one photo pixel, never a blend of two.
+        seen = QRectF(round(cx - w / 2), round(cy - h / 2), w, h)
+        ox, oy = crop.origin
+        have = QRectF(ox, oy, crop.image.width(), crop.image.height()).intersected(seen)
+        if have.isEmpty():
+            return QRectF(), QRectF()
+        target = QRectF(
+            cell.left() + (have.left() - seen.left()) * self.scale,
+            cell.top() + (have.top() - seen.top()) * self.scale,
+            have.width() * self.scale,
+            have.height() * self.scale,
+        )
+        return have.translated(-ox, -oy), target
+
+
+class FaceCrops(QObject):
+    """Face crops of photos, made off the UI thread and kept for the last `memory_items` photos.
+
+    `get` answers from memory or returns None and queues the photo; `ready(path)` says it arrived.
+    """
+
+    ready = Signal(str)
+
+    def __init__(self, memory_items: int = 24, max_queue: int = 8, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._memory: OrderedDict[tuple, list[QImage | FaceCrop]] = OrderedDict()
+        self._memory_items = memory_items
+        self._queue: deque[tuple[tuple, Path, list[Face]]] = deque()
+        self._max_queue = max_queue
+        self._running: tuple | None = None
+        self._failed: set[tuple] = set()
+        self._lane = Lane("humanaes-faces", 1, self)
+
+    @staticmethod
+    def key(photo: Photo) -> tuple:
+        faces = [] if photo.card is None or photo.card.faces is None else photo.card.faces
+        return (str(photo.path), tuple(f.box for f in faces))
+
+    def get(self, photo: Photo) -> list[QImage | FaceCrop] | None:
+        """The photo's crops, one per face (an empty QImage where none could be cut), or None for now."""
+        if photo.card is None or not photo.card.faces:
+            return []
+        key = self.key(photo)
+        crops = self._memory.get(key)
+        if crops is not None:
+            self._memory.move_to_end(key)
+            return crops
+        if key not in self._failed and key != self._running and all(k != key for k, _, _ in self._queue):
+            self._queue.append((key, photo.path, list(photo.card.faces)))
+            while len(self._queue) > self._max_queue:
+                self._queue.popleft()  # asked for long ago: the photographer has moved on
+            self._pump()
+        return None
+
+    def clear(self) -> None:
+        """Another folder: forget everything, drop what is queued or running."""
+        self._lane.invalidate()
+        self._queue.clear()
+        self._memory.clear()
+        self._failed.clear()
+        self._running = None
+
+    def wait(self, msecs: int = 5000) -> bool:
+        return self._lane.wait(msecs)
+
+    def _pump(self) -> None:
+        if self._running is not None or not self._queue:
+            return
+        key, path, faces = self._queue.pop()  # newest first: what is on screen now
+        self._running = key
+        self._lane.submit(
+            crop_faces,
+            path,
+            faces,
+            done=lambda crops, key=key: self._loaded(key, crops),
+            failed=lambda _error, key=key: self._loaded(key, None),
+            ended=self._ended,
+        )
+
+    def _loaded(self, key: tuple, crops: list[QImage | FaceCrop] | None) -> None:
+        if crops is None:
+            self._failed.add(key)
+        else:
+            self._memory[key] = crops
+            while len(self._memory) > self._memory_items:
+                self._memory.popitem(last=False)
+        self.ready.emit(key[0])
+
+    def _ended(self) -> None:
+        self._running = None
+        self._pump()
+
+
+def verdict_height(font: QFont) -> float:
+    """Room under a face cell for its verdict lines (eyes, focus, gaze)."""
+    return 3 * max(VERDICT_LINE, QFontMetrics(font).height())
+
+
+def paint_face(
+    p: QPainter, cell: QRectF, face: Face, crop: QImage | FaceCrop | None, zoom: FaceZoom, lines: bool = True
+) -> None:
+    """One face at the shared zoom in `cell` (framed red for a problem), its verdicts below when `lines`."""
+    verdicts = face_verdicts(face)
+    p.save()
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(theme.BASE)
+    p.drawRect(cell)
+    if isinstance(crop, FaceCrop):
+        source, target = zoom.view(crop, cell)
+        if not source.isEmpty():
+            p.setClipRect(cell)
+            p.drawImage(target, crop.image, source)
+            p.setClipping(False)
+    else:
+        p.setPen(theme.MUTED)
+        p.drawText(cell, Qt.AlignmentFlag.AlignCenter, "…" if crop is None else "no image")
+    worst = theme.REJECT if any(v.severity == PROBLEM for v in verdicts) else theme.BORDER
+    p.setPen(QPen(worst, 2 if worst == theme.REJECT else 1))
+    p.setBrush(Qt.BrushStyle.NoBrush)
+    p.drawRect(cell.adjusted(0.5, 0.5, -0.5, -0.5))
+    if lines:
+        fm = QFontMetrics(p.font())
+        line_h = max(VERDICT_LINE, fm.height())
+        y = cell.bottom() + 3
+        for verdict in verdicts:
+            if verdict.severity == UNKNOWN and verdict is not verdicts[0]:
+                continue  # "can't tell" once is enough
+            p.setPen(theme.VERDICT_COLOURS[verdict.severity])
+            text = fm.elidedText(verdict.text, Qt.TextElideMode.ElideRight, int(cell.width()))
+            p.drawText(QRectF(cell.left(), y, cell.width(), line_h), Qt.AlignmentFlag.AlignLeft, text)
+            y += line_h
+    p.restore()
+
+
+def face_cells(area: QRectF, count: int, cell: float, gap: float, row_height: float) -> list[QRectF]:
+    """Cells of `cell` px (smaller when a row would not hold one), wrapped into rows of `row_height`."""
+    size = min(cell, area.width())
+    per_row = max(1, int((area.width() + gap) // (size + gap)))
+    return [
+        QRectF(
+            area.left() + (i % per_row) * (size + gap),
+            area.top() + (i // per_row) * row_height,
+            size,
+            size,
+        )
+        for i in range(count)
+    ]
+
+
+def paint_face_row(
+    p: QPainter,
+    area: QRectF,
+    faces: Sequence[Face],
+    crops: Sequence[QImage | FaceCrop] | None,
+    zoom: FaceZoom,
+) -> list[QRectF]:
+    """A compare column's faces in one row across `area` (cells shrink to fit: still 100 %, less of
+    each face); returns the cells painted."""
+    if not faces:
+        return []
+    gap = 4.0
+    lines_h = verdict_height(p.font()) * 2 / 3  # eyes and focus; the column is narrow
+    size = int(min(area.height() - lines_h, (area.width() - gap * (len(faces) - 1)) / len(faces)))
+    left, top = round(area.left()), round(area.top())
+    cells = [QRectF(left + i * (size + gap), top, size, size) for i in range(len(faces))]
+    for i, (face, cell) in enumerate(zip(faces, cells, strict=True)):
+        crop = None if crops is None or i >= len(crops) else crops[i]
+        paint_face(p, cell, face, crop, zoom)
+    return cells
+
+
+class FaceStrip(QWidget):
+    """The detail panel's faces: every face of the current photo at 100 % with its verdict, wrapped into
+    rows. Wheel zooms, drag pans, double-click goes back to 100 %: on every face shown anywhere."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setMouseTracking(True)
+        self.crops: FaceCrops | None = None
+        self.zoom: FaceZoom | None = None
+        self.photo: Photo | None = None
+        self._cells: list[QRectF] = []
+        self._drag: QPointF | None = None
+        self.hide()
+
+    def set_source(self, crops: FaceCrops, zoom: FaceZoom) -> None:
+        """Where crops come from and the zoom shared with the compare view."""
+        self.crops, self.zoom = crops, zoom
+        crops.ready.connect(self._crop_ready)
+        zoom.changed.connect(self.update)
+
+    def faces(self) -> list[Face]:
+        card = None if self.photo is None else self.photo.card
+        return [] if card is None or card.faces is None else list(card.faces)
+
+    def set_photo(self, photo: Photo | None) -> None:
+        self.photo = photo
+        faces = self.faces()
+        self.setVisible(bool(faces) and self.crops is not None)
+        self.updateGeometry()
+        self.update()
+
+    def _title_height(self) -> float:
+        return QFontMetrics(self.font()).height() + 8
+
+    def _row_height(self) -> float:
+        return CELL + verdict_height(self.font()) + 6
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        n = len(self.faces())
+        per_row = max(1, int((width + 6) // (CELL + 6)))
+        rows = -(-n // per_row) if n else 0
+        return int(self._title_height() + rows * self._row_height())
+
+    def sizeHint(self) -> QSize:
+        return QSize(CELL * 3, self.heightForWidth(CELL * 3 + 12))
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(CELL, self.heightForWidth(self.width() or CELL * 3))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.setMinimumHeight(self.heightForWidth(self.width()))
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        faces = self.faces()
+        if not faces or self.zoom is None or self.crops is None or self.photo is None:
+            return
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom.scale < 1)
+        title = QRectF(0, 0, self.width(), self._title_height())
+        bold = QFont(self.font())
+        bold.setBold(True)
+        p.setFont(bold)
+        p.setPen(theme.MUTED)
+        n = len(faces)
+        p.drawText(
+            title,
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            f"{n} FACE{'S' if n != 1 else ''}  ·  {self.zoom.text()}",
+        )
+        p.setFont(self.font())
+        p.drawText(
+            title, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, "wheel zoom · drag pan"
+        )
+        crops = self.crops.get(self.photo)
+        area = QRectF(0, title.bottom(), self.width(), self.height() - title.bottom())
+        self._cells = face_cells(area, n, CELL, 6, self._row_height())
+        for i, (face, cell) in enumerate(zip(faces, self._cells, strict=True)):
+            paint_face(p, cell, face, None if crops is None else crops[i], self.zoom)
+        p.end()
+
+    def event(self, event: QEvent) -> bool:
+        if isinstance(event, QHelpEvent) and event.type() == QEvent.Type.ToolTip:
+            face = self._face_at(QPointF(event.pos()))
+            if face is None:
+                QToolTip.hideText()
+            else:
+                tips = [face_tip(face), *(v.tip for v in face_verdicts(face))]
+                QToolTip.showText(event.globalPos(), "\n".join(tips), self)
+            return True
+        return super().event(event)
+
+    def _face_at(self, position: QPointF) -> Face | None:
+        for face, cell in zip(self.faces(), self._cells, strict=False):
+            if cell.contains(position):
+                return face
+        return None
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        if self.zoom is not None and self._face_at(event.position()) is not None:
+            self.zoom.zoom_by(1.25 if event.angleDelta().y() > 0 else 0.8)
+            event.accept()
+        else:
+            super().wheelEvent(event)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if self._face_at(event.position()) is not None:
+            self._drag = event.position()
+            event.accept()
+        else:
+            super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._drag is not None and self.zoom is not None:
+            delta = event.position() - self._drag
+            self._drag = event.position()
+            self.zoom.pan_by(delta.x(), delta.y())
+
+    def mouseReleaseEvent(self, _event: QMouseEvent) -> None:
+        self._drag = None
+
+    def mouseDoubleClickEvent(self, _event: QMouseEvent) -> None:
+        if self.zoom is not None:
+            self.zoom.reset()
+
+    def _crop_ready(self, path: str) -> None:
+        if self.photo is not None and str(self.photo.path) == path:
+            self.update()
