@@ -24,7 +24,9 @@ OVER_EV = 1.0
 #: ... when at least this share of it is crushed (under) or clipped (over).
 UNDER_CLIPPED = 0.15
 OVER_CLIPPED = 0.05
-#: Or, whatever the average, when this much of the frame is blown out or crushed (dark frames hold
+#: Or, whatever the clipping, this far off (no low-key photo sits three stops under 18 % grey) ...
+EXTREME_EV = 3.0
+#: ... or, whatever the average, when this much of the frame is blown out or crushed (dark frames hold
 #: more legitimate black than bright ones hold white).
 HIGHLIGHTS_LOST = 0.25
 SHADOWS_LOST = 0.5
@@ -45,9 +47,9 @@ def exposure(luma: np.ndarray) -> tuple[str, float, float, float]:
     low = float((y <= _CLIP_LOW).sum()) / n
     key = math.exp(float(np.mean(np.log(_linear(y) + 1e-4))))
     ev = math.log2(max(key, 1e-4) / _MID_GREY)
-    if low >= SHADOWS_LOST or (ev <= UNDER_EV and low >= UNDER_CLIPPED):
+    if low >= SHADOWS_LOST or ev <= -EXTREME_EV or (ev <= UNDER_EV and low >= UNDER_CLIPPED):
         verdict = "under"
-    elif high >= HIGHLIGHTS_LOST or (ev >= OVER_EV and high >= OVER_CLIPPED):
+    elif high >= HIGHLIGHTS_LOST or ev >= EXTREME_EV or (ev >= OVER_EV and high >= OVER_CLIPPED):
         verdict = "over"
     else:
         verdict = "ok"
