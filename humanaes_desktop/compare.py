@@ -119,7 +119,7 @@ class CompareView(QWidget):
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         if self.zoom is not None and any(c.contains(event.position()) for c in self._face_cells):
-            self.zoom.zoom_by(1.25 if event.angleDelta().y() > 0 else 0.8)
+            self.zoom.step(1 if event.angleDelta().y() > 0 else -1)
             event.accept()
         else:
             super().wheelEvent(event)
@@ -172,11 +172,10 @@ class CompareView(QWidget):
         n = len(self._members)
         where = f"frames {shown.start + 1}–{shown.stop} of {n}" if len(shown) < n else f"burst of {n}"
         p.drawText(footer, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, where)
-        p.drawText(
-            footer,
-            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-            "← → choose  ·  P pick  ·  X reject  ·  U unflag  ·  0–5 stars  ·  Esc back",
-        )
+        keys = "← → choose  ·  P pick  ·  X reject  ·  U unflag  ·  0–5 stars  ·  Esc back"
+        if self._face_cells and self.zoom is not None:
+            keys = f"faces {self.zoom.text()}: wheel zoom, drag pan, double-click 100 %  ·  " + keys
+        p.drawText(footer, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, keys)
         p.end()
 
     def _paint_column(self, p: QPainter, rect: QRectF, photo: Photo, current: bool) -> None:

@@ -46,9 +46,13 @@ if TYPE_CHECKING:
 
     from .photos import Photo
 
-CELL = 128  # a face cell in the detail panel: 128 × 128 photo pixels at 100 %
+#: A face cell in the detail panel: 200 × 120 photo pixels at 100 %. Wide, because eyes sit side by
+#: side: the cell holds both eyes of a face about 400 px across (a head-and-shoulders portrait at 12 MP).
+CELL_W, CELL_H = 200, 120
+ASPECT = CELL_W / CELL_H
 VERDICT_LINE = 15
-MIN_SCALE, MAX_SCALE = 0.25, 8.0
+#: The zoom steps a wheel click moves between (as editors step: whole fractions, never 51 %).
+ZOOM_STEPS = (0.25, 0.33, 0.5, 0.67, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 CROP_HALF_MIN, CROP_HALF_MAX = 256, 1024  # the region kept around each face's eyes, in photo pixels
 
 
@@ -100,8 +104,10 @@ class FaceZoom(QObject):
         self.scale = 1.0
         self.pan = QPointF(0.0, 0.0)
 
-    def zoom_by(self, factor: float) -> None:
-        scale = min(max(self.scale * factor, MIN_SCALE), MAX_SCALE)
+    def step(self, steps: int) -> None:
+        """Zoom in (`steps` > 0) or out by that many `ZOOM_STEPS`, stopping at either end."""
+        nearest = min(range(len(ZOOM_STEPS)), key=lambda i: abs(ZOOM_STEPS[i] - self.scale))
+        scale = ZOOM_STEPS[min(max(nearest + steps, 0), len(ZOOM_STEPS) - 1)]
         if scale != self.scale:
             self.scale = scale
             self.changed.emit()
@@ -257,17 +263,14 @@ def paint_face(
     p.restore()
 
 
-def face_cells(area: QRectF, count: int, cell: float, gap: float, row_height: float) -> list[QRectF]:
-    """Cells of `cell` px (smaller when a row would not hold one), wrapped into rows of `row_height`."""
-    size = min(cell, area.width())
-    per_row = max(1, int((area.width() + gap) // (size + gap)))
+def face_cells(area: QRectF, count: int, gap: float, row_height: float) -> list[QRectF]:
+    """`count` cells of CELL_W × CELL_H (narrower when a row would not hold one), wrapped into rows of
+    `row_height`, on whole pixels."""
+    width = int(min(CELL_W, area.width()))
+    per_row = max(1, int((area.width() + gap) // (width + gap)))
+    left, top = round(area.left()), round(area.top())
     return [
-        QRectF(
-            area.left() + (i % per_row) * (size + gap),
-            area.top() + (i // per_row) * row_height,
-            size,
-            size,
-        )
+        QRectF(left + (i % per_row) * (width + gap), top + (i // per_row) * row_height, width, CELL_H)
         for i in range(count)
     ]
 
@@ -283,11 +286,12 @@ def paint_face_row(
     each face); returns the cells painted."""
     if not faces:
         return []
-    gap = 4.0
+    gap = 4
     lines_h = verdict_height(p.font()) * 2 / 3  # eyes and focus; the column is narrow
-    size = int(min(area.height() - lines_h, (area.width() - gap * (len(faces) - 1)) / len(faces)))
+    width = int((area.width() - gap * (len(faces) - 1)) / len(faces))
+    height = int(min(area.height() - lines_h, width / ASPECT if len(faces) > 1 else area.height() - lines_h))
     left, top = round(area.left()), round(area.top())
-    cells = [QRectF(left + i * (size + gap), top, size, size) for i in range(len(faces))]
+    cells = [QRectF(left + i * (width + gap), top, width, height) for i in range(len(faces))]
     for i, (face, cell) in enumerate(zip(faces, cells, strict=True)):
         crop = None if crops is None or i >= len(crops) else crops[i]
         paint_face(p, cell, face, crop, zoom)
@@ -330,22 +334,22 @@ class FaceStrip(QWidget):
         return QFontMetrics(self.font()).height() + 8
 
     def _row_height(self) -> float:
-        return CELL + verdict_height(self.font()) + 6
+        return CELL_H + verdict_height(self.font()) + 6
 
     def hasHeightForWidth(self) -> bool:
         return True
 
     def heightForWidth(self, width: int) -> int:
         n = len(self.faces())
-        per_row = max(1, int((width + 6) // (CELL + 6)))
+        per_row = max(1, int((width + 6) // (min(CELL_W, width) + 6)))
         rows = -(-n // per_row) if n else 0
         return int(self._title_height() + rows * self._row_height())
 
     def sizeHint(self) -> QSize:
-        return QSize(CELL * 3, self.heightForWidth(CELL * 3 + 12))
+        return QSize(CELL_W * 2, self.heightForWidth(CELL_W * 2 + 6))
 
     def minimumSizeHint(self) -> QSize:
-        return QSize(CELL, self.heightForWidth(self.width() or CELL * 3))
+        return QSize(CELL_W, self.heightForWidth(self.width() or CELL_W * 2))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -374,7 +378,7 @@ class FaceStrip(QWidget):
         )
         crops = self.crops.get(self.photo)
         area = QRectF(0, title.bottom(), self.width(), self.height() - title.bottom())
-        self._cells = face_cells(area, n, CELL, 6, self._row_height())
+        self._cells = face_cells(area, n, 6, self._row_height())
         for i, (face, cell) in enumerate(zip(faces, self._cells, strict=True)):
             paint_face(p, cell, face, None if crops is None else crops[i], self.zoom)
         p.end()
@@ -398,7 +402,7 @@ class FaceStrip(QWidget):
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         if self.zoom is not None and self._face_at(event.position()) is not None:
-            self.zoom.zoom_by(1.25 if event.angleDelta().y() > 0 else 0.8)
+            self.zoom.step(1 if event.angleDelta().y() > 0 else -1)
             event.accept()
         else:
             super().wheelEvent(event)

@@ -25,7 +25,7 @@ from humanaes_desktop.compare import CompareView
 from humanaes_desktop.cull_dialogs import CUSTOM, AutoCullDialog, CullParams
 from humanaes_desktop.cullcontrol import CullingController, cull_plan
 from humanaes_desktop.delegate import TileDelegate
-from humanaes_desktop.faces import CELL, FaceCrop, FaceCrops, FaceStrip, FaceZoom
+from humanaes_desktop.faces import CELL_H, CELL_W, FaceCrop, FaceCrops, FaceStrip, FaceZoom
 from humanaes_desktop.filterbar import FilterBar
 from humanaes_desktop.photos import Photo, PhotoModel
 from humanaes_desktop.settings import AppSettings
@@ -238,26 +238,26 @@ def test_the_face_strip_shows_every_face_at_100_percent_and_zooms(qtbot, astrona
         strip.repaint()
     shot = strip.grab().toImage()
     assert len(strip._cells) == 2
-    assert all(cell.width() == CELL for cell in strip._cells)
-    # At 100 % the middle of the first cell is the photo's pixel between the eyes.
+    assert all((cell.width(), cell.height()) == (CELL_W, CELL_H) for cell in strip._cells)
+    # At 100 % the cell is centred between the eyes (217.5, 100), one photo pixel per screen pixel.
     source = np.asarray(Image.open(astronaut).convert("RGB"))
     cell = strip._cells[0]
     centre = cell.center()
-    # Photo pixel (x, y) lands at the cell's top-left + (x - 217.5 + 64, y - 100 + 64): 1 screen pixel each.
+    left, top = round(217.5 - CELL_W / 2), round(100 - CELL_H / 2)  # the photo pixel at the top-left
     x0, y0 = int(cell.left()), int(cell.top())
-    painted = np.array(
-        [[shot.pixelColor(x0 + i, y0 + j).getRgb()[:3] for i in range(20, 108)] for j in range(20, 108)],
-        float,
-    )
-    want = source[100 - 64 + 20 : 100 - 64 + 108, 218 - 64 + 20 : 218 - 64 + 108].astype(float)
+    inner = range(4, CELL_H - 4)
+    painted = np.array([[shot.pixelColor(x0 + i, y0 + j).getRgb()[:3] for i in inner] for j in inner], float)
+    want = source[top + 4 : top + CELL_H - 4, left + 4 : left + CELL_H - 4].astype(float)
     assert np.abs(painted - want).mean() < 3  # the photo's own pixels, neither scaled nor shifted
-    shifted = source[100 - 64 + 30 : 100 - 64 + 118, 218 - 64 + 20 : 218 - 64 + 108].astype(float)
+    shifted = source[top + 14 : top + CELL_H + 6, left + 4 : left + CELL_H - 4].astype(float)
     assert np.abs(painted - shifted).mean() > 3 * np.abs(painted - want).mean()
     from PySide6.QtTest import QTest
 
-    zoom.zoom_by(2.0)
+    zoom.step(2)
     zoom.pan_by(10, 0)
     assert zoom.scale == 2.0 and zoom.pan == QPointF(-5, 0)
+    zoom.step(-20)
+    assert zoom.scale == 0.25  # the widest step, no further
     QTest.mouseDClick(strip, Qt.MouseButton.LeftButton, pos=centre.toPoint())  # back to 100 %, on the eyes
     assert zoom.scale == 1.0 and zoom.pan == QPointF(0, 0)
 
@@ -317,7 +317,7 @@ def test_compare_view_zoom_and_pan_are_synced_across_the_burst(qtbot, astronaut,
         False,
     )
     QApplication.sendEvent(view, wheel)
-    assert zoom.scale == pytest.approx(1.25)
+    assert zoom.scale == 1.5  # one step in
     view.repaint()
     zoomed = shots()
     assert not same(zoomed[0], first[0]) and not same(zoomed[2], first[2]) and same(zoomed[0], zoomed[2])
@@ -329,7 +329,7 @@ def test_compare_view_zoom_and_pan_are_synced_across_the_burst(qtbot, astronaut,
     QTest.mousePress(view, Qt.MouseButton.LeftButton, pos=start)
     QTest.mouseMove(view, start + QPoint(20, 10))
     QTest.mouseRelease(view, Qt.MouseButton.LeftButton, pos=start + QPoint(20, 10))
-    assert zoom.pan == QPointF(-16, -8)
+    assert zoom.pan == QPointF(-20 / 1.5, -10 / 1.5)
     panned = shots()
     assert same(panned[0], panned[2]) and not same(panned[0], zoomed[0])
 
