@@ -37,6 +37,8 @@ SECTIONS = (
     "presets_accuracy",
     "rescan",
     "thumbnails",
+    "checks_accuracy",
+    "checks_cost",
     "gpu",
 )
 
@@ -119,7 +121,8 @@ class Bench:
         return self._photos
 
     def section(self, key: str) -> Section:
-        from . import decode, gpu, model_cpu, presets, rescan, thumbs
+        from . import checks, decode, gpu, model_cpu, presets, rescan, thumbs
+        from .photos import photo_folder
 
         c = self.config
         label = f'"{c.model}"'
@@ -139,6 +142,10 @@ class Bench:
             ),
             "rescan": lambda: rescan.run(self.model("tiny"), self.photos()[0].parent, self.work),
             "thumbnails": lambda: thumbs.run(self.photos(), self.work, c.thumbs_naive_sample),
+            "checks_accuracy": checks.accuracy,
+            "checks_cost": lambda: checks.cost(
+                photo_folder(self.cache_dir, 6, c.photos), self.work, c.repeats
+            ),
             "gpu": lambda: gpu.run(c.gpu_archs, self.work, self.photos()[:16], c.gpu_photos),
         }
         started = time.perf_counter()

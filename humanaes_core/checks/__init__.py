@@ -27,6 +27,7 @@ __all__ = [
     "PhotoChecks",
     "check_image",
     "check_photo",
+    "decode_for_checks",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -46,5 +47,6 @@ __getattr__, __dir__ = lazy_exports(
         "PhotoChecks": "results",
         "check_image": "checker",
         "check_photo": "checker",
+        "decode_for_checks": "checker",
     },
 )

@@ -23,7 +23,7 @@ from humanaes_core.errors import ImageLoadError
 from humanaes_core.files import nonblocking_opener
 from humanaes_core.formats import decoders
 
-__all__ = ["ANALYSIS_SIDE", "check_image", "check_photo", "default_detector"]
+__all__ = ["ANALYSIS_SIDE", "check_image", "check_photo", "decode_for_checks", "default_detector"]
 
 #: The analysis image's long side is at least this (or the photo's own, if smaller).
 ANALYSIS_SIDE = 1600
@@ -51,7 +51,7 @@ def _target(full: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(full[0] * factor)), max(1, round(full[1] * factor))
 
 
-def _decode(path: str | os.PathLike[str]) -> tuple[Image.Image, tuple[int, int]]:
+def decode_for_checks(path: str | os.PathLike[str]) -> tuple[Image.Image, tuple[int, int]]:
     """(upright RGB analysis image, upright full-resolution size): RAW files through the formats
     decoders (the embedded preview when large enough), others through Pillow's draft mode."""
     name = os.fspath(path)
@@ -84,7 +84,7 @@ def check_photo(
 ) -> tuple[list[Face], PhotoChecks]:
     """Faces and whole-photo checks of a photo file (see ``check_image``); raises ``ImageLoadError``
     when it cannot be decoded."""
-    img, full = _decode(path)
+    img, full = decode_for_checks(path)
     return check_image(img, full_size=full, detector=detector)
 
 
@@ -161,6 +161,8 @@ def check_image(
         found = (detector or default_detector()).detect(img, scale)
         ref = frame.reference if frame is not None else None
         faces = sorted((_face(f, grey, scale, ref) for f in found), key=lambda f: -f.size)
+        if any(f.focus == "sharp" for f in faces):
+            blur = "sharp"  # the subject is sharp: a background melted by a wide aperture is no blur
     checks = PhotoChecks(
         blur=blur,
         blur_score=round(blur_score, 3),

@@ -49,6 +49,7 @@ _TILE_OVERLAP = 32  # > twice the smallest face a level finds: larger faces are 
 _FLAT_TILE_STD = 4.0  # tiles whose grey levels vary less than this hold no face
 _ALWAYS_LEVELS = 3  # the whole frame, then 6 and 15 tiles (3:2): faces down to 1.5 % of the long side
 _SMALLER_NEARBY = 3.0  # a finer level runs when a face found is under 3x what the last level can see
+_CONFIRM_AT_MOST = 6  # ... and Face Mesh confirms one of the first few such detections
 _MESH_SIZE = 192
 _MESH_SCALE = 1.5  # MediaPipe's face ROI: the detection box, squared and enlarged 1.5x
 _MIN_PRESENCE = 0.5  # Face Mesh's own "this is a face" score
@@ -190,11 +191,17 @@ def _to_image(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 class MediaPipeFaces:
     """BlazeFace full range + Face Mesh + Iris, on LiteRT; see the module docstring."""
 
-    def __init__(self, min_face: int = DEFAULT_MIN_FACE, folder: Path | None = None) -> None:
+    def __init__(
+        self, min_face: int = DEFAULT_MIN_FACE, folder: Path | None = None, thorough: bool = False
+    ) -> None:
+        """`min_face`: the smallest face width to look for, in full-resolution pixels; `thorough`
+        searches every level down to it in every photo, not only where larger faces were found (a crowd
+        of small faces only: several times the cost, see BENCHMARKS.md)."""
         folder = folder or model_dir()
         self.min_face = min_face
+        self.thorough = thorough
         self._detect = _Model(folder / "face_detection_full_range_sparse.tflite")
-        self._mesh = _Model(folder / "face_landmark.tflite")
+        self._mesh_model = _Model(folder / "face_landmark.tflite")
         self._iris = _Model(folder / "iris_landmark.tflite")
         self._anchors = _anchors()
 
@@ -242,21 +249,24 @@ class MediaPipeFaces:
     def find(self, image: Image.Image, scale: float = 1.0) -> list[np.ndarray]:
         """Face detections (weighted-NMS rows) over the pyramid, in pixels of `image`.
 
-        The first ``_ALWAYS_LEVELS`` levels always run (about 27 tiles on a 3:2 frame). A finer level
-        runs only when the faces found so far include one within ``_SMALLER_NEARBY`` times the
-        smallest face the last level could see: a group whose back row may hold smaller faces still.
-        A portrait or a landscape stops there, which keeps the whole search near 100 ms.
+        The first ``_ALWAYS_LEVELS`` levels always run (22 tiles on a 3:2 frame). A finer level runs
+        only when Face Mesh confirms a face found so far within ``_SMALLER_NEARBY`` times the smallest
+        face the last level could see: a group whose back row may hold smaller faces still. A portrait
+        or a landscape stops there (and so does a starry sky whose galaxies BlazeFace took for faces).
         """
         rows: list[np.ndarray] = []
         found: list[np.ndarray] = []
+        last = 0.0
         for depth, factor in enumerate(self._levels(image.width, image.height, scale)):
-            if depth >= _ALWAYS_LEVELS:
-                seen = _DET_MIN_SHARE * _DET_SIZE / (factor / 2)  # smallest face the last level saw
-                if not any(min(f[3] - f[1], f[4] - f[2]) < _SMALLER_NEARBY * seen for f in found):
+            if depth >= _ALWAYS_LEVELS and not self.thorough:
+                seen = _DET_MIN_SHARE * _DET_SIZE / last  # the smallest face the last level saw
+                small = [f for f in found if min(f[3] - f[1], f[4] - f[2]) < _SMALLER_NEARBY * seen]
+                if not any(self._mesh(image, f)[2] >= _MIN_PRESENCE for f in small[:_CONFIRM_AT_MOST]):
                     break
             rows.extend(self._level(image, factor))
             merged = np.concatenate(rows) if rows else np.zeros((0, 17), dtype=np.float32)
             found = _nms(merged) if len(merged) else []
+            last = factor
         return found
 
     def _level(self, image: Image.Image, factor: float) -> list[np.ndarray]:
@@ -291,19 +301,25 @@ class MediaPipeFaces:
         radius = float(np.mean(np.linalg.norm(iris_pts[1:] - iris_pts[0], axis=1)))
         return lids, (float(iris_pts[0, 0]), float(iris_pts[0, 1]), radius)
 
-    def landmarks(self, image: Image.Image, row: np.ndarray) -> DetectedFace | None:
-        """Face Mesh (and Iris) for one detection; None when Face Mesh says it is no face."""
+    def _mesh(self, image: Image.Image, row: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Face Mesh on the detection's crop, rotated so the eyes are level: (468 x 3 raw points, the
+        crop-to-image matrix, the face presence score)."""
         x0, y0, x1, y1 = (float(v) for v in row[1:5])
         kp = row[5:].reshape(6, 2)  # right eye, left eye (the subject's), nose, mouth, two ears
         angle = math.atan2(kp[1][1] - kp[0][1], kp[1][0] - kp[0][0])
         center = ((x0 + x1) / 2, (y0 + y1) / 2)
         side = max(x1 - x0, y1 - y0) * _MESH_SCALE
         pixels, matrix = _affine_crop(image, center, side, angle, _MESH_SIZE)
-        raw, presence = self._mesh(pixels)
+        raw, presence = self._mesh_model(pixels)
         score = float(1 / (1 + math.exp(-float(np.clip(presence.reshape(-1)[-1], -80, 80)))))
+        return raw.reshape(-1, 3), matrix, score
+
+    def landmarks(self, image: Image.Image, row: np.ndarray) -> DetectedFace | None:
+        """Face Mesh (and Iris) for one detection; None when Face Mesh says it is no face."""
+        raw, matrix, score = self._mesh(image, row)
         if score < _MIN_PRESENCE:
             return None
-        mesh = _to_image(raw.reshape(-1, 3), matrix)
+        mesh = _to_image(raw, matrix)
         xs, ys = mesh[:, 0], mesh[:, 1]
         face = DetectedFace(
             box=(float(xs.min()), float(ys.min()), float(xs.max() - xs.min()), float(ys.max() - ys.min())),
