@@ -174,7 +174,10 @@ class CompareView(QWidget):
         p.drawText(footer, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, where)
         keys = "← → choose  ·  P pick  ·  X reject  ·  U unflag  ·  0–5 stars  ·  Esc back"
         if self._face_cells and self.zoom is not None:
-            keys = f"faces {self.zoom.text()}: wheel zoom, drag pan, double-click 100 %  ·  " + keys
+            keys = f"faces {self.zoom.text()}: wheel zoom, drag pan  ·  " + keys
+        fm = QFontMetrics(p.font())
+        room = int(footer.width() - fm.horizontalAdvance(where) - 24)  # the hint yields, never overlaps
+        keys = fm.elidedText(keys, Qt.TextElideMode.ElideLeft, room)
         p.drawText(footer, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, keys)
         p.end()
 

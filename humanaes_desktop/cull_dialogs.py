@@ -50,6 +50,7 @@ SHOOT_LABELS = {
     "sports": "Sports",
 }
 CUSTOM = "custom"
+SCORE_ONLY = "none"  # every rule off: the score alone decides
 CONVENTION_LABELS = {
     "auto": "Automatic: name.xmp for RAW files (Lightroom), name.ext.xmp for others (darktable, digiKam)",
     "name.xmp": "name.xmp (Lightroom Classic, Camera Raw, Capture One)",
@@ -92,7 +93,9 @@ def rules_words(rules: CheckRules) -> str:
 
 
 def preset_of(rules: CheckRules) -> str:
-    """The kind of shoot whose preset these rules are, else `CUSTOM`."""
+    """The kind of shoot whose preset these rules are, `SCORE_ONLY` with every rule off, else `CUSTOM`."""
+    if not rules.active:
+        return SCORE_ONLY
     return next((key for key in SHOOT_LABELS if SHOOT_PRESETS[key] == rules), CUSTOM)
 
 
@@ -204,9 +207,10 @@ class AutoCullDialog(QDialog):
 
         # Check rules: what is rejected whatever its score, set by a kind of shoot or one by one.
         self.shoot = QComboBox()
-        self.shoot.addItem("Custom", CUSTOM)
+        self.shoot.addItem("Any (the score alone decides)", SCORE_ONLY)
         for key, label in SHOOT_LABELS.items():
             self.shoot.addItem(label, key)
+        self.shoot.addItem("Custom", CUSTOM)
         self.shoot.setToolTip("Sets the rules below for a kind of shoot; moving a slider makes them custom")
         self.closed_eyes = RuleRow(
             "Closed eyes",
@@ -295,8 +299,8 @@ class AutoCullDialog(QDialog):
 
     def _shoot_chosen(self) -> None:
         key = str(self.shoot.currentData())
-        if key in SHOOT_PRESETS:
-            self.set_rules(SHOOT_PRESETS[key])
+        if key in SHOOT_PRESETS or key == SCORE_ONLY:
+            self.set_rules(SHOOT_PRESETS.get(key, CheckRules()))
             self.refresh()
 
     def _rules_edited(self) -> None:

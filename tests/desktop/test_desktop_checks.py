@@ -22,7 +22,7 @@ from humanaes_core.schema import KEYS, score_to_level
 from humanaes_core.scoring import ScoreCard
 from humanaes_desktop import theme
 from humanaes_desktop.compare import CompareView
-from humanaes_desktop.cull_dialogs import CUSTOM, AutoCullDialog, CullParams
+from humanaes_desktop.cull_dialogs import CUSTOM, SCORE_ONLY, AutoCullDialog, CullParams
 from humanaes_desktop.cullcontrol import CullingController, cull_plan
 from humanaes_desktop.delegate import TileDelegate
 from humanaes_desktop.faces import CELL_H, CELL_W, FaceCrop, FaceCrops, FaceStrip, FaceZoom
@@ -342,6 +342,7 @@ def test_shoot_presets_set_the_rule_sliders(qtbot):
     dialog = AutoCullDialog(settings, lambda _params: ("ok", True))
     qtbot.addWidget(dialog)
     assert not dialog.rules().active  # nothing rejected by the checks until asked
+    assert dialog.shoot.currentData() == SCORE_ONLY
     dialog.choose_shoot("portrait")
     assert dialog.rules() == SHOOT_PRESETS["portrait"]
     assert dialog.closed_eyes.slider.value() == 100 and dialog.missed_focus.slider.value() == 80
@@ -355,6 +356,8 @@ def test_shoot_presets_set_the_rule_sliders(qtbot):
     dialog.missed_focus.slider.setValue(60)
     assert dialog.shoot.currentData() == "sports"  # back on the preset: its name shows again
     dialog.store(settings)
+    dialog.choose_shoot(SCORE_ONLY)
+    assert not dialog.rules().active and not dialog.misfire.isChecked()
     again = AutoCullDialog(AppSettings(cull_rules=settings.cull_rules), lambda _params: ("ok", True))
     qtbot.addWidget(again)
     assert again.rules() == SHOOT_PRESETS["sports"] and again.shoot.currentData() == "sports"
