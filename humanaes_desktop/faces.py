@@ -79,7 +79,7 @@ def crop_faces(path: Path, faces: Sequence[Face]) -> list[QImage | FaceCrop]:
     """On a lane thread: decode `path` upright at full resolution and cut the region around each face."""
     from humanaes_core.model import load_image
 
-    img = load_image(path, fast_decode=False)
+    img = load_image(path)  # full resolution (a RAW file's embedded preview only when it is full size)
     crops: list[QImage | FaceCrop] = []
     for face in faces:
         ax, ay = face_anchor(face)
