@@ -159,7 +159,6 @@ class FaceCrops(QObject):
         self._queue: deque[tuple[tuple, Path, list[Face]]] = deque()
         self._max_queue = max_queue
         self._running: tuple | None = None
-        self._failed: set[tuple] = set()
         self._lane = Lane("humanaes-faces", 1, self)
 
     @staticmethod
@@ -176,7 +175,7 @@ class FaceCrops(QObject):
         if crops is not None:
             self._memory.move_to_end(key)
             return crops
-        if key not in self._failed and key != self._running and all(k != key for k, _, _ in self._queue):
+        if key != self._running and all(k != key for k, _, _ in self._queue):
             self._queue.append((key, photo.path, list(photo.card.faces)))
             while len(self._queue) > self._max_queue:
                 self._queue.popleft()  # asked for long ago: the photographer has moved on
@@ -188,7 +187,6 @@ class FaceCrops(QObject):
         self._lane.invalidate()
         self._queue.clear()
         self._memory.clear()
-        self._failed.clear()
         self._running = None
 
     def wait(self, msecs: int = 5000) -> bool:
@@ -209,12 +207,11 @@ class FaceCrops(QObject):
         )
 
     def _loaded(self, key: tuple, crops: list[QImage | FaceCrop] | None) -> None:
-        if crops is None:
-            self._failed.add(key)
-        else:
-            self._memory[key] = crops
-            while len(self._memory) > self._memory_items:
-                self._memory.popitem(last=False)
+        """Keep the crops; a photo that cannot be decoded keeps empty images ("no image"), so it is not
+        decoded again and again."""
+        self._memory[key] = [QImage() for _ in key[1]] if crops is None else crops
+        while len(self._memory) > self._memory_items:
+            self._memory.popitem(last=False)
         self.ready.emit(key[0])
 
     def _ended(self) -> None:

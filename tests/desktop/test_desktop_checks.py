@@ -224,6 +224,14 @@ def test_face_crops_are_full_resolution_regions_around_the_eyes(qtbot, astronaut
     assert crops[1].anchor == (360.0, 280.0)  # no landmarks: the box's middle
 
 
+def test_a_photo_that_cannot_be_decoded_shows_no_image_once(qtbot, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    photo = Photo(broken, broken.name, card=_card(0.5, [GOOD, SOFT]))
+    crops = _crops(qtbot, photo)
+    assert len(crops) == 2 and all(isinstance(c, QImage) and c.isNull() for c in crops)
+
+
 def test_the_face_strip_shows_every_face_at_100_percent_and_zooms(qtbot, astronaut):
     faces = [GOOD, _face(box=(330, 250, 60, 60), left="closed", right="closed", landmarks={})]
     photo = Photo(astronaut, astronaut.name, card=_card(0.8, faces))
@@ -363,6 +371,16 @@ def test_shoot_presets_set_the_rule_sliders(qtbot):
     assert again.rules() == SHOOT_PRESETS["sports"] and again.shoot.currentData() == "sports"
     dialog.stop_previews()
     again.stop_previews()
+
+
+def test_hand_edited_rule_sensitivities_fall_back_to_no_rules(tmp_path):
+    path = tmp_path / "desktop.json"
+    path.write_text('{"cull_rules": {"closed_eyes": 5, "misfire": true}}')
+    assert AppSettings.load(path).cull_rules == {}
+    path.write_text('{"cull_rules": {"closed_eyes": 0.5, "missed_focus": null, "misfire": true}}')
+    assert CheckRules.from_dict(AppSettings.load(path).cull_rules) == CheckRules(
+        closed_eyes=0.5, misfire=True
+    )
 
 
 class _View:
