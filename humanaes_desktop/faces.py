@@ -324,8 +324,13 @@ class FaceStrip(QWidget):
         self.photo = photo
         faces = self.faces()
         self.setVisible(bool(faces) and self.crops is not None)
-        self.updateGeometry()
+        self._fit_height()
         self.update()
+
+    def _fit_height(self) -> None:
+        """As tall as the rows of faces at the current width (the panel scrolls, it never squeezes)."""
+        self.setMinimumHeight(self.heightForWidth(self.width()))
+        self.updateGeometry()
 
     def _title_height(self) -> float:
         return QFontMetrics(self.font()).height() + 8
@@ -350,7 +355,7 @@ class FaceStrip(QWidget):
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
-        self.setMinimumHeight(self.heightForWidth(self.width()))
+        self._fit_height()
 
     def paintEvent(self, _event: QPaintEvent) -> None:
         faces = self.faces()

@@ -259,6 +259,15 @@ def test_the_face_strip_shows_every_face_at_100_percent_and_zooms(qtbot, astrona
     assert np.abs(painted - want).mean() < 3  # the photo's own pixels, neither scaled nor shifted
     shifted = source[top + 14 : top + CELL_H + 6, left + 4 : left + CELL_H - 4].astype(float)
     assert np.abs(painted - shifted).mean() > 3 * np.abs(painted - want).mean()
+    group = Photo(astronaut, astronaut.name, card=_card(0.8, [GOOD] * 6))
+    strip.set_photo(group)
+    tall = strip.minimumHeight()
+    strip.set_photo(photo)
+    assert strip.minimumHeight() < tall  # another photo with fewer faces: no empty rows left behind
+    strip.set_photo(Photo(astronaut, astronaut.name, card=_card(0.8, [])))
+    assert strip.isHidden()
+    strip.set_photo(photo)
+
     from PySide6.QtTest import QTest
 
     zoom.step(2)
