@@ -115,14 +115,14 @@ class FrameSharpness:
 def frame_sharpness(grey: np.ndarray) -> FrameSharpness | None:
     """Measure the frame's most detailed 64 px patches (found on an 8x subsampled grid) and average
     the sharpest few; None for a frame without edges (a misfire, fog)."""
-    g = np.asarray(grey, dtype=np.float32)
+    g = np.asarray(grey)
     h, w = g.shape
     rows, cols = h // _PATCH, w // _PATCH
     if rows == 0 or cols == 0:
         ratios = edge_ratios(g)
         return None if ratios is None else FrameSharpness(_sharpness(ratios), ratios)
     step = _PATCH // 8
-    coarse = g[: rows * _PATCH : step, : cols * _PATCH : step].reshape(rows, 8, cols, 8)
+    coarse = g[: rows * _PATCH : step, : cols * _PATCH : step].astype(np.float32).reshape(rows, 8, cols, 8)
     detail = np.abs(np.diff(coarse, axis=3)).mean(axis=(1, 3)) + np.abs(np.diff(coarse, axis=1)).mean(
         axis=(1, 3)
     )
@@ -135,7 +135,10 @@ def frame_sharpness(grey: np.ndarray) -> FrameSharpness | None:
     if not measured:
         return None
     measured.sort(key=lambda r: -_sharpness(r))
-    ratios = np.nanmean(np.array(measured[:_TOP_PATCHES]), axis=0)
+    top = np.array(measured[:_TOP_PATCHES])
+    seen = ~np.isnan(top)
+    # per direction, the mean over the patches that had edges that way (a direction none had stays nan)
+    ratios = np.where(seen.any(0), np.where(seen, top, 0).sum(0) / np.maximum(seen.sum(0), 1), np.nan)
     return FrameSharpness(_sharpness(ratios), ratios)
 
 
