@@ -309,8 +309,8 @@ def cost(photos: list[Path], work: Path, repeats: int) -> Section:
     sec.notes += [
         "Pinned to one core (sched_setaffinity); LiteRT runs one thread. CPU time is the process's, so other "
         "programs on a shared machine do not count; wall time does include them.",
-        "Detection runs on a pyramid of 192 px tiles: the whole frame, then 2 x 2 and 4 x 3 tiles (faces down "
-        "to about 1.7 % of the long side, 100 px at 24 MP); finer levels, down to 40 px faces, run only "
+        "Detection runs on a pyramid of 192 px tiles: the whole frame, then 2 x 2 and 4 x 3 tiles (faces "
+        "down to about 1.7 % of the long side, 100 px at 24 MP); finer levels, down to 40 px faces, run only "
         "when Face Mesh confirms a small face among those found (a group photo pays for them; the crowd "
         "rows show the default and the thorough search).",
         f"Checked at the median cost of the no-crowd rows, a 2,000-photo wedding takes "
