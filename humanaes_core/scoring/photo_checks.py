@@ -38,11 +38,13 @@ def _from_stored(data: Mapping) -> Result:
 
 
 class ScanChecks:
-    """Check results for the photos of one scan, keyed like the scan keys them (content hash, or the
-    path without a library)."""
+    """Check results for the photos of a scan, keyed like the scan keys them (content hash, or the path
+    without a library). The library (`library`, a path; None: results are not stored) is opened on
+    first use and closed by ``close``, after the threads stopped."""
 
-    def __init__(self, store: CheckStore | None, workers: int = DEFAULT_CHECK_WORKERS) -> None:
-        self.store = store
+    def __init__(self, library: Path | None, workers: int = DEFAULT_CHECK_WORKERS) -> None:
+        self.library = library
+        self.store: CheckStore | None = None
         self.workers = workers
         self._pool: ThreadPoolExecutor | None = None
         self._known: dict[str, Result] = {}
@@ -54,6 +56,12 @@ class ScanChecks:
         wanted = [k for k in photos if k not in self._known and k not in self._pending]
         if not wanted:
             return
+        if self.store is None and self.library is not None:
+            try:
+                self.store = CheckStore(self.library)
+            except HumanAesError as e:  # the checks still run, unstored
+                log.warning("photo checks: cannot open the library (%s)", e)
+                self.library = None
         if self.store is not None:
             try:
                 stored = self.store.get_many(wanted, CHECKS_VERSION)
@@ -107,8 +115,12 @@ class ScanChecks:
         return card
 
     def close(self) -> None:
-        """Drop the work not started; results being computed finish (and are stored) in the background."""
+        """Drop the work not started, let the photos being checked finish (at most one per thread, so
+        their results are stored), then close the library."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._pending.clear()
+        if self.store is not None:
+            self.store.close()
+            self.store = None

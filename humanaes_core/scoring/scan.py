@@ -38,7 +38,7 @@ from humanaes_core.scoring.card import ScoreCard, ScoreResult, settings_fingerpr
 from humanaes_core.scoring.photo_checks import ScanChecks
 from humanaes_core.scoring.presets import get_preset, resolve_precision
 from humanaes_core.sources import resolve_model
-from humanaes_core.store import CheckStore, FileSignature, HashedFile, ScoreCache, file_signature
+from humanaes_core.store import FileSignature, HashedFile, ScoreCache, file_signature
 
 if TYPE_CHECKING:
     from humanaes_core.model import Placement
@@ -164,7 +164,7 @@ class CachedScoring:
         self.stats = RunStats()
         self.checks: ScanChecks | None = None
         if checks:
-            self.checks = ScanChecks(CheckStore(cache.path) if cache is not None else None)
+            self.checks = ScanChecks(cache.path if cache is not None else None)
 
     def _torch_placement(self) -> Placement:
         """The placement as torch has it (the CPU one of `placement_for` turned into torch's)."""
