@@ -73,13 +73,13 @@ class ScanChecks:
                     self._known[key] = _from_stored(data)
                 except (KeyError, TypeError, ValueError):
                     continue  # a row from a broken writer: computed again below
-        if self._broken:
+        missing = [k for k in wanted if k not in self._known]
+        if self._broken or not missing:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="humanaes-checks")
-        for key in wanted:
-            if key not in self._known:
-                self._pending[key] = self._pool.submit(self._compute, key, photos[key])
+        for key in missing:
+            self._pending[key] = self._pool.submit(self._compute, key, photos[key])
 
     def _compute(self, key: str, path: Path) -> Result | None:
         if self._broken:
