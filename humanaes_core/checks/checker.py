@@ -148,9 +148,10 @@ def check_image(
     """
     img = image if image.mode == "RGB" else image.convert("RGB")
     scale = img.width / full_size[0] if full_size else 1.0
-    grey = np.asarray(img.convert("L"), dtype=np.float32)
-    thumb = img.convert("L")
-    thumb.thumbnail((_THUMB, _THUMB), Image.Resampling.BILINEAR)
+    grey_img = img.convert("L")
+    grey = np.asarray(grey_img)  # uint8: crops are turned into floats where measured
+    thumb = grey_img.copy()
+    thumb.thumbnail((_THUMB, _THUMB), Image.Resampling.BILINEAR, reducing_gap=2.0)
     luma = np.asarray(thumb, dtype=np.float32)
     fired = misfire(luma)
     verdict, ev, high, low = exposure(luma)

@@ -47,7 +47,7 @@ _MIN_SCORE = 0.5
 _NMS_IOU = 0.3
 _TILE_OVERLAP = 32  # > twice the smallest face a level finds: larger faces are the coarser level's
 _FLAT_TILE_STD = 4.0  # tiles whose grey levels vary less than this hold no face
-_ALWAYS_LEVELS = 3  # the whole frame, then 6 and 15 tiles (3:2): faces down to 1.5 % of the long side
+_ALWAYS_LEVELS = 3  # the whole frame, then 2x2 and 4x3 tiles (3:2): faces down to 1.7 % of the long side
 _SMALLER_NEARBY = 3.0  # a finer level runs when a face found is under 3x what the last level can see
 _CONFIRM_AT_MOST = 6  # ... and Face Mesh confirms one of the first few such detections
 _MESH_SIZE = 192
@@ -126,6 +126,10 @@ def _anchors() -> np.ndarray:
     """BlazeFace full range's 48x48 anchor centres (one per cell, stride 4), normalised."""
     g = (np.arange(_DET_SIZE // 4, dtype=np.float32) + 0.5) / (_DET_SIZE // 4)
     return np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+
+
+def _scaled(image: Image.Image, factor: float) -> tuple[int, int]:
+    return max(1, round(image.width * factor)), max(1, round(image.height * factor))
 
 
 def _starts(length: int) -> list[int]:
@@ -232,15 +236,17 @@ class MediaPipeFaces:
         return rows
 
     def _levels(self, width: int, height: int, scale: float) -> list[float]:
-        """Resize factors of the pyramid: 192 px for the whole frame, doubled until a ``min_face`` face
-        (at full resolution) is at least ``_DET_MIN_SHARE`` of a tile."""
+        """Resize factors of the pyramid: the long side fits 1, 2, 4, 8 ... overlapping tiles exactly
+        (160 n + 32 px), until a ``min_face`` face (at full resolution) is at least ``_DET_MIN_SHARE``
+        of a tile; the last level is just large enough for it."""
         long_side = max(width, height)
-        first = _DET_SIZE / long_side
         smallest = self.min_face * scale  # in pixels of this image
-        levels = [first]
         needed = min(_DET_MIN_SHARE * _DET_SIZE / max(smallest, 1e-6), 1.0)  # the factor that finds it
+        levels = [_DET_SIZE / long_side]
+        n = 1
         while levels[-1] < needed:
-            step = min(levels[-1] * 2, needed)
+            n *= 2
+            step = min(((_DET_SIZE - _TILE_OVERLAP) * n + _TILE_OVERLAP) / long_side, needed)
             if step < needed < 1.5 * step and len(levels) >= _ALWAYS_LEVELS:
                 step = needed  # a level barely coarser than the last one needed adds nothing
             levels.append(step)
@@ -249,7 +255,7 @@ class MediaPipeFaces:
     def find(self, image: Image.Image, scale: float = 1.0) -> list[np.ndarray]:
         """Face detections (weighted-NMS rows) over the pyramid, in pixels of `image`.
 
-        The first ``_ALWAYS_LEVELS`` levels always run (22 tiles on a 3:2 frame). A finer level runs
+        The first ``_ALWAYS_LEVELS`` levels always run (17 tiles on a 3:2 frame). A finer level runs
         only when Face Mesh confirms a face found so far within ``_SMALLER_NEARBY`` times the smallest
         face the last level could see: a group whose back row may hold smaller faces still. A portrait
         or a landscape stops there (and so does a starry sky whose galaxies BlazeFace took for faces).
@@ -257,23 +263,28 @@ class MediaPipeFaces:
         rows: list[np.ndarray] = []
         found: list[np.ndarray] = []
         last = 0.0
-        for depth, factor in enumerate(self._levels(image.width, image.height, scale)):
+        levels = self._levels(image.width, image.height, scale)
+        resized: dict[float, Image.Image] = {}
+        source = image
+        for factor in reversed(levels[:_ALWAYS_LEVELS]):  # each from the next larger: one big resize
+            resized[factor] = source = source.resize(_scaled(image, factor), Image.Resampling.BILINEAR)
+        for depth, factor in enumerate(levels):
             if depth >= _ALWAYS_LEVELS and not self.thorough:
                 seen = _DET_MIN_SHARE * _DET_SIZE / last  # the smallest face the last level saw
                 small = [f for f in found if min(f[3] - f[1], f[4] - f[2]) < _SMALLER_NEARBY * seen]
                 if not any(self._mesh(image, f)[2] >= _MIN_PRESENCE for f in small[:_CONFIRM_AT_MOST]):
                     break
-            rows.extend(self._level(image, factor))
+            level = resized.get(factor) or image.resize(_scaled(image, factor), Image.Resampling.BILINEAR)
+            rows.extend(self._level(level, factor))
             merged = np.concatenate(rows) if rows else np.zeros((0, 17), dtype=np.float32)
             found = _nms(merged) if len(merged) else []
             last = factor
         return found
 
-    def _level(self, image: Image.Image, factor: float) -> list[np.ndarray]:
-        """Detections in every non-flat 192 px tile of `image` resized by `factor`; tiles overlap by at
-        least ``_TILE_OVERLAP`` and are spread evenly."""
-        w, h = max(1, round(image.width * factor)), max(1, round(image.height * factor))
-        level = image.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    def _level(self, level: Image.Image, factor: float) -> list[np.ndarray]:
+        """Detections in every non-flat 192 px tile of `level` (the image resized by `factor`); tiles
+        overlap by at least ``_TILE_OVERLAP`` and are spread evenly."""
+        w, h = level.size
         grey = np.asarray(level.convert("L"), dtype=np.float32)
         xs, ys = _starts(w), _starts(h)
         rows = []
