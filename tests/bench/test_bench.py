@@ -287,6 +287,8 @@ def test_bench_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
         "Accuracy cost of the presets",
         "Cached rescan",
         "Thumbnails",
+        "Photo checks: accuracy",
+        "Photo checks: cost",
         "GPU",
     ):
         assert f"## {title}" in text, title
