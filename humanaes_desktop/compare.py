@@ -32,6 +32,7 @@ FOOTER = 30
 INFO = 36
 CARD_ROW = 16
 FACE_ROW = 150  # the faces of a frame at 100 %, with their verdicts
+FACE_ROWS_GROUP = 240  # taller for group photos: the faces are what the frames are compared on
 
 
 class CompareView(QWidget):
@@ -59,8 +60,14 @@ class CompareView(QWidget):
         crops.ready.connect(lambda _path: self.update())
         zoom.changed.connect(self.update)
 
-    def _has_faces(self) -> bool:
-        return self.face_crops is not None and any(m.card is not None and m.card.faces for m in self._members)
+    def _face_height(self) -> int:
+        """Room for each frame's faces: none without faces, more for a group."""
+        if self.face_crops is None:
+            return 0
+        most = max(
+            (len(m.card.faces) for m in self._members if m.card is not None and m.card.faces), default=0
+        )
+        return 0 if most == 0 else FACE_ROW if most <= 2 else FACE_ROWS_GROUP
 
     # ------------------------------------------------------------------ content
 
@@ -204,7 +211,7 @@ class CompareView(QWidget):
             paint_chip(p, pill, tag, theme.ACCENT, fill=None, border=theme.ACCENT)
 
         card_h = CARD_ROW * 12
-        face_h = FACE_ROW if self._has_faces() else 0
+        face_h = self._face_height()
         # As tall as the frames need (a portrait frame a little taller than wide), the rest left below.
         image_h = min(inner.height() - HEADER - INFO - card_h - face_h - 14, inner.width() * 1.25)
         image = QRectF(inner.left(), inner.top() + HEADER, inner.width(), max(60.0, image_h))

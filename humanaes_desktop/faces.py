@@ -272,6 +272,47 @@ def face_cells(area: QRectF, count: int, gap: float, row_height: float) -> list[
     ]
 
 
+def reading_order(faces: Sequence[Face]) -> list[int]:
+    """Indexes of `faces` as one reads a group: rows top to bottom (a face joins a row when its middle
+    is within half a face of the row's first one), each row left to right. The detector's order can
+    change from frame to frame; this one lines the same group up face for face across a burst."""
+    rows: list[tuple[float, list[int]]] = []
+    for i in sorted(range(len(faces)), key=lambda i: faces[i].box[1] + faces[i].box[3] / 2):
+        middle = faces[i].box[1] + faces[i].box[3] / 2
+        if rows and abs(middle - rows[-1][0]) < faces[i].box[3] / 2:
+            rows[-1][1].append(i)
+        else:
+            rows.append((middle, [i]))
+    return [i for _, row in rows for i in sorted(row, key=lambda i: faces[i].box[0])]
+
+
+def grid_cells(area: QRectF, count: int, line_h: float, gap: int = 4) -> list[QRectF]:
+    """`count` cells filling `area` in the number of rows that makes them largest, `line_h` left under
+    each row for the verdicts; one face gets the whole width, several are never taller than wide."""
+    best: tuple[float, list[QRectF]] = (-1.0, [])
+    for rows in range(1, count + 1):
+        per_row = -(-count // rows)
+        width = int((area.width() - gap * (per_row - 1)) / per_row)
+        height = int((area.height() - gap * (rows - 1)) / rows - line_h)
+        if count > 1:
+            height = min(height, width)
+        if width < 8 or height < 8:
+            continue
+        if width * height > best[0]:
+            left, top = round(area.left()), round(area.top())
+            cells = [
+                QRectF(
+                    left + (i % per_row) * (width + gap),
+                    top + (i // per_row) * (height + line_h + gap),
+                    width,
+                    height,
+                )
+                for i in range(count)
+            ]
+            best = (width * height, cells)
+    return best[1]
+
+
 def paint_face_row(
     p: QPainter,
     area: QRectF,
@@ -279,19 +320,14 @@ def paint_face_row(
     crops: Sequence[QImage | FaceCrop] | None,
     zoom: FaceZoom,
 ) -> list[QRectF]:
-    """A compare column's faces in one row across `area` (cells shrink to fit: still 100 %, less of
-    each face); returns the cells painted."""
+    """A compare column's faces, in reading order, filling `area` (cells shrink to fit: still 100 %,
+    less of each face); returns the cells painted."""
     if not faces:
         return []
-    gap = 4
-    lines_h = verdict_height(p.font()) * 2 / 3  # eyes and focus; the column is narrow
-    width = int((area.width() - gap * (len(faces) - 1)) / len(faces))
-    height = int(min(area.height() - lines_h, width / ASPECT if len(faces) > 1 else area.height() - lines_h))
-    left, top = round(area.left()), round(area.top())
-    cells = [QRectF(left + i * (width + gap), top, width, height) for i in range(len(faces))]
-    for i, (face, cell) in enumerate(zip(faces, cells, strict=True)):
-        crop = None if crops is None or i >= len(crops) else crops[i]
-        paint_face(p, cell, face, crop, zoom)
+    line_h = verdict_height(p.font()) * 2 / 3  # eyes and focus; the column is narrow
+    cells = grid_cells(area, len(faces), line_h)
+    for i, cell in zip(reading_order(faces), cells, strict=False):
+        paint_face(p, cell, faces[i], None if crops is None or i >= len(crops) else crops[i], zoom)
     return cells
 
 
@@ -307,6 +343,7 @@ class FaceStrip(QWidget):
         self.zoom: FaceZoom | None = None
         self.photo: Photo | None = None
         self._cells: list[QRectF] = []
+        self._shown: list[Face] = []  # the face in each cell (reading order)
         self._drag: QPointF | None = None
         self.hide()
 
@@ -381,8 +418,10 @@ class FaceStrip(QWidget):
         crops = self.crops.get(self.photo)
         area = QRectF(0, title.bottom(), self.width(), self.height() - title.bottom())
         self._cells = face_cells(area, n, 6, self._row_height())
-        for i, (face, cell) in enumerate(zip(faces, self._cells, strict=True)):
-            paint_face(p, cell, face, None if crops is None else crops[i], self.zoom)
+        order = reading_order(faces)
+        self._shown = [faces[i] for i in order]
+        for i, cell in zip(order, self._cells, strict=True):
+            paint_face(p, cell, faces[i], None if crops is None else crops[i], self.zoom)
         p.end()
 
     def event(self, event: QEvent) -> bool:
@@ -397,7 +436,7 @@ class FaceStrip(QWidget):
         return super().event(event)
 
     def _face_at(self, position: QPointF) -> Face | None:
-        for face, cell in zip(self.faces(), self._cells, strict=False):
+        for face, cell in zip(self._shown, self._cells, strict=False):
             if cell.contains(position):
                 return face
         return None

@@ -12,7 +12,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from PIL import Image
-from PySide6.QtCore import QPoint, QPointF, QRect, Qt
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QStyleOptionViewItem
 
@@ -25,7 +25,16 @@ from humanaes_desktop.compare import CompareView
 from humanaes_desktop.cull_dialogs import CUSTOM, SCORE_ONLY, AutoCullDialog, CullParams
 from humanaes_desktop.cullcontrol import CullingController, cull_plan
 from humanaes_desktop.delegate import TileDelegate
-from humanaes_desktop.faces import CELL_H, CELL_W, FaceCrop, FaceCrops, FaceStrip, FaceZoom
+from humanaes_desktop.faces import (
+    CELL_H,
+    CELL_W,
+    FaceCrop,
+    FaceCrops,
+    FaceStrip,
+    FaceZoom,
+    grid_cells,
+    reading_order,
+)
 from humanaes_desktop.filterbar import FilterBar
 from humanaes_desktop.photos import Photo, PhotoModel
 from humanaes_desktop.settings import AppSettings
@@ -277,6 +286,20 @@ def test_the_face_strip_shows_every_face_at_100_percent_and_zooms(qtbot, astrona
     assert zoom.scale == 0.25  # the widest step, no further
     QTest.mouseDClick(strip, Qt.MouseButton.LeftButton, pos=centre.toPoint())  # back to 100 %, on the eyes
     assert zoom.scale == 1.0 and zoom.pan == QPointF(0, 0)
+
+
+def test_a_group_lines_up_face_for_face_across_frames():
+    # Two rows of three faces; the detector lists them in a different order in each frame.
+    boxes = [(x, y, 80, 90) for y in (100, 400) for x in (50, 350, 650)]
+    frame_a = [_face(box=b, landmarks={}) for b in boxes]
+    shuffled = [5, 0, 3, 1, 4, 2]
+    frame_b = [_face(box=(boxes[i][0] + 7, boxes[i][1] - 12, 80, 90), landmarks={}) for i in shuffled]
+    assert reading_order(frame_a) == [0, 1, 2, 3, 4, 5]
+    assert [shuffled[i] for i in reading_order(frame_b)] == [0, 1, 2, 3, 4, 5]  # same people, same cells
+    cells = grid_cells(QRectF(0, 0, 380, 234), 6, 30)
+    assert len(cells) == 6 and len({(c.x(), c.y()) for c in cells}) == 6
+    assert all(c.width() > 100 and c.height() > 60 for c in cells)  # two rows of three, not six slivers
+    assert all(QRectF(0, 0, 380, 234).contains(c) for c in cells)
 
 
 def test_compare_view_zoom_and_pan_are_synced_across_the_burst(qtbot, astronaut, tmp_path):
