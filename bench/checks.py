@@ -3,6 +3,8 @@
 Real faces that ship with installed packages, labelled by looking at them:
 - ``skimage.data.astronaut()``: one face, about 95 px wide in 512 x 512, eyes open, looking at the
   camera, sharp. Every variant below is made from it, so its labels follow from the change made.
+- ``skimage.data.camera()``: one face in three-quarter profile, about 70 px wide, one eye at a camera's
+  viewfinder, sharp, normally exposed; its eyes cannot honestly be read at that size ("unknown" is right).
 - ``skimage.data.lfw_subset()``: 100 Labeled Faces in the Wild crops (25 x 25 grey, every one a face,
   indices 0-99) and 100 patches without a face (100-199). Placed at 2x (50 px faces) on a 24 MP canvas
   like a crowd, they measure finding small faces and not finding faces in clutter.
@@ -118,6 +120,10 @@ def variants() -> list[Variant]:
     for length, vertical in ((7, False), (11, False), (9, True)):
         name = f"motion blur {length} px {'vertical' if vertical else 'horizontal'}"
         out.append((name, _motion(a, length, vertical), {"soft": True, "blur": "shake", "exposure": "ok"}))
+    from skimage import data
+
+    camera = Image.fromarray(data.camera()).convert("RGB")
+    out.append(("cameraman (real, three-quarter profile, face ~70 px, eye at the viewfinder)", camera, sharp))
     blurred_face = Image.composite(a.filter(ImageFilter.GaussianBlur(2.5)), a, mask)
     out.append(
         (

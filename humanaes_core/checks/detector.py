@@ -312,12 +312,14 @@ class MediaPipeFaces:
         radius = float(np.mean(np.linalg.norm(iris_pts[1:] - iris_pts[0], axis=1)))
         return lids, (float(iris_pts[0, 0]), float(iris_pts[0, 1]), radius)
 
-    def _mesh(self, image: Image.Image, row: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """Face Mesh on the detection's crop, rotated so the eyes are level: (468 x 3 raw points, the
-        crop-to-image matrix, the face presence score)."""
+    def _mesh(
+        self, image: Image.Image, row: np.ndarray, upright: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Face Mesh on the detection's crop, rotated so the eyes are level (`upright`: not rotated):
+        (468 x 3 raw points, the crop-to-image matrix, the face presence score)."""
         x0, y0, x1, y1 = (float(v) for v in row[1:5])
         kp = row[5:].reshape(6, 2)  # right eye, left eye (the subject's), nose, mouth, two ears
-        angle = math.atan2(kp[1][1] - kp[0][1], kp[1][0] - kp[0][0])
+        angle = 0.0 if upright else math.atan2(kp[1][1] - kp[0][1], kp[1][0] - kp[0][0])
         center = ((x0 + x1) / 2, (y0 + y1) / 2)
         side = max(x1 - x0, y1 - y0) * _MESH_SCALE
         pixels, matrix = _affine_crop(image, center, side, angle, _MESH_SIZE)
@@ -328,6 +330,11 @@ class MediaPipeFaces:
     def landmarks(self, image: Image.Image, row: np.ndarray) -> DetectedFace | None:
         """Face Mesh (and Iris) for one detection; None when Face Mesh says it is no face."""
         raw, matrix, score = self._mesh(image, row)
+        if score < _MIN_PRESENCE:
+            # in profile BlazeFace's eye keypoints are unreliable and so is the rotation taken from them
+            raw, matrix, score = max(
+                self._mesh(image, row, upright=True), (raw, matrix, score), key=lambda m: m[2]
+            )
         if score < _MIN_PRESENCE:
             return None
         mesh = _to_image(raw, matrix)

@@ -40,6 +40,14 @@ def test_a_reduced_decode_reports_full_resolution_pixels(portrait):
     assert faces and 160 < faces[0].box[0] < 200
 
 
+def test_a_face_in_profile_is_found_and_its_small_eyes_are_not_guessed():
+    skimage_data = pytest.importorskip("skimage.data")
+    cameraman = Image.fromarray(skimage_data.camera()).convert("RGB")  # looked at: face x 195-265, y 120-200
+    faces, _ = check_image(cameraman)
+    assert len(faces) == 1 and 180 < faces[0].box[0] < 215 and 105 < faces[0].box[1] < 140
+    assert "closed" not in (faces[0].left_eye, faces[0].right_eye)
+
+
 def test_a_black_frame_is_a_misfire_without_faces():
     faces, checks = check_image(Image.new("RGB", (640, 480)))
     assert faces == [] and checks.misfire == "black" and checks.main_face is None
