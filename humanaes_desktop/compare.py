@@ -135,7 +135,7 @@ class CompareView(QWidget):
         if self._drag is not None and self.zoom is not None:
             delta = event.position() - self._drag
             self._drag = event.position()
-            self.zoom.pan_by(delta.x(), delta.y())
+            self.zoom.pan_by(delta.x(), delta.y(), self.devicePixelRatioF())
 
     def mouseReleaseEvent(self, _event: QMouseEvent) -> None:
         self._drag = None

@@ -94,8 +94,9 @@ def crop_faces(path: Path, faces: Sequence[Face]) -> list[QImage | FaceCrop]:
 
 
 class FaceZoom(QObject):
-    """The zoom and pan shared by every face on screen: `scale` 1.0 is 100 % (one photo pixel per screen
-    pixel); `pan` is in photo pixels from each face's anchor. `changed` after every change."""
+    """The zoom and pan shared by every face on screen: `scale` 1.0 is 100 % (one photo pixel per device
+    pixel, also on a high-density screen); `pan` is in photo pixels from each face's anchor. `changed`
+    after every change."""
 
     changed = Signal()
 
@@ -112,9 +113,10 @@ class FaceZoom(QObject):
             self.scale = scale
             self.changed.emit()
 
-    def pan_by(self, dx: float, dy: float) -> None:
-        """Drag by (dx, dy) screen pixels: the faces follow the pointer."""
-        self.pan -= QPointF(dx, dy) / self.scale
+    def pan_by(self, dx: float, dy: float, dpr: float = 1.0) -> None:
+        """Drag by (dx, dy) logical pixels of a screen with `dpr` device pixels each: the faces follow
+        the pointer."""
+        self.pan -= QPointF(dx, dy) * dpr / self.scale
         self.changed.emit()
 
     def reset(self) -> None:
@@ -125,9 +127,11 @@ class FaceZoom(QObject):
     def text(self) -> str:
         return f"{self.scale * 100:.0f} %"
 
-    def view(self, crop: FaceCrop, cell: QRectF) -> tuple[QRectF, QRectF]:
-        """(source rectangle in the crop's image, target rectangle in `cell`) for this zoom and pan."""
-        w, h = cell.width() / self.scale, cell.height() / self.scale
+    def view(self, crop: FaceCrop, cell: QRectF, dpr: float = 1.0) -> tuple[QRectF, QRectF]:
+        """(source rectangle in the crop's image, target rectangle in `cell`) for this zoom and pan, on a
+        screen with `dpr` device pixels per logical pixel."""
+        scale = self.scale / dpr  # logical pixels per photo pixel
+        w, h = cell.width() / scale, cell.height() / scale
         cx, cy = crop.anchor[0] + self.pan.x(), crop.anchor[1] + self.pan.y()
         # On whole photo pixels: at 100 % each screen pixel is one photo pixel, never a blend of two.
         seen = QRectF(round(cx - w / 2), round(cy - h / 2), w, h)
@@ -136,10 +140,10 @@ class FaceZoom(QObject):
         if have.isEmpty():
             return QRectF(), QRectF()
         target = QRectF(
-            cell.left() + (have.left() - seen.left()) * self.scale,
-            cell.top() + (have.top() - seen.top()) * self.scale,
-            have.width() * self.scale,
-            have.height() * self.scale,
+            cell.left() + (have.left() - seen.left()) * scale,
+            cell.top() + (have.top() - seen.top()) * scale,
+            have.width() * scale,
+            have.height() * scale,
         )
         return have.translated(-ox, -oy), target
 
@@ -234,7 +238,7 @@ def paint_face(
     p.setBrush(theme.BASE)
     p.drawRect(cell)
     if isinstance(crop, FaceCrop):
-        source, target = zoom.view(crop, cell)
+        source, target = zoom.view(crop, cell, p.device().devicePixelRatioF())
         if not source.isEmpty():
             p.setClipRect(cell)
             p.drawImage(target, crop.image, source)
@@ -459,7 +463,7 @@ class FaceStrip(QWidget):
         if self._drag is not None and self.zoom is not None:
             delta = event.position() - self._drag
             self._drag = event.position()
-            self.zoom.pan_by(delta.x(), delta.y())
+            self.zoom.pan_by(delta.x(), delta.y(), self.devicePixelRatioF())
 
     def mouseReleaseEvent(self, _event: QMouseEvent) -> None:
         self._drag = None

@@ -288,6 +288,18 @@ def test_the_face_strip_shows_every_face_at_100_percent_and_zooms(qtbot, astrona
     assert zoom.scale == 1.0 and zoom.pan == QPointF(0, 0)
 
 
+def test_100_percent_is_one_photo_pixel_per_device_pixel_on_a_high_density_screen():
+    crop = FaceCrop(QImage(400, 400, QImage.Format.Format_RGB888), (100, 50), (300.0, 250.0))
+    zoom = FaceZoom()
+    source, target = zoom.view(crop, QRectF(10, 20, 200, 120))
+    assert (source.width(), source.height()) == (200, 120) and target == QRectF(10, 20, 200, 120)
+    source, target = zoom.view(crop, QRectF(10, 20, 200, 120), dpr=2.0)
+    assert (source.width(), source.height()) == (400, 240)  # 200 logical = 400 device pixels
+    assert target.width() == 200
+    zoom.pan_by(10, 0, dpr=2.0)
+    assert zoom.pan == QPointF(-20, 0)
+
+
 def test_a_group_lines_up_face_for_face_across_frames():
     # Two rows of three faces; the detector lists them in a different order in each frame.
     boxes = [(x, y, 80, 90) for y in (100, 400) for x in (50, 350, 650)]
