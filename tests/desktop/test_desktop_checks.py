@@ -155,6 +155,24 @@ def test_a_tile_shows_a_closed_eyes_badge(qtbot, tmp_path):
     assert _count_near(soft, theme.CAUTION) > 50 > _count_near(fine, theme.CAUTION)
 
 
+def test_full_screen_shows_the_badges_too(qtbot, tmp_path):
+    from humanaes_desktop.viewer import FullView
+
+    def strip(card: ScoreCard) -> QImage:
+        view = FullView()
+        qtbot.addWidget(view)
+        view.resize(1000, 300)
+        view.set_photo(Photo(tmp_path / "a.jpg", "a.jpg", card=card), None, "1 / 1")
+        image = view.grab().toImage()
+        return image.copy(0, 300 - 54, 1000, 54)
+
+    assert (
+        _count_near(strip(_card(0.9, [CLOSED])), theme.REJECT)
+        > 50
+        > _count_near(strip(_card(0.9, [GOOD])), theme.REJECT)
+    )
+
+
 # ------------------------------------------------------------------------------------------ filters
 
 
