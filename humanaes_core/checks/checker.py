@@ -12,7 +12,7 @@ import os
 import threading
 
 import numpy as np
-from PIL import Image, ImageOps, JpegImagePlugin
+from PIL import Image, JpegImagePlugin
 
 from humanaes_core.checks.detector import DetectedFace, FaceDetector, MediaPipeFaces
 from humanaes_core.checks.exposure import exposure, misfire
@@ -31,6 +31,15 @@ _THUMB = 256
 _MIN_EYE_CROP = 12  # eye crops narrower than this (pixels of the analysis image) cannot show focus
 _MIN_FACE_CROP = 24
 _TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 _detector: FaceDetector | None = None
 _detector_lock = threading.Lock()
@@ -43,6 +52,15 @@ def default_detector() -> FaceDetector:
         if _detector is None:
             _detector = MediaPipeFaces()
         return _detector
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 when absent or unreadable: a broken EXIF block costs the upright view,
+    never the checks)."""
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
 
 
 def _target(full: tuple[int, int]) -> tuple[int, int]:
@@ -66,13 +84,18 @@ def decode_for_checks(path: str | os.PathLike[str]) -> tuple[Image.Image, tuple[
         with open(name, "rb", buffering=0, opener=nonblocking_opener) as fp:
             decoders.check_regular(fp.fileno(), name)
             img = Image.open(fp)
-            orientation = img.getexif().get(0x0112, 1)
+            orientation = _orientation(img)
             full = (img.height, img.width) if orientation in _TURNED else img.size
             if isinstance(img, JpegImagePlugin.JpegImageFile):
                 tw, th = _target(full)
                 img.draft("RGB", (th, tw) if orientation in _TURNED else (tw, th))
             img.load()
-            return ImageOps.exif_transpose(img).convert("RGB"), full
+            if orientation in _TRANSPOSE:
+                img = img.transpose(_TRANSPOSE[orientation])
+            factor = max(img.size) // ANALYSIS_SIDE
+            if factor >= 2:  # not drafted (PNG, TIFF, HEIC): the same analysis scale as a drafted JPEG
+                img = img.reduce(factor)
+            return img.convert("RGB"), full
     except ImageLoadError:
         raise
     except Exception as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from humanaes_core.checks import check_image, check_photo
+from humanaes_core.checks import check_image, check_photo, decode_for_checks
 from humanaes_core.errors import ImageLoadError
 
 from .conftest import gaussian_blur
@@ -67,3 +67,13 @@ def test_check_photo_says_why_a_file_is_no_photo(tmp_path):
     path.write_text("not a photo")
     with pytest.raises(ImageLoadError):
         check_photo(path)
+
+
+def test_decoding_for_the_checks_is_reduced_but_never_below_the_analysis_size(tmp_path, portrait):
+    png, jpeg = tmp_path / "big.png", tmp_path / "big.jpg"
+    big = portrait.resize((4000, 4000))
+    big.save(png)
+    big.save(jpeg, quality=90)
+    for path in (png, jpeg):
+        img, full = decode_for_checks(path)
+        assert full == (4000, 4000) and 1600 <= img.width < 3200 and img.size[0] == img.size[1]
