@@ -42,3 +42,25 @@ def test_an_unreadable_row_is_a_miss_not_an_error(tmp_path):
     conn.close()
     with CheckStore(db) as store:
         assert set(store.get_many([H1, H2], version=1)) == {H2}
+
+
+def test_a_damaged_library_keeps_the_checks_it_can_still_read(tmp_path):
+    db = tmp_path / "library.sqlite"
+    with CheckStore(db) as store, ScoreCache(db) as cache:
+        store.put_many(
+            [(f"{i:040x}", {"faces": [], "checks": {"misfire": "black"}}) for i in range(50)], version=1
+        )
+        cache.put_many([(f"{i:040x}", {"i": i, "pad": "x" * 300}) for i in range(2000)], "m", "s")
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page, count = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "page_count"))
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'photo_checks'").fetchone()[0]
+    conn.close()
+    first_bad = count * 3 // 4
+    assert root < first_bad  # the damage hits score pages written after the checks
+    with open(db, "r+b") as fh:
+        fh.seek(first_bad * page)
+        fh.write(b"\xff" * ((count - first_bad - 1) * page))
+    with CheckStore(db) as store:
+        assert store.recovered_from is not None
+        assert len(store.get_many([f"{i:040x}" for i in range(50)], version=1)) == 50
