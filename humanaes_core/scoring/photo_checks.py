@@ -50,6 +50,7 @@ class ScanChecks:
         self._known: dict[str, Result] = {}
         self._pending: dict[str, Future[Result | None]] = {}
         self._broken = False  # the checks cannot run here at all (a model file missing): say it once
+        self._unstorable = False  # the library refused a result (disk full): stop writing, say it once
 
     def prefetch(self, photos: Mapping[str, Path]) -> None:
         """Start getting the results of these photos (key -> a file with that content)."""
@@ -93,14 +94,16 @@ class ScanChecks:
         except Exception as e:  # a photo the checks cannot read must not stop the scan
             log.warning("photo checks: %s: %s", path, e)
             return None
-        if self.store is not None:
+        store = self.store
+        if store is not None and not self._unstorable:
             try:
-                self.store.put_many(
+                store.put_many(
                     [(key, {"faces": [f.to_dict() for f in faces], "checks": checks.to_dict()})],
                     CHECKS_VERSION,
                 )
-            except HumanAesError as e:
-                log.warning("photo checks: cannot store the result of %s (%s)", path, e)
+            except HumanAesError as e:  # a full disk or a read-only library: say it once, keep checking
+                self._unstorable = True
+                log.warning("photo checks: results are no longer stored (%s)", e)
         return faces, checks
 
     def attach(self, key: str, card: ScoreCard) -> ScoreCard:

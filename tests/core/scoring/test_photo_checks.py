@@ -74,3 +74,22 @@ def test_without_the_face_models_the_checks_switch_off_once(tmp_path, monkeypatc
 @pytest.mark.parametrize("workers", [1, 2])
 def test_close_without_prefetch_is_harmless(workers):
     ScanChecks(None, workers=workers).close()
+
+
+def test_a_library_that_refuses_results_is_told_once_and_the_checks_go_on(tmp_path, monkeypatch, caplog):
+    from humanaes_core.store import CacheUnavailableError
+
+    monkeypatch.setattr(photo_checks, "check_photo", lambda path: ([], PhotoChecks(misfire="black")))
+    tries = []
+
+    def full(self, rows, version):
+        tries.append(1)
+        raise CacheUnavailableError("the disk is full")
+
+    monkeypatch.setattr(CheckStore, "put_many", full)
+    checks = ScanChecks(tmp_path / "library.sqlite", workers=1)
+    checks.prefetch({H1: tmp_path / "a.jpg", H2: tmp_path / "b.jpg"})
+    cards = [checks.attach(h, _card()) for h in (H1, H2)]
+    checks.close()
+    assert all(c.checks.misfire == "black" for c in cards)
+    assert len(tries) == 1 and caplog.text.count("no longer stored") == 1
