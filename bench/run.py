@@ -38,6 +38,8 @@ SECTIONS = (
     "rescan",
     "thumbnails",
     "app_open",
+    "checks_accuracy",
+    "checks_cost",
     "gpu",
 )
 
@@ -126,7 +128,7 @@ class Bench:
         return self._photos
 
     def section(self, key: str) -> Section:
-        from . import app_open, decode, gpu, model_cpu, presets, rescan, thumbs
+        from . import app_open, checks, decode, gpu, model_cpu, presets, rescan, thumbs
         from .photos import photo_folder
 
         c = self.config
@@ -152,6 +154,10 @@ class Bench:
                 photo_folder(self.cache_dir / f"app-{c.folder}", c.folder, c.app_photos),
                 self.work,
                 c.repeats_app,
+            ),
+            "checks_accuracy": checks.accuracy,
+            "checks_cost": lambda: checks.cost(
+                photo_folder(self.cache_dir, 6, c.photos), self.work, c.repeats
             ),
             "gpu": lambda: gpu.run(c.gpu_archs, self.work, self.photos()[:16], c.gpu_photos),
         }

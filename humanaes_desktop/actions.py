@@ -95,7 +95,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "set_collapsed",
         "&View",
         ("Ctrl+B",),
-        "Show each burst as its best-scoring photo",
+        "Show each burst as its best frame (open, sharp eyes first, then the score)",
         checkable=True,
         separator_before=True,
     ),

@@ -2,8 +2,12 @@
 
 Choosing the keeper of a burst is a comparison, not a series of separate judgements, so the members
 are shown together: picture, overall score and level, stars and flag, and the 12 dimensions as compact
-bars (the best-scoring frame is marked). ← → move between frames; P, X, U and 0–5 work on the chosen
-frame as everywhere else; Esc goes back to the grid.
+bars (the best frame is marked: open, sharp eyes first, then the score). ← → move between frames; P, X,
+U and 0–5 work on the chosen frame as everywhere else; Esc goes back to the grid.
+
+When the frames have faces, each column also shows them at 100 % with their verdicts (`faces`): the
+wheel zooms and a drag pans every face of every frame at once, so a blink or a soft eye shows up by
+comparison.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QMouseEvent, QPainter, QPen, QPixmap
+from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QMouseEvent, QPainter, QPen, QPixmap, QWheelEvent
 from PySide6.QtWidgets import QWidget
 
 from humanaes_core.store import Flag
 
 from . import theme
+from .faces import FaceCrops, FaceZoom, paint_face_row
 from .painting import paint_chip, paint_fitted, paint_flag_badge, paint_score_pill, paint_stars
 from .photos import Photo
 from .widgets import paint_mini_card
@@ -26,6 +31,8 @@ HEADER = 34
 FOOTER = 30
 INFO = 36
 CARD_ROW = 16
+FACE_ROW = 150  # the faces of a frame at 100 %, with their verdicts
+FACE_ROWS_GROUP = 240  # taller for group photos: the faces are what the frames are compared on
 
 
 class CompareView(QWidget):
@@ -42,6 +49,25 @@ class CompareView(QWidget):
         self._best: Photo | None = None
         self._current = 0
         self._columns: list[tuple[int, QRectF]] = []  # (member index, rect) painted last
+        self.face_crops: FaceCrops | None = None
+        self.zoom: FaceZoom | None = None
+        self._face_cells: list[QRectF] = []  # every face painted last: wheel and drag act there
+        self._drag: QPointF | None = None
+
+    def show_faces(self, crops: FaceCrops, zoom: FaceZoom) -> None:
+        """Show each frame's faces from `crops`, at the `zoom` shared with the detail panel."""
+        self.face_crops, self.zoom = crops, zoom
+        crops.ready.connect(lambda _path: self.update())
+        zoom.changed.connect(self.update)
+
+    def _face_height(self) -> int:
+        """Room for each frame's faces: none without faces, more for a group."""
+        if self.face_crops is None:
+            return 0
+        most = max(
+            (len(m.card.faces) for m in self._members if m.card is not None and m.card.faces), default=0
+        )
+        return 0 if most == 0 else FACE_ROW if most <= 2 else FACE_ROWS_GROUP
 
     # ------------------------------------------------------------------ content
 
@@ -98,7 +124,29 @@ class CompareView(QWidget):
     def focusNextPrevChild(self, _next: bool) -> bool:
         return False  # Tab moves between frames, not out of the view
 
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        if self.zoom is not None and any(c.contains(event.position()) for c in self._face_cells):
+            self.zoom.step(1 if event.angleDelta().y() > 0 else -1)
+            event.accept()
+        else:
+            super().wheelEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._drag is not None and self.zoom is not None:
+            delta = event.position() - self._drag
+            self._drag = event.position()
+            self.zoom.pan_by(delta.x(), delta.y(), self.devicePixelRatioF())
+
+    def mouseReleaseEvent(self, _event: QMouseEvent) -> None:
+        self._drag = None
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        if self.zoom is not None and any(c.contains(event.position()) for c in self._face_cells):
+            self.zoom.reset()
+
     def mousePressEvent(self, event: QMouseEvent) -> None:
+        if any(c.contains(event.position()) for c in self._face_cells):
+            self._drag = event.position()  # a drag on a face pans every face; the click still chooses
         for index, rect in self._columns:
             if rect.contains(event.position()):
                 self.set_current(index)
@@ -113,6 +161,7 @@ class CompareView(QWidget):
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         p.fillRect(self.rect(), theme.BASE)
         self._columns = []
+        self._face_cells = []
         if not self._members:
             p.setPen(theme.MUTED)
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No burst to compare")
@@ -130,11 +179,13 @@ class CompareView(QWidget):
         n = len(self._members)
         where = f"frames {shown.start + 1}–{shown.stop} of {n}" if len(shown) < n else f"burst of {n}"
         p.drawText(footer, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, where)
-        p.drawText(
-            footer,
-            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-            "← → choose  ·  P pick  ·  X reject  ·  U unflag  ·  0–5 stars  ·  Esc back",
-        )
+        keys = "← → choose  ·  P pick  ·  X reject  ·  U unflag  ·  0–5 stars  ·  Esc back"
+        if self._face_cells and self.zoom is not None:
+            keys = f"faces {self.zoom.text()}: wheel zoom, drag pan  ·  " + keys
+        fm = QFontMetrics(p.font())
+        room = int(footer.width() - fm.horizontalAdvance(where) - 24)  # the hint yields, never overlaps
+        keys = fm.elidedText(keys, Qt.TextElideMode.ElideLeft, room)
+        p.drawText(footer, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, keys)
         p.end()
 
     def _paint_column(self, p: QPainter, rect: QRectF, photo: Photo, current: bool) -> None:
@@ -160,10 +211,17 @@ class CompareView(QWidget):
             paint_chip(p, pill, tag, theme.ACCENT, fill=None, border=theme.ACCENT)
 
         card_h = CARD_ROW * 12
+        face_h = self._face_height()
         # As tall as the frames need (a portrait frame a little taller than wide), the rest left below.
-        image_h = min(inner.height() - HEADER - INFO - card_h - 14, inner.width() * 1.25)
+        image_h = min(inner.height() - HEADER - INFO - card_h - face_h - 14, inner.width() * 1.25)
         image = QRectF(inner.left(), inner.top() + HEADER, inner.width(), max(60.0, image_h))
         self._paint_image(p, image, photo)
+        if face_h and self.face_crops is not None and self.zoom is not None:
+            faces = [] if photo.card is None or photo.card.faces is None else photo.card.faces
+            row = QRectF(inner.left(), image.bottom() + 6, inner.width(), face_h - 6)
+            p.setFont(self.font())
+            self._face_cells += paint_face_row(p, row, faces, self.face_crops.get(photo), self.zoom)
+            image = QRectF(image.left(), image.top(), image.width(), image.height() + face_h)
 
         info = QRectF(inner.left(), image.bottom() + 6, inner.width(), INFO - 6)
         x = info.left()

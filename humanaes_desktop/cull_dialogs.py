@@ -1,9 +1,16 @@
-"""The auto-cull and sidecar dialogs: settings, and a preview of what will happen before it happens."""
+"""The auto-cull and sidecar dialogs: settings, and a preview of what will happen before it happens.
+
+Auto-cull keeps the best photos by score and, with the check rules on, rejects closed eyes, missed
+focus and misfires whatever their score (`humanaes_core.culling.CheckRules`). Each rule has a
+sensitivity slider; a kind of shoot (ceremony, portrait session, event and group, sports) sets all of
+them at once from `humanaes_core.culling.SHOOT_PRESETS`, and moving a slider afterwards makes it a
+custom setting.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -17,10 +24,12 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QLabel,
     QRadioButton,
+    QSlider,
     QVBoxLayout,
     QWidget,
 )
 
+from humanaes_core.culling import SHOOT_PRESETS, CheckRules
 from humanaes_core.formats import LABELS
 from humanaes_core.schema import LEVELS
 
@@ -33,6 +42,15 @@ PER_LABELS = {
     "burst": "Each burst (the best frames of every burst)",
     "all": "All photos together",
 }
+#: The kinds of shoot the dialog offers (`SHOOT_PRESETS` keys; "wedding" is the ceremony's alias).
+SHOOT_LABELS = {
+    "ceremony": "Ceremony (wedding)",
+    "portrait": "Portrait session",
+    "event": "Event and group",
+    "sports": "Sports",
+}
+CUSTOM = "custom"
+SCORE_ONLY = "none"  # every rule off: the score alone decides
 CONVENTION_LABELS = {
     "auto": "Automatic: name.xmp for RAW files (Lightroom), name.ext.xmp for others (darktable, digiKam)",
     "name.xmp": "name.xmp (Lightroom Classic, Camera Raw, Capture One)",
@@ -48,12 +66,80 @@ class CullParams:
     min_level: str | None
     per: str
     overwrite_manual: bool
+    rules: CheckRules = field(default_factory=CheckRules)
 
     def describe(self) -> str:
         """The undo step's name, and the plan recorded with each decision it makes."""
         from humanaes_core.culling import describe_plan
 
-        return f"auto-cull: {describe_plan(self.keep_top_percent, self.min_level, self.per)}"
+        plan = describe_plan(self.keep_top_percent, self.min_level, self.per)
+        return f"auto-cull: {plan}" + rules_words(self.rules)
+
+
+def rules_words(rules: CheckRules) -> str:
+    """'; reject closed eyes, missed focus' for the undo history and notices ('' with no rule on)."""
+    names = [
+        name
+        for name, on in (
+            ("closed eyes", rules.closed_eyes is not None),
+            ("missed focus", rules.missed_focus is not None),
+            ("misfires", rules.misfire),
+        )
+        if on
+    ]
+    return f"; reject {', '.join(names)}" if names else ""
+
+
+def preset_of(rules: CheckRules) -> str:
+    """The kind of shoot whose preset these rules are, `SCORE_ONLY` with every rule off, else `CUSTOM`."""
+    if not rules.active:
+        return SCORE_ONLY
+    return next((key for key in SHOOT_LABELS if SHOOT_PRESETS[key] == rules), CUSTOM)
+
+
+class RuleRow(QWidget):
+    """One check rule: on or off, and how strict (a 0–100 slider for a sensitivity in [0, 1])."""
+
+    def __init__(self, text: str, tip: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.check = QCheckBox(text)
+        self.check.setToolTip(tip)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 100)
+        self.slider.setSingleStep(5)
+        self.slider.setPageStep(10)
+        self.slider.setToolTip(tip)
+        self.value = QLabel()
+        self.value.setObjectName("muted")
+        self.value.setMinimumWidth(90)
+        row = QGridLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.check, 0, 0)
+        row.addWidget(QLabel("lenient"), 0, 1)
+        row.addWidget(self.slider, 0, 2)
+        row.addWidget(QLabel("strict"), 0, 3)
+        row.addWidget(self.value, 0, 4)
+        row.setColumnMinimumWidth(0, 150)
+        row.setColumnStretch(2, 1)
+        self.check.toggled.connect(self._show)
+        self.slider.valueChanged.connect(self._show)
+
+    def set_sensitivity(self, value: float | None) -> None:
+        for widget in (self.check, self.slider):
+            widget.blockSignals(True)
+        self.check.setChecked(value is not None)
+        if value is not None:
+            self.slider.setValue(round(value * 100))
+        for widget in (self.check, self.slider):
+            widget.blockSignals(False)
+        self._show()
+
+    def sensitivity(self) -> float | None:
+        return self.slider.value() / 100 if self.check.isChecked() else None
+
+    def _show(self) -> None:
+        self.slider.setEnabled(self.check.isChecked())
+        self.value.setText(f"sensitivity {self.slider.value()}" if self.check.isChecked() else "off")
 
 
 #: preview(params) -> (text, can apply)
@@ -119,11 +205,36 @@ class AutoCullDialog(QDialog):
             "always replaced"
         )
 
+        # Check rules: what is rejected whatever its score, set by a kind of shoot or one by one.
+        self.shoot = QComboBox()
+        self.shoot.addItem("Any (the score alone decides)", SCORE_ONLY)
+        for key, label in SHOOT_LABELS.items():
+            self.shoot.addItem(label, key)
+        self.shoot.addItem("Custom", CUSTOM)
+        self.shoot.setToolTip("Sets the rules below for a kind of shoot; moving a slider makes them custom")
+        self.closed_eyes = RuleRow(
+            "Closed eyes",
+            "Rejects a photo whose main face blinked; stricter also rejects group photos where fewer of "
+            "the faces have both eyes closed (at full strictness, any one face)",
+        )
+        self.missed_focus = RuleRow(
+            "Missed focus",
+            "Rejects a photo whose main face's eyes are not sharp against the rest of the face and the "
+            "sharpest part of the frame; lenient rejects only missed focus, strict soft focus too",
+        )
+        self.misfire = QCheckBox("Misfires (black, white or blank frames)")
+        self.misfire.setToolTip("Frames with nothing in them: lens cap, flash misfire, shot of the floor")
+        self.set_rules(CheckRules.from_dict(settings.cull_rules) if settings.cull_rules else CheckRules())
+
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.addRow("Keep", keep)
         form.addRow("Rank within", self.per)
         form.addRow("", self.overwrite)
+        form.addRow("Kind of shoot", self.shoot)
+        form.addRow("Reject", self.closed_eyes)
+        form.addRow("", self.missed_focus)
+        form.addRow("", self.misfire)
         self.preview_label = QLabel()
         self.preview_label.setObjectName("explanation")
         self.preview_label.setWordWrap(True)
@@ -158,7 +269,48 @@ class AutoCullDialog(QDialog):
             self.overwrite.toggled,
         ):
             signal.connect(self.refresh)
+        for row in (self.closed_eyes, self.missed_focus):
+            row.check.toggled.connect(self._rules_edited)
+            row.slider.valueChanged.connect(self._rules_edited)
+        self.misfire.toggled.connect(self._rules_edited)
+        self.shoot.currentIndexChanged.connect(self._shoot_chosen)
         self.refresh()
+
+    def rules(self) -> CheckRules:
+        """The check rules the controls say."""
+        return CheckRules(
+            closed_eyes=self.closed_eyes.sensitivity(),
+            missed_focus=self.missed_focus.sensitivity(),
+            misfire=self.misfire.isChecked(),
+        )
+
+    def set_rules(self, rules: CheckRules) -> None:
+        """Show `rules` (and the kind of shoot they are the preset of); one refresh afterwards."""
+        self.misfire.blockSignals(True)
+        self.closed_eyes.set_sensitivity(rules.closed_eyes)
+        self.missed_focus.set_sensitivity(rules.missed_focus)
+        self.misfire.setChecked(rules.misfire)
+        self.misfire.blockSignals(False)
+        self._show_shoot(preset_of(rules))
+
+    def choose_shoot(self, key: str) -> None:
+        """Like picking a kind of shoot in the combo: its preset sets every rule."""
+        self.shoot.setCurrentIndex(max(0, self.shoot.findData(key)))
+
+    def _shoot_chosen(self) -> None:
+        key = str(self.shoot.currentData())
+        if key in SHOOT_PRESETS or key == SCORE_ONLY:
+            self.set_rules(SHOOT_PRESETS.get(key, CheckRules()))
+            self.refresh()
+
+    def _rules_edited(self) -> None:
+        self._show_shoot(preset_of(self.rules()))
+        self.refresh()
+
+    def _show_shoot(self, key: str) -> None:
+        self.shoot.blockSignals(True)
+        self.shoot.setCurrentIndex(max(0, self.shoot.findData(key)))
+        self.shoot.blockSignals(False)
 
     def params(self) -> CullParams:
         by_percent = self.by_percent.isChecked()
@@ -167,6 +319,7 @@ class AutoCullDialog(QDialog):
             min_level=None if by_percent else str(self.level.currentData()),
             per=str(self.per.currentData()),
             overwrite_manual=self.overwrite.isChecked(),
+            rules=self.rules(),
         )
 
     @property
@@ -214,6 +367,7 @@ class AutoCullDialog(QDialog):
         settings.cull_min_level = str(self.level.currentData())
         settings.cull_per = p.per
         settings.cull_overwrite_manual = p.overwrite_manual
+        settings.cull_rules = p.rules.to_dict()
 
 
 class SidecarDialog(QDialog):

@@ -24,7 +24,7 @@ from humanaes_core.store import Change, Flag, PhotoDecision
 from humanaes_core.wording import count
 
 if TYPE_CHECKING:
-    from humanaes_core.culling import CopyReport, Decision, SidecarEntry, SidecarReport
+    from humanaes_core.culling import CheckRules, CopyReport, Decision, SidecarEntry, SidecarReport
     from humanaes_core.store import DecisionStore
 
     from .cull_dialogs import CullParams
@@ -207,19 +207,37 @@ def cull_plan(
     min_level: str | None = None,
     per: str = "folder",
     groups: Sequence[Sequence[Path]] | None = None,
+    rules: CheckRules | None = None,
 ) -> dict[Path, Decision]:
-    """`humanaes_core.culling.plan_cull` over the scored photos (only their overall score and level are
-    passed: converting 10,000 full cards to dicts would cost more than the ranking itself)."""
+    """`humanaes_core.culling.plan_cull` over the scored photos (only their overall score, level, faces
+    and checks are passed: converting 10,000 full cards to dicts would cost more than the ranking
+    itself). `rules` reject closed eyes, missed focus and misfires whatever the score."""
     from humanaes_core.culling import plan_cull
 
     cards = {
-        p.path: {"dims": {"overall": p.card.dims["overall"]}, "level": p.card.level}
+        p.path: {
+            "dims": {"overall": p.card.dims["overall"]},
+            "level": p.card.level,
+            "faces": p.card.faces,
+            "checks": p.card.checks,
+        }
         for p in photos
         if p.card is not None
     }
     if not cards:
         return {}
-    return plan_cull(cards, keep_top_percent=keep_top_percent, min_level=min_level, per=per, groups=groups)
+    return plan_cull(
+        cards, keep_top_percent=keep_top_percent, min_level=min_level, per=per, groups=groups, rules=rules
+    )
+
+
+def check_rejected(photos: Iterable[Photo], rules: CheckRules) -> int:
+    """How many scored photos the check rules reject (closed eyes, missed focus, misfire)."""
+    from humanaes_core.culling import check_rejects
+
+    if not rules.active:
+        return 0
+    return sum(1 for p in photos if p.card is not None and check_rejects(p.card, rules))
 
 
 def _by_content(
@@ -327,6 +345,7 @@ class CullingController:
             min_level=params.min_level,
             per=params.per,
             groups=self.cull_groups(params),
+            rules=params.rules,
         )
 
     def preview_cull(self, params: CullParams, photos: Sequence[Photo] | None = None) -> tuple[str, bool]:
@@ -349,6 +368,16 @@ class CullingController:
             if (rating := by_path[path].rating) is not None and rating.origin in OWN_ORIGINS
         ]
         text = _cull_outcome(plan, manual, params.overwrite_manual)
+        flagged = check_rejected(photos, params.rules)
+        if params.rules.active:
+            text += (
+                f" The checks reject {_plural(flagged, 'photo')} (closed eyes, missed focus or misfire)."
+                if flagged
+                else " The checks reject no photo."
+            )
+        unchecked = sum(1 for p in photos if p.card is not None and p.card.checks is None)
+        if params.rules.active and unchecked:
+            text += f" {_plural(unchecked, 'photo')} not checked yet: only the score decides for them."
         unscored = sum(1 for p in photos if p.card is None and p.error is None)
         if unscored:
             text += (

@@ -1,5 +1,6 @@
 """How one grid tile is painted: thumbnail, overall score pill in the level's colour, file name, and the
-culling state: stars, a pick or reject badge (rejects dimmed), and "×N" on a collapsed burst.
+culling state: stars, a pick or reject badge (rejects dimmed), "×N" on a collapsed burst, and the
+checks' findings ("Eyes closed", "Soft focus", "Missed focus", "Misfire") as badges above the score.
 
 Everything is painted from data already in memory (the Photo and an in-memory thumbnail), so
 painting 10,000 tiles' worth of scrolling costs no I/O.
@@ -25,6 +26,7 @@ from .painting import (
     stars_width,
 )
 from .photos import HEAD_LABELS, GroupRole, Photo, PhotoRole
+from .verdicts import photo_badges
 from .widgets import mini_name
 
 NAME_STRIP = 26
@@ -75,6 +77,7 @@ class TileDelegate(QStyledItemDelegate):
         if flag == Flag.REJECT:
             dim_reject(p, image_area)  # the photo only: the score pill and badges above stay legible
         self._paint_scores(p, image_area, photo)
+        self._paint_check_badges(p, image_area, photo)
         if flag != Flag.NONE:
             paint_flag_badge(p, QPointF(image_area.left() + 6, image_area.top() + 6), flag == Flag.PICK)
         members = index.data(GroupRole)
@@ -124,6 +127,36 @@ class TileDelegate(QStyledItemDelegate):
         text2 = f"{label} {value:.2f}"
         w2 = fm.horizontalAdvance(text2) + 14
         paint_chip(p, QRectF(area.right() - w2 - 6, y, w2, h), text2, theme.level_colour(value))
+
+    def _paint_check_badges(self, p: QPainter, area: QRectF, photo: Photo) -> None:
+        """The checks' findings stacked above the score pill, worst first; what does not fit is "+N"."""
+        badges = photo_badges(photo.card)
+        if not badges:
+            return
+        font = QFont(p.font())
+        font.setBold(True)
+        pill_h = QFontMetrics(font).height() + 6  # as `_paint_scores` paints it
+        font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
+        p.setFont(font)
+        fm = QFontMetrics(font)
+        h = fm.height() + 4
+        room = max(1, int((area.height() - pill_h - 40) // (h + 3)))  # below the flag, above the pill
+        shown = badges if len(badges) <= room else badges[: room - 1]
+        texts = [(b.text, theme.VERDICT_COLOURS[b.severity]) for b in shown]
+        if len(shown) < len(badges):
+            texts.append((f"+{len(badges) - len(shown)}", theme.TEXT))
+        bottom = area.bottom() - pill_h - 10  # just above the score pill
+        for text, colour in texts:
+            width = min(fm.horizontalAdvance(text) + 12, area.width() - 12)
+            rect = QRectF(area.left() + 6, bottom - h, width, h)
+            paint_chip(
+                p,
+                rect,
+                fm.elidedText(text, Qt.TextElideMode.ElideRight, int(width - 8)),
+                colour,
+                border=colour,
+            )
+            bottom -= h + 3
 
     def _paint_group_badge(self, p: QPainter, area: QRectF, members: int) -> None:
         """'×N' in the top-right corner: this tile stands for a burst of N photos."""

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from .explanation import ExplanationView
+from .faces import FaceStrip
 from .photos import Photo
 from .widgets import (
     DecisionView,
@@ -103,7 +104,8 @@ class DetailPanel(QScrollArea):
         self.attribution_note.setObjectName("muted")
         self.attribution_note.setWordWrap(True)
 
-        for w in (self.title, self.subtitle, self.preview, self.badge, self.decision, self.burst):
+        self.faces = FaceStrip()  # every face at 100 % with its verdict; hidden without faces
+        for w in (self.title, self.subtitle, self.preview, self.badge, self.decision, self.burst, self.faces):
             layout.addWidget(w)
         layout.addWidget(self.explanation)
         # Everything below only makes sense for a scored photo; it is hidden for pending or skipped ones.
@@ -142,6 +144,7 @@ class DetailPanel(QScrollArea):
             self.verticalScrollBar().setValue(0)
         self.photo = photo
         self.set_culling(photo)
+        self.faces.set_photo(photo)
         if photo is None:
             self.title.setText("No photo selected")
             self.subtitle.setText("Open a folder with Ctrl+O or drop one on the window.")
@@ -173,9 +176,7 @@ class DetailPanel(QScrollArea):
             self.decision.set_decision(photo.stars, int(photo.flag), origin)
         self.burst.setVisible(photo is not None and burst_size > 1)
         if burst_size > 1:
-            self.burst_label.setText(
-                f"Burst of {burst_size}" + ("  ·  the best-scoring frame" if best else "")
-            )
+            self.burst_label.setText(f"Burst of {burst_size}" + ("  ·  the best frame" if best else ""))
 
     def set_preview(self, pixmap: QPixmap | None, message: str = "") -> None:
         self.preview.set_pixmap(pixmap, message)

@@ -4,7 +4,7 @@
 Each owns its widgets and says what the photographer chose as a value — a (key, descending) pair, a
 `photos.Filter` — so the window applies values and never reads a chip or a spin box. Their widgets are
 placed straight into the window's toolbars (`place`), the score filters on the main bar and the
-decision filters on the culling bar.
+decision and check filters (eyes closed, soft or missed focus, misfire, faces) on the culling bar.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from humanaes_core.schema import LEVELS
 
 from . import theme
 from .photos import SORT_KEYS, Filter
+from .verdicts import CHECK_FILTERS
 
 ASCENDING_BY_DEFAULT = ("name", "captured")
 FLAG_CHIPS = (
@@ -104,7 +105,8 @@ class SortControls(QObject):
 
 
 class FilterBar(QObject):
-    """Level chips and a minimum score; flag chips and minimum stars. `changed(Filter)` on every change."""
+    """Level chips and a minimum score; flag chips and minimum stars; check chips (off: every photo, on:
+    only the photos with any of the checked findings). `changed(Filter)` on every change."""
 
     changed = Signal(object)  # photos.Filter
 
@@ -126,7 +128,12 @@ class FilterBar(QObject):
         for n in range(1, 6):
             self.stars_combo.addItem("★" * n + ("" if n == 5 else " and up"), n)
         self.stars_combo.setToolTip("Hide photos with fewer stars than this")
-        for chip in (*self.level_chips.values(), *self.flag_chips.values()):
+        self.check_chips: dict[str, QToolButton] = {}
+        for key, text, tip in CHECK_FILTERS:
+            chip = _chip(text, tip, theme.ACCENT if key == "faces" else theme.REJECT)
+            chip.setChecked(False)
+            self.check_chips[key] = chip
+        for chip in (*self.level_chips.values(), *self.flag_chips.values(), *self.check_chips.values()):
             chip.toggled.connect(self.announce)
         self.min_score.valueChanged.connect(self.announce)
         self.stars_combo.currentIndexChanged.connect(self.announce)
@@ -145,6 +152,11 @@ class FilterBar(QObject):
         toolbar.addWidget(QLabel("Stars"))
         toolbar.addWidget(self.stars_combo)
 
+    def place_check_filters(self, toolbar: QToolBar) -> None:
+        toolbar.addWidget(QLabel("Only"))
+        for chip in self.check_chips.values():
+            toolbar.addWidget(chip)
+
     def filter(self) -> Filter:
         """What the controls say now."""
         return Filter(
@@ -152,11 +164,18 @@ class FilterBar(QObject):
             min_score=float(self.min_score.value()),
             flags=frozenset(key for key, chip in self.flag_chips.items() if chip.isChecked()),
             min_stars=int(self.stars_combo.currentData()),
+            checks=frozenset(key for key, chip in self.check_chips.items() if chip.isChecked()),
         )
 
     def set_filter(self, value: Filter, *, notify: bool = True) -> None:
         """Show `value` (a saved filter, or one set from code); one `changed` at the end if `notify`."""
-        widgets = [*self.level_chips.values(), self.min_score, *self.flag_chips.values(), self.stars_combo]
+        widgets = [
+            *self.level_chips.values(),
+            self.min_score,
+            *self.flag_chips.values(),
+            self.stars_combo,
+            *self.check_chips.values(),
+        ]
         for widget in widgets:
             widget.blockSignals(True)
         for level, chip in self.level_chips.items():
@@ -165,6 +184,8 @@ class FilterBar(QObject):
         for key, chip in self.flag_chips.items():
             chip.setChecked(key in value.flags)
         self.stars_combo.setCurrentIndex(max(0, self.stars_combo.findData(value.min_stars)))
+        for key, chip in self.check_chips.items():
+            chip.setChecked(key in value.checks)
         for widget in widgets:
             widget.blockSignals(False)
         if notify:

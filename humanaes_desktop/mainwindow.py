@@ -51,6 +51,7 @@ from .cullcontrol import CullingController
 from .culling import DecisionKeeper, FolderScanner
 from .detail import DetailPanel
 from .dialogs import DownloadDialog
+from .faces import FaceCrops, FaceZoom
 from .filterbar import FilterBar, SortControls
 from .grid import PhotoGrid
 from .photos import Filter, Photo, PhotoModel
@@ -84,6 +85,8 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         self.thumbnails = ImageLoader(THUMBNAIL_SIZE, cache_dir=thumbnail_dir(), threads=2, parent=self)
         self.previews = ImageLoader(PREVIEW_SIZE, memory_items=6, threads=1, max_queue=3, parent=self)
         self.capture_times = CaptureTimeScanner(self)
+        self.face_crops = FaceCrops(parent=self)  # faces at 100 %, cut from the full-resolution photo
+        self.face_zoom = FaceZoom(self)  # one zoom and pan for every face on screen
         self.model = PhotoModel(self.thumbnails, self)
         self.controller = ScoringController(self)
         self.decisions = DecisionKeeper(self)
@@ -155,6 +158,8 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         cull_bar = self.cull_bar = self._toolbar("Culling", "cullToolbar")
         self.filters.place_decision_filters(cull_bar)
         cull_bar.addSeparator()
+        self.filters.place_check_filters(cull_bar)
+        cull_bar.addSeparator()
         cull_bar.addAction(c["collapse"])
         cull_bar.addAction(c["compare"])
         cull_bar.addSeparator()
@@ -188,6 +193,7 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         self.delegate = self.grid.tiles
         self.grid.setModel(self.model)
         self.compare_view = CompareView(lambda photo: self.thumbnails.get(photo.path))
+        self.compare_view.show_faces(self.face_crops, self.face_zoom)
         self.compare_view.hide()
 
         self.empty_hint = QLabel("Open a folder of photos (Ctrl+O) or drop one here.")
@@ -204,6 +210,7 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         left_layout.addWidget(self.compare_view, 1)
 
         self.panel = DetailPanel()
+        self.panel.faces.set_source(self.face_crops, self.face_zoom)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("mainSplitter")
         self.splitter.addWidget(left)
@@ -354,6 +361,7 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
     def _apply_filter(self, shown: Filter) -> None:
         self.model.set_filter(shown.levels, shown.min_score)
         self.model.set_decision_filter(shown.flags, shown.min_stars)
+        self.model.set_check_filter(shown.checks)
         self._scroll_to_current()
 
     def set_decision_filter(self, flags: Sequence[str], min_stars: int = 0) -> None:
@@ -473,7 +481,9 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         self.empty_hint.setVisible(empty and not self._comparing)
         self.grid.setVisible(not empty and not self._comparing)
         if empty and self.model.photos and self.model.filter.active:
-            self.empty_hint.setText("No photo passes the filters (level, minimum score, flags, stars).")
+            self.empty_hint.setText(
+                "No photo passes the filters (level, minimum score, flags, stars, checks)."
+            )
         elif empty:
             self.empty_hint.setText("Open a folder of photos (Ctrl+O) or drop one here.")
 
@@ -559,7 +569,9 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         self.controller.shutdown()
         self.thumbnails.clear()
         self.previews.clear()
+        self.face_crops.clear()
         self.thumbnails.wait(3000)
         self.previews.wait(3000)
+        self.face_crops.wait(3000)
         self.capture_times.wait(3000)
         super().closeEvent(event)

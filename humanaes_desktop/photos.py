@@ -11,7 +11,7 @@ requested asynchronously when missing.
 
 Culling state lives here too: each photo's decision (stars, pick/reject) as stored in the cache database
 or imported from an editor's XMP sidecar, and its burst group. With bursts collapsed, a group is one row:
-its best-scoring member, standing for the others.
+its best frame (open, sharp eyes first, then the score), standing for the others.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
 
+from humanaes_core.culling import frame_key
 from humanaes_core.schema import BY_KEY, KEYS, LEVELS
 from humanaes_core.store import Flag, PhotoDecision
 
 from .settings import FLAG_NAMES
+from .verdicts import CHECK_FILTER_KEYS, has_any, photo_badges
 
 if TYPE_CHECKING:
     from humanaes_core.scoring import ScoreCard
@@ -120,12 +122,15 @@ class Photo:
 @dataclass(frozen=True)
 class Filter:
     """Which photos are shown. Score filters (levels, minimum score) hide unscored and skipped photos;
-    decision filters (flags, minimum stars) apply to every photo, scored or not."""
+    decision filters (flags, minimum stars) apply to every photo, scored or not; check filters
+    (`verdicts.CHECK_FILTER_KEYS`: eyes closed, soft or missed focus, misfire, faces) show only the
+    photos with any of the chosen findings."""
 
     levels: frozenset[str] = frozenset(LEVELS)
     min_score: float = 0.0
     flags: frozenset[str] = frozenset(FLAG_NAMES)
     min_stars: int = 0
+    checks: frozenset[str] = frozenset()
 
     @property
     def score_active(self) -> bool:
@@ -137,12 +142,14 @@ class Filter:
 
     @property
     def active(self) -> bool:
-        return self.score_active or self.decision_active
+        return self.score_active or self.decision_active or bool(self.checks)
 
     def accepts(self, photo: Photo) -> bool:
         if self.decision_active and (
             _FLAG_NAME[photo.flag] not in self.flags or photo.stars < self.min_stars
         ):
+            return False
+        if self.checks and not has_any(photo.card, self.checks):
             return False
         if not self.score_active:
             return True
@@ -359,7 +366,7 @@ class PhotoModel(QAbstractListModel):
         return [self._photos[i] for i in self._groups[photo.group]]
 
     def best_of_group(self, photo: Photo) -> Photo:
-        """The member with the highest overall score (the earlier frame on ties; the first when unscored)."""
+        """The best frame (`_best`: open, sharp eyes first, then the score; the first when unscored)."""
         if photo.group is None or photo.group >= len(self._groups):
             return photo
         return self._photos[self._best(self._groups[photo.group])]
@@ -369,7 +376,7 @@ class PhotoModel(QAbstractListModel):
         return self._collapsed
 
     def set_collapsed(self, collapsed: bool) -> None:
-        """Show each burst as its best-scoring member only."""
+        """Show each burst as its best frame only."""
         if collapsed != self._collapsed:
             self._collapsed = collapsed
             self.resort()
@@ -452,6 +459,13 @@ class PhotoModel(QAbstractListModel):
             self._filter = new
             self.resort()
 
+    def set_check_filter(self, checks: Iterable[str]) -> None:
+        """Show only photos with any of these findings (`verdicts.CHECK_FILTER_KEYS`); none: every photo."""
+        new = replace(self._filter, checks=frozenset(checks) & frozenset(CHECK_FILTER_KEYS))
+        if new != self._filter:
+            self._filter = new
+            self.resort()
+
     def set_decision_filter(self, flags: Iterable[str], min_stars: int) -> None:
         """Show only photos with one of these flags ("pick", "none", "reject") and at least `min_stars`."""
         new = replace(
@@ -494,7 +508,7 @@ class PhotoModel(QAbstractListModel):
         self._row_of = {item: row for row, item in enumerate(self._order)}
 
     def _collapse(self, shown: list[int]) -> list[int]:
-        """Keep each burst's best-scoring shown member; the others are represented by it."""
+        """Keep each burst's best shown frame; the others are represented by it."""
         visible = set(shown)
         kept = [i for i in shown if self._photos[i].group is None]
         for members in self._groups:
@@ -506,13 +520,14 @@ class PhotoModel(QAbstractListModel):
         return kept
 
     def _best(self, items: Sequence[int]) -> int:
-        """Highest overall score; the earlier frame on ties; the first frame when none is scored."""
-        best = items[0]
-        for i in items[1:]:
-            score, top = self._photos[i].overall, self._photos[best].overall
-            if score is not None and (top is None or score > top):
-                best = i
-        return best
+        """The core's best frame (`humanaes_core.culling.frame_key`: fewest closed eyes, sharp eyes, then
+        the overall score); the earlier frame on ties; the first frame when none is scored."""
+        scored = [
+            (frame_key(card), position, i)
+            for position, i in enumerate(items)
+            if (card := self._photos[i].card) is not None
+        ]
+        return min(scored)[2] if scored else items[0]
 
     # ------------------------------------------------------------------ helpers
 
@@ -545,6 +560,8 @@ class PhotoModel(QAbstractListModel):
         text = f"{photo.path}\noverall {card.dims['overall']:.3f} ({card.level})"
         if photo.group is not None:
             text += f"\nburst of {len(self.group_members(photo))}"
+        for verdict in photo_badges(card):
+            text += f"\n{verdict.text}: {verdict.tip}"
         return text
 
 

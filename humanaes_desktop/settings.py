@@ -14,6 +14,7 @@ from pathlib import Path
 
 import platformdirs
 
+from humanaes_core.culling import CheckRules
 from humanaes_core.files import atomic_write
 from humanaes_core.formats import LABELS
 from humanaes_core.schema import LEVELS
@@ -101,6 +102,7 @@ class AppSettings:
     cull_min_level: str = "good"
     cull_per: str = "folder"
     cull_overwrite_manual: bool = False
+    cull_rules: dict = field(default_factory=dict)  # CheckRules.to_dict(): closed eyes, missed focus, misfire
     sidecar_convention: str = "auto"
     keeper_label: str = ""  # colour label given to picks in sidecars ("" none)
     geometry: str = ""  # base64 of QWidget.saveGeometry()
@@ -155,6 +157,10 @@ class AppSettings:
             settings.cull_min_level = defaults.cull_min_level
         if settings.cull_per not in CULL_PER:
             settings.cull_per = defaults.cull_per
+        try:
+            CheckRules.from_dict(settings.cull_rules)
+        except (TypeError, ValueError):  # a hand-edited sensitivity out of [0, 1]
+            settings.cull_rules = {}
         if settings.sidecar_convention not in SIDECAR_CONVENTIONS:
             settings.sidecar_convention = defaults.sidecar_convention
         if settings.keeper_label not in ("", *LABELS):

@@ -56,6 +56,15 @@ REFERENCE = QColor(255, 255, 255, 160)  # folder-average ticks and the radar's d
 PARENT_BADGE = QColor("#3a3c42")  # letter badges of parent dimensions in the hierarchy
 SECONDARY_TEXT = QColor("#cfd0d3")  # leaf dimension names: between TEXT and MUTED
 ICON_BACKGROUND = QColor("#202124")
+CAUTION = QColor("#f0a43c")  # a check's warning: soft focus, one eye closed, looking away
+
+#: A check verdict's severity (`verdicts.FINE` …) → the colour its words are shown in.
+VERDICT_COLOURS: dict[str, QColor] = {
+    "fine": POSITIVE,
+    "caution": CAUTION,
+    "problem": REJECT,
+    "unknown": MUTED,
+}
 
 #: bad → excellent: red, orange, amber, yellow-green, green; all readable on the dark greys.
 LEVEL_COLOURS: dict[str, QColor] = {

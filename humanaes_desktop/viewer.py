@@ -1,7 +1,8 @@
 """The full-screen view: one photo as large as the screen allows, its score along the bottom edge.
 
 Arrow keys step through the grid's current order (sorted and filtered), Esc or Enter go back; the
-culling keys (P, X, U, 0–5) work here too, and the strip shows the photo's flag and stars.
+culling keys (P, X, U, 0–5) work here too, and the strip shows the photo's flag, stars and what the checks
+found (eyes closed, soft or missed focus, misfire).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from humanaes_core.schema import KEYS
 from humanaes_core.store import Flag
 
 from . import theme
-from .painting import paint_fitted, paint_flag_badge, paint_score_pill, paint_stars
+from .painting import paint_chip, paint_fitted, paint_flag_badge, paint_score_pill, paint_stars
 from .photos import Photo
+from .verdicts import photo_badges
 from .widgets import chips_text
 
 
@@ -91,6 +93,11 @@ class FullView(QWidget):
         if self.photo.stars:
             x += paint_stars(p, QPointF(x, strip.center().y()), self.photo.stars, 16.0) + 18
         p.setFont(self.font())
+        for badge in photo_badges(card):  # eyes closed, soft or missed focus, misfire: as on the tiles
+            colour = theme.VERDICT_COLOURS[badge.severity]
+            width = QFontMetrics(self.font()).horizontalAdvance(badge.text) + 16
+            paint_chip(p, QRectF(x, strip.center().y() - 11, width, 22), badge.text, colour, border=colour)
+            x += width + 8
         p.setPen(theme.MUTED)
         if self.photo.error is not None:
             info = f"skipped: {self.photo.error}"

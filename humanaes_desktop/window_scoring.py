@@ -59,6 +59,7 @@ class ScoringHookup:
         self._scores_in = False
         self.thumbnails.clear()
         self.previews.clear()
+        self.face_crops.clear()
         self.capture_times.cancel()
         self.model.set_photos([])
         self.panel.show_photo(None)

@@ -151,7 +151,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cached_scoring(args: argparse.Namespace, cache: ScoreCache | None, max_tiles: int) -> CachedScoring:
-    """The cached scorer that --model/--device/--precision/--quantize/--batch-size/--heads ask for."""
+    """The cached scorer that --model/--device/--precision/--quantize/--batch-size/--heads ask for
+    (with the photo checks unless --no-checks)."""
     from humanaes_core.scoring import CachedScoring
 
     return CachedScoring(
@@ -164,6 +165,7 @@ def cached_scoring(args: argparse.Namespace, cache: ScoreCache | None, max_tiles
         batch_size=args.batch_size,
         heads=args.heads,
         preset=getattr(args, "preset", None),
+        checks=not getattr(args, "no_checks", False),
     )
 
 

@@ -1,8 +1,10 @@
-"""`humanaes-cull FOLDER --model M [--keep-top P% | --min-level L] [--write-xmp] [--copy-picks DIR]`.
+"""`humanaes-cull FOLDER --model M [--keep-top P% | --min-level L] [--reject RULES] [--preset KIND] ...`.
 
 Headless culling for batch users: score the folder (through the cache, so a second run is instant),
-keep the top P % or everything at or above a level per folder or per burst, then write the decisions
-where editors read them. Keepers get their level as a star rating, every other photo Rating -1.
+keep the top P % or everything at or above a level per folder or per burst, reject what the photo
+checks flag (closed eyes, missed focus, misfires: ``--reject``, ``--preset wedding`` ...), then write the
+decisions where editors read them. Keepers get their level as a star rating, every other photo
+Rating -1.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from humanaes_core.cli import (
     EXIT_FAILED,
@@ -27,10 +30,15 @@ from humanaes_core.cli import (
     int_in,
     non_negative_float,
 )
-from humanaes_core.cli.score import add_preset_arg
 from humanaes_core.errors import HumanAesError
 from humanaes_core.schema import LEVELS
 from humanaes_core.wording import count
+
+if TYPE_CHECKING:
+    from humanaes_core.culling import CheckRules
+
+#: Shoot kinds --preset takes beside the scoring presets (``culling.SHOOT_PRESETS``' keys).
+SHOOTS = ("wedding", "ceremony", "portrait", "event", "sports")
 
 
 def _percent(text: str) -> float:
@@ -60,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("paths", nargs="+", metavar="FOLDER", help="folders (scanned recursively) or photos")
     add_model_args(parser)
-    keep = parser.add_mutually_exclusive_group(required=True)
+    keep = parser.add_mutually_exclusive_group()
     keep.add_argument(
         "--keep-top", type=_percent, metavar="P%", help="keep the best P percent of each folder/burst"
     )
@@ -100,7 +108,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--heads", default="all", choices=["all", "overall"], help="overall: quick LM+regression only"
     )
-    add_preset_arg(parser)
+    _add_presets(parser)
+    parser.add_argument(
+        "--reject",
+        type=_rules,
+        metavar="RULES",
+        help="reject what the photo checks flag, comma-separated: closed-eyes, missed-focus, misfire "
+        "(with the --preset shoot's sensitivities, else 0.5)",
+    )
+    parser.add_argument(
+        "--closed-eyes",
+        type=_sensitivity,
+        metavar="S",
+        help="closed-eyes sensitivity 0-1: 1 rejects a frame where any face blinked, 0.5 half of a group "
+        "(the main face always counts); turns the rule on",
+    )
+    parser.add_argument(
+        "--missed-focus",
+        type=_sensitivity,
+        metavar="S",
+        help="missed-focus sensitivity 0-1: 0.5 rejects missed focus on the main face, 1 soft focus too; "
+        "turns the rule on",
+    )
     parser.add_argument(
         "--max-gap", type=non_negative_float, default=None, help="bursts: seconds between frames (2)"
     )
@@ -112,6 +141,73 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", default=None, help="cache database file (default: per-user data dir)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def _add_presets(parser: argparse.ArgumentParser) -> None:
+    """--preset, repeatable: a scoring preset (sets --max-tiles) and/or a kind of shoot (sets the check
+    rules), e.g. ``--preset wedding --preset fast``."""
+    from humanaes_core.scoring import ALL_PRESETS  # torch-free: --help stays fast
+
+    parser.add_argument(
+        "--preset",
+        action="append",
+        choices=[*ALL_PRESETS, *SHOOTS],
+        default=None,
+        help="scoring speed (accurate, balanced, fast, release: see humanaes-score --help) and/or the kind "
+        "of shoot, which sets the check rules: wedding (= ceremony: blinks of the main faces, missed "
+        "focus), portrait (strict on both), event (the main face or half of a group blinked), sports "
+        "(focus only); every kind also rejects misfires. Repeat to give both",
+    )
+    parser.set_defaults(max_tiles=None)
+
+
+def _rules(text: str) -> tuple[str, ...]:
+    """'closed-eyes,misfire' -> the rule names, checked against ``culling.CHECK_RULE_NAMES``."""
+    from humanaes_core.culling import CHECK_RULE_NAMES
+
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in CHECK_RULE_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown rule {', '.join(unknown) or text!r}; choose from {', '.join(CHECK_RULE_NAMES)}"
+        )
+    return names
+
+
+def _sensitivity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (0 to 1)") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a sensitivity is between 0 and 1, got {text!r}")
+    return value
+
+
+def _split_presets(args: argparse.Namespace) -> None:
+    """--preset's values into ``args.preset`` (scoring) and ``args.shoot`` (kind of shoot); the last of
+    each kind wins."""
+    given = args.preset or []
+    args.shoot = next((p for p in reversed(given) if p in SHOOTS), None)
+    args.preset = next((p for p in reversed(given) if p not in SHOOTS), None)
+
+
+def check_rules(args: argparse.Namespace) -> CheckRules:
+    """The check rules asked for: the shoot's preset, narrowed to --reject's rules when given (a rule
+    the preset leaves off gets sensitivity 0.5), with --closed-eyes/--missed-focus on top."""
+    from humanaes_core.culling import SHOOT_PRESETS, CheckRules
+
+    base = SHOOT_PRESETS[args.shoot] if args.shoot else CheckRules()
+    closed, focus, misfire = base.closed_eyes, base.missed_focus, base.misfire
+    if args.reject is not None:
+        closed = (0.5 if closed is None else closed) if "closed-eyes" in args.reject else None
+        focus = (0.5 if focus is None else focus) if "missed-focus" in args.reject else None
+        misfire = "misfire" in args.reject
+    if args.closed_eyes is not None:
+        closed = args.closed_eyes
+    if args.missed_focus is not None:
+        focus = args.missed_focus
+    return CheckRules(closed_eyes=closed, missed_focus=focus, misfire=misfire)
 
 
 def _score(args: argparse.Namespace, files: list[Path], errors: dict[str, str]) -> dict[Path, object]:
@@ -190,6 +286,24 @@ def _print_plan(per: str, decisions: dict) -> int:
         if len(kept) > SHOW_KEPT:
             echo(f"  ... and {len(kept) - SHOW_KEPT} more (--export FILE lists them all)")
     return n_keep
+
+
+def _print_rejects(args: argparse.Namespace, cards: dict) -> None:
+    """How many photos each check rule rejected, in one line; a note when no photo was checked."""
+    from collections import Counter
+
+    from humanaes_core.culling import check_rejects
+
+    if not args.rules.active:
+        return
+    if all(getattr(card, "checks", None) is None for card in cards.values()):
+        echo("warning: no photo carries photo checks, so no check rule rejected anything", err=True)
+        return
+    counts = Counter(
+        reason.split(" (")[0] for card in cards.values() for reason in check_rejects(card, args.rules)
+    )
+    if counts:
+        echo("rejected by the checks: " + ", ".join(f"{why} {n}" for why, n in counts.most_common()))
 
 
 def _refuse(args: argparse.Namespace, decisions: dict) -> bool:
@@ -313,7 +427,14 @@ def _moved_earlier(args: argparse.Namespace) -> dict[Path, Path]:
 @guard
 def main(argv: list[str] | None = None) -> int:
     """humanaes-cull: keep the best photos, reject the rest, write XMP sidecars and copy the picks."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _split_presets(args)
+    args.rules = check_rules(args)
+    if args.keep_top is None and args.min_level is None and not args.rules.active:
+        parser.error(
+            "say what to keep: --keep-top, --min-level, and/or check rules (--reject, --preset KIND)"
+        )
     check_outputs((args.export, "--export"))  # before scoring, sidecars, copies or moves
     _check_picks(args)
     with _picks_lock(args):
@@ -346,9 +467,11 @@ def _cull(args: argparse.Namespace) -> int:
         min_level=args.min_level,
         per=args.per,
         groups=[[was.get(p, p) for p in g] for g in groups] if groups is not None else None,
+        rules=args.rules,
     )
     decisions = {moved.get(p, p): d for p, d in plan.items()}  # by where each photo is now
     n_keep = _print_plan(args.per, plan)
+    _print_rejects(args, cards)
     if _refuse(args, plan):
         return EXIT_USAGE
     here = {p: d for p, d in plan.items() if p not in moved}  # moved ones took their sidecars along

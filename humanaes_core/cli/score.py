@@ -89,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
     parser.add_argument("--cache", default=None, help="cache database file (default: per-user data dir)")
+    parser.add_argument(
+        "--no-checks",
+        action="store_true",
+        help="skip the photo checks (faces, closed eyes, focus, blur, exposure, misfires): their columns "
+        "stay empty",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--explain",

@@ -25,6 +25,7 @@ from typing import Any
 
 from PIL import Image
 
+from humanaes_core.culling.rules import frame_key
 from humanaes_core.formats import is_raw
 
 __all__ = [
@@ -239,14 +240,6 @@ def group_photos(
     return [[f.path for f in g] for g in groups]
 
 
-def _overall(card: Any) -> float | None:
-    dims = card.get("dims") if isinstance(card, Mapping) else getattr(card, "dims", None)
-    if not isinstance(dims, Mapping):
-        return None
-    value = dims.get("overall")
-    return float(value) if isinstance(value, (int, float)) else None
-
-
 def _lookup(cards: Mapping[Any, Any], path: Path) -> Any:
     for key in (path, str(path)):
         if key in cards:
@@ -255,12 +248,18 @@ def _lookup(cards: Mapping[Any, Any], path: Path) -> Any:
 
 
 def best_of(group: Sequence[str | os.PathLike[str]], cards: Mapping[Any, Any]) -> Path | None:
-    """The member with the highest overall score (ScoreCards or their dicts, keyed by path or str);
-    ties go to the earlier frame; None when no member has a score."""
-    best: tuple[float, Path] | None = None
-    for member in group:
+    """The best frame (ScoreCards or their dicts, keyed by path or str): fewest closed eyes, then the
+    sharpest eyes, then the highest overall score (``rules.frame_key``); ties go to the earlier frame;
+    None when no member has a score."""
+    scored = []
+    for order, member in enumerate(group):
         path = Path(member)
-        score = _overall(_lookup(cards, path))
-        if score is not None and (best is None or score > best[0]):
-            best = (score, path)
-    return best[1] if best is not None else None
+        card = _lookup(cards, path)
+        if card is not None and _has_overall(card):
+            scored.append((frame_key(card), order, path))
+    return min(scored)[2] if scored else None
+
+
+def _has_overall(card: Any) -> bool:
+    dims = card.get("dims") if isinstance(card, Mapping) else getattr(card, "dims", None)
+    return isinstance(dims, Mapping) and isinstance(dims.get("overall"), (int, float))

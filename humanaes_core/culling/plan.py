@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from humanaes_core.culling.rules import CheckRules, check_rejects, frame_key
 from humanaes_core.errors import HumanAesError
 from humanaes_core.schema import LEVELS, level_to_index, score_to_level
 
@@ -174,6 +175,7 @@ def plan_cull(
     min_level: str | None = None,
     per: str = "folder",
     groups: Sequence[Sequence[str | os.PathLike[str]]] | None = None,
+    rules: CheckRules | None = None,
 ) -> dict[Path, Decision]:
     """Decide keep/reject for every scored photo (ScoreCards or their dicts, keyed by path).
 
@@ -181,9 +183,16 @@ def plan_cull(
     or "all") photos are ranked by overall score (ties by path). ``keep_top_percent`` keeps the best
     P % rounded up, so every partition keeps at least one photo (a burst of 5 at 20 % keeps its best
     frame); ``min_level`` keeps photos at or above that level. Given both, a photo must pass both.
+
+    ``rules`` (``CheckRules``) also reject photos the checks flag (closed eyes, missed focus, misfires),
+    whatever their score; they are ranked after the photos no rule rejects, so that the top P % goes
+    to usable frames. Inside a burst, frames rank by ``rules.frame_key`` (open, sharp eyes before the
+    aesthetic score) instead of the score alone. Rules alone, without a percentage or level, are a
+    valid plan: it keeps everything they do not reject.
     """
-    if keep_top_percent is None and min_level is None:
-        raise CullError("say what to keep: a top percentage, a minimum level, or both")
+    active = rules is not None and rules.active
+    if keep_top_percent is None and min_level is None and not active:
+        raise CullError("say what to keep: a top percentage, a minimum level, check rules, or a mix")
     if keep_top_percent is not None and not 0 < keep_top_percent <= 100:
         raise CullError(f"the top percentage must be in (0, 100], got {keep_top_percent}")
     if min_level is not None and min_level not in LEVELS:
@@ -191,25 +200,30 @@ def plan_cull(
     if per not in PARTITIONS:
         raise CullError(f"cannot cull per {per!r}; choose one of {', '.join(PARTITIONS)}")
 
-    scores = {Path(p): _overall_and_level(card) for p, card in cards_by_path.items()}
+    cards = {Path(p): card for p, card in cards_by_path.items()}
+    scores = {p: _overall_and_level(card) for p, card in cards.items()}
+    rejects = {p: check_rejects(card, rules) if active else [] for p, card in cards.items()}
     floor = level_to_index(min_level) if min_level is not None else None
     decisions: dict[Path, Decision] = {}
     for label, members in _partitions(list(scores), per, groups):
-        ranked = sorted(members, key=lambda p: (-scores[p][0], str(p)))
+        if per == "burst" and len(members) > 1:
+            ranked = sorted(members, key=lambda p: (bool(rejects[p]), frame_key(cards[p]), str(p)))
+        else:
+            ranked = sorted(members, key=lambda p: (bool(rejects[p]), -scores[p][0], str(p)))
         n = len(ranked)
         n_top = math.ceil(n * keep_top_percent / 100 - 1e-9) if keep_top_percent is not None else n
         for rank, path in enumerate(ranked, start=1):
             overall, level = scores[path]
             in_top = rank <= n_top
             high_enough = floor is None or level_to_index(level) >= floor
-            why: list[str] = []
+            why: list[str] = list(rejects[path])
             if keep_top_percent is not None:
                 share = f"top {keep_top_percent:g}%"
                 why.append(f"#{rank} of {n}, {'in' if in_top else 'outside'} the {share}")
             if floor is not None:
                 why.append(f"{level}, {'at or above' if high_enough else 'below'} {min_level}")
             decisions[path] = Decision(
-                keep=in_top and high_enough,
+                keep=in_top and high_enough and not rejects[path],
                 stars=level_stars(level),
                 reason="; ".join(why),
                 overall=overall,

@@ -8,6 +8,7 @@ name is used.
 from humanaes_core._lazy import lazy_exports
 
 __all__ = [
+    "CHECK_COLUMNS",
     "CSV_COLUMNS",
     "CSV_NAMES",
     "LABELS",
@@ -36,6 +37,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "CHECK_COLUMNS": "cards",
         "CSV_COLUMNS": "cards",
         "CSV_NAMES": "cards",
         "LABELS": "xmp",

@@ -34,6 +34,7 @@ from typing import IO, Any
 from humanaes_core.schema import BY_KEY, HEAD_NAMES, KEYS
 
 __all__ = [
+    "CHECK_COLUMNS",
     "CSV_COLUMNS",
     "CSV_NAMES",
     "card_row",
@@ -46,6 +47,10 @@ __all__ = [
     "write_rows",
 ]
 
+#: The photo checks (``card.faces``, ``card.checks``): number of faces, faces with both eyes closed, the
+#: main face's focus (sharp / soft / missed / unknown), whole-photo blur and exposure, and the misfire
+#: kind; empty for a photo not checked.
+CHECK_COLUMNS = ["faces", "eyes_closed", "focus", "blur", "exposure", "misfire"]
 #: A dimension's CSV header: its letter and key (``L_overall``); rows and JSON use the plain key.
 CSV_NAMES = {k: f"{BY_KEY[k].letter}_{k}" for k in KEYS}
 CSV_COLUMNS = [
@@ -58,6 +63,7 @@ CSV_COLUMNS = [
     "tiles",
     "mode",
     "model",
+    *CHECK_COLUMNS,
 ]
 #: Decimals of a score in CSV.
 CSV_DECIMALS = 4
@@ -69,14 +75,32 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def card_row(path: str, card: dict | None, error: str | None) -> dict:
-    """One flat row: path, error, level, the 12 dimensions, the four heads, tiles, mode and model."""
+    """One flat row: path, error, level, the 12 dimensions, the four heads, tiles, mode, model and the
+    photo checks (`CHECK_COLUMNS`, when the card was checked)."""
     row: dict = {"path": path, "error": error}
     if card is not None:
         row["level"] = card["level"]
         row.update({k: card["dims"].get(k) for k in KEYS})
         row.update({f"head_{h}": card["heads"].get(h) for h in HEAD_NAMES})
         row.update({"tiles": card["tiles"], "mode": card["mode"], "model": card["model"]})
+        row.update(_check_cells(card.get("faces"), card.get("checks")))
     return row
+
+
+def _check_cells(faces: list[dict] | None, checks: dict | None) -> dict:
+    """The `CHECK_COLUMNS` of a card dict's checks; {} for a card never checked."""
+    if faces is None or checks is None:
+        return {}
+    main = checks.get("main_face")
+    focus = faces[main].get("focus") if isinstance(main, int) and 0 <= main < len(faces) else None
+    return {
+        "faces": len(faces),
+        "eyes_closed": sum(bool(f.get("eyes_closed")) for f in faces),
+        "focus": focus,
+        "blur": checks.get("blur"),
+        "exposure": checks.get("exposure"),
+        "misfire": checks.get("misfire"),
+    }
 
 
 def _json_text(value: Any, indent: int | None = None) -> str:

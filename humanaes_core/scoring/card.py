@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, fields
 from typing import Protocol
 
+from humanaes_core.checks import Face, PhotoChecks
 from humanaes_core.schema import score_to_level
 
 CARD_VERSION = 1
@@ -34,6 +35,8 @@ class ScoreCard:
     clamped to [0, 1]; `expert_raw` keeps the expert head's unclamped outputs and `voter_inputs` the
     three scores the MetaVoter read (``lm``, ``regression``, ``expert``), so explanations recompute the
     shown overall from exactly what the model computed.
+    `faces` and `checks` are what the photographer's checks found (``humanaes_core.checks``: closed
+    eyes, focus, blur, exposure, misfire); None until the photo is checked.
     """
 
     dims: dict[str, float]
@@ -47,6 +50,8 @@ class ScoreCard:
     expert_raw: dict[str, float] | None = None
     voter_inputs: dict[str, float] | None = None
     version: int = CARD_VERSION
+    faces: list[Face] | None = None
+    checks: PhotoChecks | None = None
 
     @property
     def levels(self) -> dict[str, str]:
@@ -61,11 +66,19 @@ class ScoreCard:
             if data[key] is not None:
                 data[key] = dict(data[key])
         data["lm_probs"] = list(self.lm_probs)
+        data["faces"] = None if self.faces is None else [f.to_dict() for f in self.faces]
+        data["checks"] = None if self.checks is None else self.checks.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> ScoreCard:
-        return cls(**data)
+        faces = data.get("faces")
+        checks = data.get("checks")
+        return cls(
+            **{k: v for k, v in data.items() if k not in ("faces", "checks")},
+            faces=None if faces is None else [Face.from_dict(f) for f in faces],
+            checks=None if checks is None else PhotoChecks.from_dict(checks),
+        )
 
 
 @dataclass

@@ -11,6 +11,10 @@ the bytes decoded may not be the bytes hashed, so the photo is hashed and scored
 with a reason if it keeps changing or disappears. Folder walking never follows symlinked folders (no
 loops) and reports broken links, link loops and non-regular files by name instead of failing.
 
+Every card also carries the photo checks (``card.faces``, ``card.checks``: closed eyes, focus, blur,
+exposure, misfires), read from the library or computed on the CPU in worker threads while the cards are
+read or scored (``photo_checks.ScanChecks``); ``checks=False`` leaves them None.
+
 When the cache cannot store a card (the disk filled up, the library turned read-only), the run ends:
 the cards of that batch are still yielded, then the store's error (one line) is raised. Every card
 committed before stays in the library, and a caller that collected the results can still write them.
@@ -31,6 +35,7 @@ from humanaes_core.errors import HumanAesError
 from humanaes_core.formats import Skipped, os_reason
 from humanaes_core.model import checkpoint_fingerprint, read_meta
 from humanaes_core.scoring.card import ScoreCard, ScoreResult, settings_fingerprint
+from humanaes_core.scoring.photo_checks import ScanChecks
 from humanaes_core.scoring.presets import get_preset, resolve_precision
 from humanaes_core.sources import resolve_model
 from humanaes_core.store import FileSignature, HashedFile, ScoreCache, file_signature
@@ -119,10 +124,12 @@ class CachedScoring:
         progress: type | None = None,
         on_model_load: Callable[[bool], None] | None = None,
         preset: str | None = None,
+        checks: bool = True,
     ) -> None:
         """`on_model_load(True)` is called before the model starts loading and `(False)` after, so a UI
         can say "Loading the model…"; it loads lazily, only when some photo is not in the cache.
-        `preset="release"` scores with the released code's pixels and question (`load_scorer`)."""
+        `preset="release"` scores with the released code's pixels and question (`load_scorer`).
+        `checks` runs the photo checks and puts them on every card (stored beside the cards)."""
         self.on_model_load = on_model_load
         self.model_path = resolve_model(model, progress=progress)
         self.model_fp = checkpoint_fingerprint(self.model_path)
@@ -155,6 +162,9 @@ class CachedScoring:
         }
         self.scorer: Scorer | None = None
         self.stats = RunStats()
+        self.checks: ScanChecks | None = None
+        if checks:
+            self.checks = ScanChecks(cache.path if cache is not None else None)
 
     def _torch_placement(self) -> Placement:
         """The placement as torch has it (the CPU one of `placement_for` turned into torch's)."""
@@ -192,7 +202,11 @@ class CachedScoring:
         (the app shows decisions by them), so the folder is not stat'ed and looked up twice.
         """
         self.stats.total += len(files)
-        yield from self._run(files, last_try=False, hashed=hashed)
+        try:
+            yield from self._run(files, last_try=False, hashed=hashed)
+        finally:
+            if self.checks is not None:
+                self.checks.close()
 
     def _run(
         self,
@@ -204,6 +218,8 @@ class CachedScoring:
         if self.cache is None:
             todo: dict[str, list[Path]] = {str(p): [p] for p in files}
             signatures: dict[Path, FileSignature] = {}
+            if self.checks is not None:
+                self.checks.prefetch({k: paths[0] for k, paths in todo.items()})
         else:
             todo = {}
             signatures = {}
@@ -217,10 +233,12 @@ class CachedScoring:
                 assert isinstance(h, HashedFile)
                 todo.setdefault(h.content_hash, []).append(path)
                 signatures[Path(path)] = h.signature
+            if self.checks is not None:
+                self.checks.prefetch({k: paths[0] for k, paths in todo.items()})
             hits = self.cache.get_many(list(todo), self.model_fp, self.settings_fp)
             for h, card_dict in hits.items():
                 for path in todo.pop(h):
-                    card = ScoreCard.from_dict(card_dict)
+                    card = self._with_checks(h, ScoreCard.from_dict(card_dict))
                     card.source = str(path)
                     self.stats.cached += 1
                     yield ScoreResult(-1, str(path), card=card)
@@ -276,19 +294,26 @@ class CachedScoring:
                     continue
             stored = self._store(key, result.card)
             for path in todo[key]:
-                card = ScoreCard.from_dict(result.card.to_dict())
+                card = self._with_checks(key, ScoreCard.from_dict(result.card.to_dict()))
                 card.source = str(path)
                 self.stats.scored += 1
                 yield ScoreResult(-1, str(path), card=card)
             if stored is not None:
                 raise stored
 
+    def _with_checks(self, key: str, card: ScoreCard) -> ScoreCard:
+        return card if self.checks is None else self.checks.attach(key, card)
+
     def _store(self, key: str, card: ScoreCard) -> HumanAesError | None:
-        """Put the card in the cache; the store's error if it cannot (raised once the card is out)."""
+        """Put the card in the cache; the store's error if it cannot (raised once the card is out). The
+        checks are not part of the cached card: they have their own table (``store.CheckStore``)."""
         if self.cache is None:
             return None
+        data = card.to_dict()
+        data.pop("faces", None)
+        data.pop("checks", None)
         try:
-            self.cache.put(key, self.model_fp, self.settings_fp, card.to_dict())
+            self.cache.put(key, self.model_fp, self.settings_fp, data)
         except HumanAesError as e:  # the disk is full, the file read-only: nothing later can be kept
             return e
         return None

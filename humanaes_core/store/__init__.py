@@ -1,8 +1,8 @@
 """The photo library on disk: content hashing, the SQLite base, migrations, cached scores and decisions.
 
-One file, ``library.sqlite`` (``default_library_path``), holds the score cache and the photographer's
-decisions with their undo history. Public names are imported lazily (``humanaes_core._lazy``):
-importing the package costs nothing until a name is used.
+One file, ``library.sqlite`` (``default_library_path``), holds the score cache, the photo checks
+(``CheckStore``) and the photographer's decisions with their undo history. Public names are imported
+lazily (``humanaes_core._lazy``): importing the package costs nothing until a name is used.
 """
 
 from humanaes_core._lazy import lazy_exports
@@ -12,6 +12,7 @@ __all__ = [
     "CacheUnavailableError",
     "CacheVersionError",
     "Change",
+    "CheckStore",
     "DecisionStore",
     "DecisionsVersionError",
     "FileSignature",
@@ -31,6 +32,7 @@ __getattr__, __dir__ = lazy_exports(
         "CacheUnavailableError": "errors",
         "CacheVersionError": "errors",
         "Change": "decisions",
+        "CheckStore": "checks",
         "DecisionStore": "decisions",
         "DecisionsVersionError": "errors",
         "FileSignature": "hashing",

@@ -1,7 +1,8 @@
 """The versioned schema: each part of the library file has a version in ``meta`` and ordered migrations.
 
-The score tables and the decision tables are separate components, each with its own version key, so
-an older HumanAes that knows only the score tables still opens a file that has both. The migrations of
+The score tables, the decision tables and the photo-checks table are separate components, each with
+its own version key, so an older HumanAes that knows only the score tables still opens a file that has
+the others. The migrations of
 a component are applied in one ``BEGIN IMMEDIATE`` transaction when the file is opened: two processes
 opening an old file at once migrate it exactly once, and a step that fails leaves the file as it was.
 Version 1 is the first released schema; its DDL is frozen here, not derived from the ORM classes, so
@@ -26,6 +27,7 @@ from humanaes_core.store.location import LIBRARY_ENV_VAR
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "CACHE_COMPONENT",
+    "CHECKS_COMPONENT",
     "COMPONENTS",
     "DECISIONS_COMPONENT",
     "SCHEMA_VERSION",
@@ -137,8 +139,26 @@ DECISIONS_COMPONENT = SchemaComponent(
     ),
     DecisionsVersionError,
 )
+#: The first photo-checks table (checks schema 1): faces and whole-photo checks per content hash and
+#: checks version. Plain portable SQL (no SQLite-only types), like the ORM in ``store.checks``.
+_CHECKS_V1 = (
+    _META_DDL,
+    "CREATE TABLE IF NOT EXISTS photo_checks (\n\tcontent_hash VARCHAR(40) NOT NULL, \n\t"
+    "checks_version INTEGER NOT NULL, \n\tresult_json TEXT NOT NULL, \n\tupdated_at FLOAT NOT NULL, \n\t"
+    "PRIMARY KEY (content_hash, checks_version)\n)",
+)
+#: What the photographer's checks found (closed eyes, focus, blur, exposure, misfires), kept apart from
+#: the score cards: they do not depend on the model, and a new checks version keeps the cards.
+CHECKS_COMPONENT = SchemaComponent(
+    "checks",
+    "checks_schema_version",
+    (Migration(1, "first photo-checks table: photo_checks", _CHECKS_V1),),
+    CacheVersionError,
+)
 #: Every part of the file, by name; a damaged file's replacement gets all of them before salvage.
-COMPONENTS: dict[str, SchemaComponent] = {c.name: c for c in (CACHE_COMPONENT, DECISIONS_COMPONENT)}
+COMPONENTS: dict[str, SchemaComponent] = {
+    c.name: c for c in (CACHE_COMPONENT, DECISIONS_COMPONENT, CHECKS_COMPONENT)
+}
 #: The score tables' schema version (the ``schema_version`` key in ``meta``).
 SCHEMA_VERSION = CACHE_COMPONENT.head
 

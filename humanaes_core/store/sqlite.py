@@ -224,6 +224,7 @@ class _Salvaged(NamedTuple):
 _SALVAGE: dict[str, _Salvaged] = {
     "scores": _Salvaged(("content_hash", "model_fp", "settings_fp", "card_json", "updated_at")),
     "decisions": _Salvaged(("content_hash", "path", "stars", "flag", "label", "source", "updated_at")),
+    "photo_checks": _Salvaged(("content_hash", "checks_version", "result_json", "updated_at")),
     "decision_history": _Salvaged(
         (
             "id",

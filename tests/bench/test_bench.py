@@ -288,6 +288,8 @@ def test_bench_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
         "Cached rescan",
         "Thumbnails",
         "Reopening a cached",
+        "Photo checks: accuracy",
+        "Photo checks: cost",
         "GPU",
     ):
         assert f"## {title}" in text, title

@@ -18,6 +18,9 @@ TORCH_FREE = [
     "humanaes_core.scoring.presets",
     "humanaes_core.store",
     "humanaes_core.data",
+    "humanaes_core.checks.checker",
+    "humanaes_core.scoring.photo_checks",
+    "humanaes_core.culling.rules",
 ]
 
 
@@ -32,7 +35,17 @@ def test_public_names_resolve() -> None:
     """Every name a sub-package lists in __all__ is importable from it (lazy exports stay in sync)."""
     import importlib
 
-    for package in ("culling", "data", "evaluation", "files", "formats", "importer", "model", "scoring"):
+    for package in (
+        "checks",
+        "culling",
+        "data",
+        "evaluation",
+        "files",
+        "formats",
+        "importer",
+        "model",
+        "scoring",
+    ):
         mod = importlib.import_module(f"humanaes_core.{package}")
         for name in mod.__all__:
             assert getattr(mod, name) is not None, f"humanaes_core.{package}.{name}"

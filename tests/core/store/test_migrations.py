@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from humanaes_core.origins import Origin
+from humanaes_core.store import checks as checks_mod
 from humanaes_core.store import decisions as decisions_mod
 from humanaes_core.store import scores as scores_mod
+from humanaes_core.store.checks import CheckStore
 from humanaes_core.store.decisions import DecisionStore, DecisionsVersionError, Flag, PhotoDecision
 from humanaes_core.store.errors import CacheVersionError
 from humanaes_core.store.migrations import (
@@ -98,6 +100,7 @@ def test_a_migrated_file_has_the_schema_of_a_new_one(tmp_path):
     new = tmp_path / "new.sqlite"
     ScoreCache(new).close()
     DecisionStore(new).close()
+    CheckStore(new).close()
     assert _schema(old) == _schema(new)
 
 
@@ -106,7 +109,11 @@ def test_the_migrations_create_what_the_orm_classes_describe(tmp_path):
     for component in COMPONENTS.values():
         migrate(db, component)
     schema = _schema(db)
-    tables = list(scores_mod.Base.metadata.sorted_tables) + list(decisions_mod._Base.metadata.sorted_tables)
+    tables = (
+        list(scores_mod.Base.metadata.sorted_tables)
+        + list(decisions_mod._Base.metadata.sorted_tables)
+        + list(checks_mod._Base.metadata.sorted_tables)
+    )
     for table in tables:
         columns = {c[0]: c for c in schema[table.name]}
         assert set(columns) == {c.name for c in table.columns}, table.name
