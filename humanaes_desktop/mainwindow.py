@@ -158,8 +158,6 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         cull_bar = self.cull_bar = self._toolbar("Culling", "cullToolbar")
         self.filters.place_decision_filters(cull_bar)
         cull_bar.addSeparator()
-        self.filters.place_check_filters(cull_bar)
-        cull_bar.addSeparator()
         cull_bar.addAction(c["collapse"])
         cull_bar.addAction(c["compare"])
         cull_bar.addSeparator()
@@ -167,6 +165,11 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         cull_bar.addWidget(self._spacer())
         cull_bar.addAction(c["write_xmp"])
         cull_bar.addAction(c["train"])
+        # The photo checks' filters on a row of their own: on one row with the culling buttons they
+        # pushed Auto-Cull, Write XMP Sidecars and Train into the toolbar's overflow menu at 1440 px.
+        self.addToolBarBreak()
+        self.checks_bar = self._toolbar("Checks", "checksToolbar")
+        self.filters.place_check_filters(self.checks_bar)
 
     def _build_banner(self) -> QFrame:
         """For problems that concern the whole run (model missing, offline, no GPU, ...)."""
@@ -516,7 +519,7 @@ class MainWindow(ScoringHookup, CullingHookup, BurstsHookup, ExportHookup, Train
         self.grid.setFocus()
 
     def _show_chrome(self, visible: bool) -> None:
-        for bar in (self.menuBar(), self.toolbar, self.cull_bar, self.statusBar()):
+        for bar in (self.menuBar(), self.toolbar, self.cull_bar, self.checks_bar, self.statusBar()):
             bar.setVisible(visible)
 
     @property
