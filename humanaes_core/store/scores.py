@@ -8,8 +8,9 @@ Hashing every photo on every rescan would itself be slow (a 1,000-photo folder o
 reading), so a second table remembers each absolute path's file signature (size, mtime, ctime, inode,
 device) and the hash it had then, and a rescan of an unchanged folder only has to ``stat`` its files.
 
-The cache's tables live in the library file beside the decisions (``sqlite.SQLiteStore``); nothing here
-reads or writes the decision tables. On disk the two keys are the columns ``model_fp`` and
+The cache's tables live in the library beside the decisions (a SQLite file or a PostgreSQL server,
+``library.LibraryStore``); nothing here reads or writes the decision tables. Cards are upserts, so two
+processes storing the same card at once leave one row. On disk the two keys are the columns ``model_fp`` and
 ``settings_fp`` (schema 1, kept as they are).
 
 The fast path trusts the whole signature, not only ``(size, mtime_ns)`` as ``make`` and ``rsync``'s quick
@@ -32,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, Index, String, Text, func, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from humanaes_core.store.errors import CacheUnavailableError
@@ -45,8 +45,8 @@ from humanaes_core.store.hashing import (
     signature_of,
     stat_regular,
 )
+from humanaes_core.store.library import LibraryStore
 from humanaes_core.store.migrations import CACHE_COMPONENT
-from humanaes_core.store.sqlite import SQLiteStore
 
 __all__ = ["ScoreCache"]
 
@@ -139,7 +139,7 @@ def _decode_card(card_json: str, content_hash: str) -> dict | None:
     return card if isinstance(card, dict) else None
 
 
-class ScoreCache(SQLiteStore):
+class ScoreCache(LibraryStore):
     """Persistent score-card store keyed by photo content; safe to open from several threads or processes."""
 
     component = CACHE_COMPONENT
@@ -148,9 +148,6 @@ class ScoreCache(SQLiteStore):
     def schema_version(self) -> int:
         """The cache schema this file is at (always the head once opened: older files are migrated)."""
         return self.component.head
-
-    def __enter__(self) -> ScoreCache:
-        return self
 
     # ---------------------------------------------------------------- content hashes
 
@@ -232,7 +229,7 @@ class ScoreCache(SQLiteStore):
     def _remember(self, fresh: list[dict[str, Any]]) -> None:
         """Store fast-path rows. Only an optimisation: when the library cannot be written (disk full,
         read-only), the hashes are still right and the next scan reads these files again."""
-        stmt = sqlite_insert(FileHash)
+        stmt = self._insert(FileHash)
         stmt = stmt.on_conflict_do_update(
             index_elements=[FileHash.path],
             set_={name: getattr(stmt.excluded, name) for name in (*_SIGNATURE_COLUMNS, "content_hash")},
@@ -322,7 +319,7 @@ class ScoreCache(SQLiteStore):
             )
         if not params:
             return
-        stmt = sqlite_insert(ScoreRow)
+        stmt = self._insert(ScoreRow)
         stmt = stmt.on_conflict_do_update(
             index_elements=[ScoreRow.content_hash, ScoreRow.model_fingerprint, ScoreRow.settings_key],
             set_={"card_json": stmt.excluded.card_json, "updated_at": stmt.excluded.updated_at},

@@ -12,7 +12,8 @@ photographer's decisions, so:
 - **Only a SQLite database is ever treated as one**: a file at the library's path that does not start
   with SQLite's header (a photo named by mistake with ``--cache``, a device, a pipe) is refused with a
   one-line error and left untouched, before SQLite opens it; an absent (or empty) file becomes a new
-  library. Other database URLs than ``sqlite:///path`` are refused (``location.library_path``).
+  library. A PostgreSQL URL opens the server instead (``server.ServerStore``); other URLs are refused
+  (``location.library_target``).
 - **Damage**: a SQLite file that SQLite says is not a database or that fails its ``quick_check`` when
   it is opened, or that reports corruption later, is moved aside as ``<name>.damaged-<timestamp>``
   (with a warning in the log and ``recovered_from`` set), the scores, decisions and (when wholly
@@ -34,8 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
@@ -49,7 +49,6 @@ from humanaes_core.store.location import (
     LIBRARY_NAME,
     adopt_legacy_file,
     default_folder,
-    default_library_path,
     file_lock,
     library_path,
 )
@@ -343,20 +342,22 @@ def _checked_key(path: Path) -> tuple[str, int, int, int, int] | None:
 
 
 class SQLiteStore:
-    """One process's handle on the library file, shared by the score cache and the decision store.
+    """One process's handle on a library file for one schema component (the cache's, the decisions').
 
-    Subclasses name their ``component``; opening checks the file for damage (once per process and
-    file), migrates the component, and every read or write goes through ``_read``/``_write``, which retry
-    while another process holds the lock and replace the file if SQLite reports it damaged.
+    Opening checks the file for damage (once per process and file) and migrates the component; every
+    read or write goes through ``read``/``write``, which retry while another process holds the lock and
+    replace the file if SQLite reports it damaged. ``library.LibraryStore`` chooses this or the server.
     """
 
-    component: ClassVar[SchemaComponent]
+    dialect = "sqlite"
     path: Path
     #: Where the damaged file was moved to when this handle had to start a fresh one (None: it did not).
     recovered_from: Path | None
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = library_path(path if path is not None else default_library_path())
+    def __init__(self, path: str | os.PathLike[str], component: SchemaComponent) -> None:
+        self.component = component
+        self.path = library_path(path)
+        self.target = self.where = self.path
         refuse_foreign(self.path)  # before anything is created beside it
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -476,30 +477,20 @@ class SQLiteStore:
                     ) from e
                 raise
 
-    def _read(self, work: Callable[[Session], T]) -> T:
+    def read(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` on autocommit reads (no snapshot held between statements)."""
         return self._run(work, write=False)
 
-    def _write(self, work: Callable[[Session], T]) -> T:
+    def write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one short BEGIN IMMEDIATE transaction, retried as a whole if needed."""
         return self._run(work, write=True)
 
     # ---------------------------------------------------------------- lifecycle
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles and WAL checkpoint duties)."""
         self._engine.dispose()
-
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.path)!r})"

@@ -215,7 +215,7 @@ def test_put_rejects_non_dict_without_partial_write(cache: ScoreCache) -> None:
 
 
 def test_wal_and_pragmas(cache: ScoreCache) -> None:
-    with cache._engine.connect() as conn:
+    with cache.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

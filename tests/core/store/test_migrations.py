@@ -177,7 +177,8 @@ def test_concurrent_openers_migrate_once(tmp_path):
         calls.append(threading.current_thread().name)
         conn.execute("CREATE TABLE migration_log (at INTEGER)")  # a second run would fail here
 
-    v2 = _future(DECISIONS_COMPONENT, Migration(2, "log", (), counted))
+    head = DECISIONS_COMPONENT.head
+    v2 = _future(DECISIONS_COMPONENT, Migration(head + 1, "log", (), counted))
     found: list[int] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
@@ -195,7 +196,7 @@ def test_concurrent_openers_migrate_once(tmp_path):
     for t in threads:
         t.join(60)
     assert errors == [] and len(calls) == 1
-    assert sorted(found) == [1] + [2] * 7
+    assert sorted(found) == [1] + [head + 1] * 7
 
 
 def test_files_from_a_newer_version_are_refused_untouched(tmp_path):
