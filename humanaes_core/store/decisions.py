@@ -440,7 +440,7 @@ class DecisionStore(LibraryStore):
                 )
                 .order_by(_ChangeRow.revision)
             )
-            found.update(dict(rows.tuples()))
+            found.update({content_hash: writer for content_hash, writer in rows})
         return found
 
     def _log_changes(
