@@ -151,20 +151,25 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cached_scoring(args: argparse.Namespace, cache: ScoreCache | None, max_tiles: int) -> CachedScoring:
-    """The cached scorer that --model/--device/--precision/--quantize/--batch-size/--heads ask for."""
+    """The cached scorer that --model/--device/--precision/--quantize/--batch-size/--heads ask for; on a
+    Ray cluster with --engine ray (--address, --workers)."""
+    kwargs = {
+        "cache": cache,
+        "device": args.device,
+        "precision": args.precision,
+        "quantize": args.quantize,
+        "max_tiles": max_tiles,
+        "batch_size": args.batch_size,
+        "heads": args.heads,
+        "preset": getattr(args, "preset", None),
+    }
+    if getattr(args, "engine", "local") == "ray":
+        from humanaes_core.scoring import RayScoring  # imports Ray: only for a cluster run
+
+        return RayScoring(args.model, address=args.address, workers=args.workers, **kwargs)
     from humanaes_core.scoring import CachedScoring
 
-    return CachedScoring(
-        args.model,
-        cache=cache,
-        device=args.device,
-        precision=args.precision,
-        quantize=args.quantize,
-        max_tiles=max_tiles,
-        batch_size=args.batch_size,
-        heads=args.heads,
-        preset=getattr(args, "preset", None),
-    )
+    return CachedScoring(args.model, **kwargs)
 
 
 def score_main(argv: list[str] | None = None) -> int:

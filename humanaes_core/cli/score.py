@@ -8,7 +8,16 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import TypeVar
 
-from humanaes_core.cli import EXIT_OK, add_model_args, cached_scoring, check_outputs, echo, elapsed, guard
+from humanaes_core.cli import (
+    EXIT_OK,
+    add_model_args,
+    cached_scoring,
+    check_outputs,
+    echo,
+    elapsed,
+    guard,
+    int_in,
+)
 from humanaes_core.errors import HumanAesError
 
 T = TypeVar("T")
@@ -27,6 +36,29 @@ def add_preset_arg(parser: argparse.ArgumentParser) -> None:
         "released code's pixels, question and fp16, to compare scores with it (docs/models.md)",
     )
     parser.set_defaults(max_tiles=None)
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """--engine ray and its cluster: which machines and how many model workers (docs/scale.md)."""
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process (default); ray: decode on the CPUs and score on one worker per GPU of a "
+        "Ray cluster, cards written to the library as they arrive (docs/scale.md)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="with --engine ray: the cluster's address (auto: the one `ray start` began on this machine; "
+        "default: that one or $RAY_ADDRESS if there is one, else a cluster of this machine's GPUs and CPUs)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int_in(1, 4096),
+        default=None,
+        help="with --engine ray: model workers (default: one per GPU of the cluster, else one per CPU)",
+    )
 
 
 def _photos(n: int) -> str:
@@ -63,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
     parser.add_argument("--cache", default=None, help="cache database file (default: per-user data dir)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_args(parser)
     args = parser.parse_args(argv)
 
     check_outputs((args.out, "--out"))  # before anything is scored: a typo must cost nothing
@@ -78,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
     files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
     cache = None if args.no_cache else ScoreCache(args.cache)
+    runner = None
     try:
         runner = cached_scoring(args, cache, max_tiles)
         order = {str(p): i for i, p in enumerate(files)}
@@ -104,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cache is not None:
             cache.close()
+        if args.engine == "ray" and runner is not None:
+            runner.close()
     if stopped:
         where = "the output" if args.out == "-" else args.out
         raise HumanAesError(f"{stopped[0]}; results of the {len(by_file)} photos done before are in {where}")
@@ -117,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for s in all_skipped:
         echo(f"  skipped {s.path}: {s.reason}", err=True)
+    for w in runner.workers.values() if args.engine == "ray" else ():  # the Ray engine's model actors
+        echo(f"  worker {w.name}: {_photos(w.photos)}, {w.rate:.2f} photos/s of model time", err=True)
     return EXIT_OK
 
 
