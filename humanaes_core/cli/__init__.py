@@ -115,6 +115,19 @@ def guard(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None
     return wrapped
 
 
+def add_library_args(parser: argparse.ArgumentParser) -> None:
+    """``--library URL`` (``--cache`` is its older name): a SQLite file or a PostgreSQL server."""
+    parser.add_argument(
+        "--library",
+        "--cache",
+        dest="cache",
+        default=None,
+        metavar="URL",
+        help="the library: a SQLite file (default: library.sqlite in the per-user data folder, or "
+        "$HUMANAES_LIBRARY) or a shared PostgreSQL server, postgresql+psycopg://user@host/database",
+    )
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",

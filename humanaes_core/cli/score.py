@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from humanaes_core.cli import (
     EXIT_OK,
+    add_library_args,
     add_model_args,
     cached_scoring,
     check_outputs,
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     add_preset_arg(parser)
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
-    parser.add_argument("--cache", default=None, help="cache database file (default: per-user data dir)")
+    add_library_args(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_engine_args(parser)
     args = parser.parse_args(argv)
