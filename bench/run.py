@@ -38,6 +38,7 @@ SECTIONS = (
     "rescan",
     "thumbnails",
     "gpu",
+    "scale",
 )
 
 
@@ -58,6 +59,7 @@ class Config:
     train: TrainSize
     gpu_photos: int
     repeats: int
+    scale_photos: int
     gpu_archs: list[str] = field(default_factory=lambda: ["1B", "8B"])
 
 
@@ -75,6 +77,7 @@ FULL = Config(
     train=TrainSize(train=128, test=64, epochs=3, image_size=960),
     gpu_photos=32,
     repeats=2,
+    scale_photos=200,
 )
 
 QUICK = Config(
@@ -91,6 +94,7 @@ QUICK = Config(
     train=TrainSize(train=16, test=8, epochs=1, image_size=960),
     gpu_photos=4,
     repeats=1,
+    scale_photos=4,
 )
 
 
@@ -119,7 +123,8 @@ class Bench:
         return self._photos
 
     def section(self, key: str) -> Section:
-        from . import decode, gpu, model_cpu, presets, rescan, thumbs
+        from . import decode, gpu, model_cpu, presets, rescan, scale, thumbs
+        from .photos import photo_folder
 
         c = self.config
         label = f'"{c.model}"'
@@ -140,6 +145,9 @@ class Bench:
             "rescan": lambda: rescan.run(self.model("tiny"), self.photos()[0].parent, self.work),
             "thumbnails": lambda: thumbs.run(self.photos(), self.work, c.thumbs_naive_sample),
             "gpu": lambda: gpu.run(c.gpu_archs, self.work, self.photos()[:16], c.gpu_photos),
+            "scale": lambda: scale.run(
+                self.model("tiny"), photo_folder(self.cache_dir, c.scale_photos, c.photos), self.work
+            ),
         }
         started = time.perf_counter()
         try:

@@ -288,6 +288,7 @@ def test_bench_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
         "Cached rescan",
         "Thumbnails",
         "GPU",
+        "Scale: the Ray engine",
     ):
         assert f"## {title}" in text, title
     assert "quick smoke run" in text and "| torch |" in text

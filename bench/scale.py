@@ -1,0 +1,140 @@
+"""The Ray engine (`humanaes-score --engine ray`): 1 vs 2 CPU workers on a local cluster, and 1 GPU
+worker vs every GPU when the machine has more than one.
+
+Each run scores the same camera JPEGs into a fresh library, as `humanaes-score --engine ray` does: the
+time includes starting the workers and loading the model in each (not starting the Ray cluster, which
+the section does once), decoding, scoring and storing every card. The single-process path runs on the
+same photos beside it, and every Ray run must give its cards exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from humanaes_core.scoring import CachedScoring, RayScoring
+from humanaes_core.store import ScoreCache
+
+from .common import Section, ratio, secs
+
+
+def _cards(engine: CachedScoring, files: list[Path]) -> tuple[float, dict[str, dict | str | None]]:
+    started = time.perf_counter()
+    cards = {r.source: r.card.to_dict() if r.card else r.error for r in engine.run(files)}
+    return time.perf_counter() - started, cards
+
+
+def _same(cards: dict, reference: dict, *, exact: bool) -> bool:
+    """Exactly the same cards on the CPU; on GPUs within 16-bit rounding (batches are made differently)."""
+    if exact or cards.keys() != reference.keys():
+        return cards == reference
+    for path, card in cards.items():
+        ref = reference[path]
+        if isinstance(card, dict) != isinstance(ref, dict):
+            return False
+        if isinstance(card, dict) and abs(card["dims"]["overall"] - ref["dims"]["overall"]) > 0.02:
+            return False
+    return True
+
+
+def _load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "—"
+
+
+def _ray_rows(
+    sec: Section, model: Path, files: list[Path], work: Path, device: str, counts: tuple[int, ...], reference
+) -> None:
+    """One row per worker count; the first count is the one the others are compared with."""
+    first = None
+    for count in counts:
+        cache = ScoreCache(work / f"scale-{device}-{count}.sqlite")
+        engine = RayScoring(model, cache=cache, device=device, workers=count)
+        try:
+            seconds, cards = _cards(engine, files)
+        finally:
+            engine.close()
+            cache.close()
+        if not _same(cards, reference, exact=device == "cpu"):
+            raise AssertionError(f"the Ray engine with {count} {device} workers gave other cards")
+        first = first or seconds
+        rates = ", ".join(f"{w.rate:.1f}" for w in sorted(engine.workers.values(), key=lambda w: w.name))
+        kind = "GPU" if device == "cuda" else "CPU"
+        sec.row(
+            f"Ray, {count} {kind} worker{'s' if count > 1 else ''}",
+            secs(seconds),
+            f"{len(files) / seconds:.2f}",
+            rates,
+            ratio(first, seconds),
+            _load(),
+        )
+
+
+def run(model: Path, photos: list[Path], work: Path) -> Section:
+    """`model` (the tiny one) on CPU workers; a real-size 1B checkpoint on the GPUs when there are several."""
+    import ray
+    import torch
+
+    from .gpu import ARCHS, build_checkpoint
+
+    n = len(photos)
+    sec = Section(
+        "scale",
+        f"Scale: the Ray engine on {n} photos, 1 vs 2 workers",
+        "python -m bench --only scale",
+        [
+            "engine",
+            "total",
+            "photos/s",
+            "each worker (photos/s of model time)",
+            "vs 1 worker",
+            "load (1 min)",
+        ],
+    )
+    single = CachedScoring(model, cache=None, device="cpu")
+    seconds, reference = _cards(single, photos)
+    sec.row("single process (today's path)", secs(seconds), f"{n / seconds:.2f}", "—", "—", _load())
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False)
+    try:
+        _ray_rows(sec, model, photos, work, "cpu", (1, 2), reference)
+    finally:
+        ray.shutdown()
+    gpus = torch.cuda.device_count()
+    if gpus > 1:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        gpu_model = build_checkpoint(ARCHS["1B"], work / "scale-1B", "cuda", dtype)
+        ray.init(address="local", num_gpus=gpus, include_dashboard=False)
+        try:
+            single = CachedScoring(gpu_model, cache=None, device="cuda")
+            seconds, reference = _cards(single, photos)
+            sec.row("single process, 1 GPU", secs(seconds), f"{n / seconds:.2f}", "—", "—", _load())
+            _ray_rows(sec, gpu_model, photos, work, "cuda", (1, gpus), reference)
+        finally:
+            ray.shutdown()
+    sec.notes += [
+        f"A local Ray cluster of 2 CPUs and the random tiny model at the default 12 tiles, so the time is "
+        f"mostly decoding {n} camera JPEGs: on a cluster without GPUs Ray fuses decoding into each model "
+        "worker, so 2 workers decode and score two photos at once. Each Ray run includes starting its "
+        "workers and loading the model in each (about 5 s here); the cluster is started once before them.",
+        "Every Ray run's cards equal the single-process cards exactly (the section fails otherwise). "
+        "The single-process path already decodes in 2 threads beside the model.",
+        "The machine is shared: the load column is the 1-minute load average after each row.",
+    ]
+    if gpus > 1:
+        sec.notes.append(
+            f"GPU rows: the real-size 1B architecture with random weights on {gpus} GPUs, 1 worker vs one "
+            "per GPU, decoding on the CPUs beside them."
+        )
+    else:
+        sec.notes.append(
+            "GPU rows: not measured here (this machine has "
+            f"{'one CUDA device' if gpus == 1 else 'no CUDA device'}). On a machine with several GPUs, "
+            "`python -m bench --only scale` adds the single-process path on one GPU, 1 Ray GPU worker and "
+            "one per GPU, with the real-size 1B architecture (random weights); on a cluster of machines "
+            "run `humanaes-score --engine ray --address auto` as docs/scale.md says and read the "
+            "per-worker photos/s it prints."
+        )
+    return sec
