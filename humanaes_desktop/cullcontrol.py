@@ -34,8 +34,10 @@ MANUAL_SOURCES = frozenset({"user", "xmp"})
 SOURCE_NAMES = {"user": "you", "auto": "auto-cull", "xmp": "XMP sidecar"}
 FLAG_WORDS = {Flag.PICK: "pick", Flag.REJECT: "reject", Flag.NONE: "unflag"}
 
-#: A store operation: run on the decisions thread, returns what changed.
-StoreOp = Callable[["DecisionStore"], list[Change]]
+#: A store write: run on the decisions thread with the change-feed revision the window has seen (None:
+#: unknown), returns what changed. The new decisions are made from the current ones inside the write
+#: (`DecisionStore.amend`), so what another window or machine set a moment ago is kept.
+StoreOp = Callable[["DecisionStore", "int | None"], Any]
 
 
 class CullingView(Protocol):
@@ -103,13 +105,15 @@ def decide_op(
     """
     items, fallback, fields = list(items), dict(fallback), dict(fields)
 
-    def op(store: DecisionStore) -> list[Change]:
-        current = store.get_many(h for h, _ in items)
+    def plan(current: dict[str, PhotoDecision]) -> list[tuple[str, Path, PhotoDecision]]:
         changes = []
         for content_hash, path in items:
             base = current.get(content_hash) or fallback.get(content_hash) or PhotoDecision()
             changes.append((content_hash, path, replace(base, source="user", **fields)))
-        return store.apply(changes, description)
+        return changes
+
+    def op(store: DecisionStore, seen: int | None = None) -> list[Change]:
+        return store.amend((h for h, _ in items), plan, description, seen=seen)
 
     return op
 
@@ -128,8 +132,7 @@ def auto_cull_op(
     """
     plan, fallback = list(plan), dict(fallback)
 
-    def op(store: DecisionStore) -> list[Change]:
-        current = store.get_many(h for h, _, _ in plan)
+    def decide(current: dict[str, PhotoDecision]) -> list[tuple[str, Path, PhotoDecision]]:
         changes = []
         for content_hash, path, keep in plan:
             base = current.get(content_hash) or fallback.get(content_hash)
@@ -137,7 +140,10 @@ def auto_cull_op(
                 continue
             new = replace(base or PhotoDecision(), flag=Flag.PICK if keep else Flag.REJECT, source="auto")
             changes.append((content_hash, path, new))
-        return store.apply(changes, description)
+        return changes
+
+    def op(store: DecisionStore, seen: int | None = None) -> list[Change]:
+        return store.amend((h for h, _, _ in plan), decide, description, seen=seen)
 
     return op
 

@@ -1,8 +1,10 @@
-"""The photo library on disk: content hashing, the SQLite base, migrations, cached scores and decisions.
+"""The photo library: content hashing, the SQLite and PostgreSQL bases, migrations, cached scores and
+decisions.
 
-One file, ``library.sqlite`` (``default_library_path``), holds the score cache and the photographer's
-decisions with their undo history. Public names are imported lazily (``humanaes_core._lazy``):
-importing the package costs nothing until a name is used.
+One library, the file ``library.sqlite`` (``default_library_path``) or a shared PostgreSQL database
+named by its URL, holds the score cache and the photographer's decisions with their undo history.
+Public names are imported lazily (``humanaes_core._lazy``): importing the package costs nothing until
+a name is used.
 """
 
 from humanaes_core._lazy import lazy_exports
@@ -14,9 +16,11 @@ __all__ = [
     "Change",
     "DecisionStore",
     "DecisionsVersionError",
+    "Feed",
     "FileSignature",
     "Flag",
     "HashedFile",
+    "LibraryOfflineError",
     "PhotoDecision",
     "ScoreCache",
     "content_hash_file",
@@ -33,9 +37,11 @@ __getattr__, __dir__ = lazy_exports(
         "Change": "decisions",
         "DecisionStore": "decisions",
         "DecisionsVersionError": "errors",
+        "Feed": "decisions",
         "FileSignature": "hashing",
         "Flag": "decisions",
         "HashedFile": "hashing",
+        "LibraryOfflineError": "errors",
         "PhotoDecision": "decisions",
         "ScoreCache": "scores",
         "content_hash_file": "hashing",
