@@ -94,7 +94,7 @@ QUICK = Config(
     train=TrainSize(train=16, test=8, epochs=1, image_size=960),
     gpu_photos=4,
     repeats=1,
-    scale_photos=4,
+    scale_photos=8,
 )
 
 
@@ -146,7 +146,10 @@ class Bench:
             "thumbnails": lambda: thumbs.run(self.photos(), self.work, c.thumbs_naive_sample),
             "gpu": lambda: gpu.run(c.gpu_archs, self.work, self.photos()[:16], c.gpu_photos),
             "scale": lambda: scale.run(
-                self.model("tiny"), photo_folder(self.cache_dir, c.scale_photos, c.photos), self.work
+                self.model("tiny"),
+                photo_folder(self.cache_dir, c.scale_photos, c.photos),
+                self.work,
+                c.repeats,
             ),
         }
         started = time.perf_counter()
