@@ -92,8 +92,8 @@ class ModelWorker:
     """A Ray actor: loads the model once, at its first decoded photo (a batch of broken files never
     loads it), and turns decoded photos into cards (as JSON text)."""
 
-    def __init__(self, model_path: str, load_args: dict, placement: str, heads: str) -> None:
-        self.load = (model_path, load_args, placement)
+    def __init__(self, model: str, fingerprint: str, load_args: dict, placement: str, heads: str) -> None:
+        self.load = (model, fingerprint, load_args, placement)
         self.scorer: Scorer | None = None
         self.load_seconds = 0.0
         self.heads = heads
@@ -105,9 +105,14 @@ class ModelWorker:
         if self.scorer is None:
             from humanaes_core.scoring.scorer import load_scorer
 
-            model_path, load_args, placement = self.load
+            model, fingerprint, load_args, placement = self.load
             started = time.perf_counter()
-            scorer = load_scorer(model_path, feature_cache_bytes=0, **load_args)
+            scorer = load_scorer(model, feature_cache_bytes=0, **load_args)
+            if scorer.fingerprint != fingerprint:
+                raise HumanAesError(
+                    f"the worker {self.name} has another checkpoint for {model} than the command: give "
+                    "every machine the same model folder"
+                )
             if scorer.placement.label != placement:
                 raise HumanAesError(
                     f"the worker {self.name} loads the model as {scorer.placement.label}, the run "
@@ -161,6 +166,11 @@ class RayScoring(CachedScoring):
     ) -> None:
         self._address = address
         self._wanted = workers
+        # what the workers load: a folder by its absolute path (their working folder is not ours), a hub
+        # id as such (each machine downloads and converts it once; the fingerprint check catches a
+        # different conversion)
+        local = Path(model).expanduser()
+        self._worker_model = str(local.resolve()) if local.exists() else str(model)
         self._started_ray = False
         self._cluster_gpus = 0
         self.workers: dict[str, WorkerStats] = {}
@@ -212,11 +222,9 @@ class RayScoring(CachedScoring):
             count = self._wanted or self._cluster_gpus
             if count > self._cluster_gpus:
                 raise HumanAesError(f"--workers {count}: the Ray cluster has {self._cluster_gpus} GPUs")
-            if cpus < count + 1:
-                raise HumanAesError(
-                    f"the Ray cluster has {cpus} CPUs: {count} GPU workers and decoding need more"
-                )
-            return count, {"num_gpus": 1, "num_cpus": 1}
+            if cpus < 1:
+                raise HumanAesError("the Ray cluster has no CPU to decode photos on")
+            return count, {"num_gpus": 1}  # the actor holds no CPU: they all decode
         count = self._wanted or cpus
         if not 1 <= count <= cpus:
             raise HumanAesError(f"--workers {count}: the Ray cluster has {cpus} CPUs, one per CPU worker")
@@ -247,7 +255,8 @@ class RayScoring(CachedScoring):
                 batch_size=2 * batch_size,
                 compute=ray.data.ActorPoolStrategy(size=count),
                 fn_constructor_kwargs={
-                    "model_path": str(self.model_path),
+                    "model": self._worker_model,
+                    "fingerprint": self.model_fp,
                     "load_args": load_args,
                     "placement": self.placement.label,
                     "heads": self.heads,

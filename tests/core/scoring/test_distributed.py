@@ -62,6 +62,7 @@ def _single(tiny_model: Path, files: list[Path]) -> dict[str, dict | str]:
     return _by_path(CachedScoring(tiny_model, cache=None, device="cpu", max_tiles=4).run(files))
 
 
+@pytest.mark.slow  # starts two model workers (each imports torch): 30-50 s on 2 busy cores
 def test_cards_equal_the_single_process_path_and_land_in_the_library(cluster, tiny_model, folder, tmp_path):
     files = _files(folder)
     cache = ScoreCache(tmp_path / "library.sqlite")
@@ -83,6 +84,7 @@ def test_cards_equal_the_single_process_path_and_land_in_the_library(cluster, ti
     cache.close()
 
 
+@pytest.mark.slow  # starts two model workers (each imports torch): 30-50 s on 2 busy cores
 def test_a_killed_job_resumes_where_the_library_says(cluster, tiny_model, folder, tmp_path):
     files = _files(folder)
     cache = ScoreCache(tmp_path / "library.sqlite")
@@ -101,6 +103,7 @@ def test_a_killed_job_resumes_where_the_library_says(cluster, tiny_model, folder
     assert got == _single(tiny_model, files)
 
 
+@pytest.mark.slow  # starts two model workers (each imports torch): 30-50 s on 2 busy cores
 def test_score_cli_with_the_ray_engine_writes_what_the_local_engine_writes(
     cluster, tiny_model, folder, tmp_path, capsys
 ):
@@ -119,6 +122,7 @@ def test_score_cli_with_the_ray_engine_writes_what_the_local_engine_writes(
     assert rows("ray.jsonl") == rows("local.jsonl")
 
 
+@pytest.mark.slow  # starts the cluster when run alone (about 20 s)
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
