@@ -140,11 +140,44 @@ def database_damage(path: str | os.PathLike[str], *, thorough: bool = False) -> 
     return None if verdict == "ok" else verdict
 
 
+#: Library files this process has SQLite connections to, by (device, inode), with how many handles.
+#: Their header is never read with open()/close() again: POSIX record locks belong to the process, and
+#: closing ANY descriptor of a file drops all of them, SQLite's included; another process would then
+#: take the file for unused, check its WAL into the main file and delete the WAL and its index while
+#: this process still reads and writes through them (its later commits would be lost).
+_IN_USE: dict[tuple[int, int], int] = {}
+_IN_USE_LOCK = threading.Lock()
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _hold(file_id: tuple[int, int] | None, delta: int) -> None:
+    if file_id is None:
+        return
+    with _IN_USE_LOCK:
+        count = _IN_USE.get(file_id, 0) + delta
+        if count > 0:
+            _IN_USE[file_id] = count
+        else:
+            _IN_USE.pop(file_id, None)
+
+
 def refuse_foreign(where: Path) -> bool:
     """Raise ``CacheUnavailableError`` unless ``where`` is absent or a regular file that starts like a
     SQLite database (empty, or a prefix of the header, counts: another opener is creating it). Returns
-    whether the file has content. Read without blocking, so a pipe cannot hang the check.
+    whether the file has content. Read without blocking, so a pipe cannot hang the check; a file this
+    process already has open as a library is not opened again (see ``_IN_USE``).
     """
+    file_id = _file_id(where)
+    with _IN_USE_LOCK:
+        if file_id is not None and file_id in _IN_USE:
+            return True
     try:
         fd = nonblocking_opener(where, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
@@ -407,6 +440,8 @@ class SQLiteStore:
         return CacheUnavailableError(f"cannot open the library {self.path}: {_cannot_use(e) or e}")
 
     def _start_engine(self) -> None:
+        self._in_use = _file_id(self.path)
+        _hold(self._in_use, +1)
         engine = _make_engine(self.path)
         self._engine: Engine = engine
         self._sessions: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
@@ -431,6 +466,7 @@ class SQLiteStore:
             if generation != self._generation:
                 return  # another thread of this handle already recovered
             self._engine.dispose()
+            _hold(self._in_use, -1)
             self._recover_file(str(getattr(exc, "orig", exc)), thorough=True, force=force)
             self._migrate_or_recover()
             self._start_engine()
@@ -494,3 +530,5 @@ class SQLiteStore:
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles and WAL checkpoint duties)."""
         self._engine.dispose()
+        _hold(self._in_use, -1)
+        self._in_use = None

@@ -112,3 +112,22 @@ def test_a_dropped_server_connection_is_retried(postgres_library: str) -> None:
         assert killed
         store.set_stars([("e" * 40, "/p/e.jpg")], 3)
         assert store.get("e" * 40) == PhotoDecision(3)
+
+
+def test_opening_a_second_handle_keeps_this_processs_locks_on_the_file(tmp_path: Path) -> None:
+    """Reading the header of a file this process has open would drop its POSIX locks (they go with any
+    close); a CLI closing its connection would then take the library for unused and delete the WAL and
+    its index under the app, which would never see another process's decisions again."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "library.sqlite"
+    with DecisionStore(db) as app:
+        app.set_stars([("a" * 40, "/p/a.jpg")], 1)
+        ScoreCache(db).close()  # the scoring worker opens the library for every run
+        script = "import sys; from humanaes_core.store import DecisionStore\n"
+        script += "DecisionStore(sys.argv[1]).set_stars([('b' * 40, '/p/b.jpg')], 4)"
+        subprocess.run([sys.executable, "-c", script, str(db)], check=True, timeout=120)
+        assert Path(f"{db}-wal").exists() and Path(f"{db}-shm").exists()
+        (seen,) = app.changes_since(1).changes
+        assert seen.content_hash == "b" * 40 and seen.decision == PhotoDecision(4)
