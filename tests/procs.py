@@ -225,6 +225,25 @@ def shared_writer_child(db: str, seed: int, n: int, env: dict[str, str], log: st
     os._exit(code)
 
 
+def decide_child(db: str, content_hash: str, path: str, stars: int, env: dict[str, str], log: str) -> None:
+    """A CLI-like process that gives one photo ``stars`` in the library ``db`` and exits."""
+    _enter_child(env, log)
+    code = 1
+    try:
+        from humanaes_core.store.decisions import DecisionStore
+
+        with DecisionStore(db) as store:
+            store.set_stars([(content_hash, path)], stars)
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _decision(rng: random.Random, flag_type):
     from humanaes_core.store.decisions import PhotoDecision
 
