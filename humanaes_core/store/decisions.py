@@ -41,6 +41,7 @@ from humanaes_core.store.errors import DecisionsVersionError
 from humanaes_core.store.hashing import decode_path, encode_path
 from humanaes_core.store.library import LibraryStore
 from humanaes_core.store.migrations import DECISIONS_COMPONENT
+from humanaes_core.store.roots import FolderRoots
 from humanaes_core.store.scores import ScoreCache
 
 __all__ = [
@@ -196,7 +197,9 @@ def _row_decision(row: _DecisionRow) -> PhotoDecision:
 class DecisionStore(LibraryStore):
     """Per-photo decisions with a persistent, linear undo/redo history; thread- and process-safe.
 
-    ``writer`` identifies this handle in the change feed (one per app window or CLI run).
+    ``writer`` identifies this handle in the change feed (one per app window or CLI run). Paths are
+    stored relative to this machine's named ``roots`` (``roots.FolderRoots``, by default from
+    ``$HUMANAES_ROOTS``), so a shared library gives each machine the photo's path under its own mount.
     """
 
     component = DECISIONS_COMPONENT
@@ -206,12 +209,20 @@ class DecisionStore(LibraryStore):
         path: str | os.PathLike[str] | ScoreCache | None = None,
         *,
         max_history: int = DEFAULT_MAX_HISTORY,
+        roots: FolderRoots | None = None,
     ) -> None:
         if isinstance(path, ScoreCache):
             path = path.path
         self.max_history = max_history
         self.writer = uuid.uuid4().hex
+        self.roots = roots if roots is not None else FolderRoots.from_environment()
         super().__init__(path)
+
+    def _store_path(self, path: str) -> str:
+        return encode_path(self.roots.to_stored(path))
+
+    def _local_path(self, stored: str) -> str:
+        return self.roots.to_local(decode_path(stored))
 
     # ---------------------------------------------------------------- reading
 
@@ -228,7 +239,7 @@ class DecisionStore(LibraryStore):
         """Every stored decision with the last path it was seen at: content hash -> (path, decision)."""
         return self._read(
             lambda session: {
-                r.content_hash: (decode_path(r.path), _row_decision(r))
+                r.content_hash: (self._local_path(r.path), _row_decision(r))
                 for r in session.scalars(select(_DecisionRow))
             }
         )
@@ -293,14 +304,14 @@ class DecisionStore(LibraryStore):
                     session.execute(
                         update(_DecisionRow)
                         .where(_DecisionRow.content_hash == content_hash)
-                        .values(path=encode_path(path))
+                        .values(path=self._store_path(path))
                     )
                 continue
             self._write_row(session, content_hash, path, decision, now)
             history.append(
                 {
                     "content_hash": content_hash,
-                    "path": encode_path(path),
+                    "path": self._store_path(path),
                     "before_json": _dump(before),
                     "after_json": _dump(decision),
                 }
@@ -376,7 +387,7 @@ class DecisionStore(LibraryStore):
             changes = [
                 Change(
                     h,
-                    decode_path(rows_now[h].path) if h in rows_now else "",
+                    self._local_path(rows_now[h].path) if h in rows_now else "",
                     _row_decision(rows_now[h]) if h in rows_now else None,
                     conflict=latest[h][1] == self.writer,
                 )
@@ -473,7 +484,7 @@ class DecisionStore(LibraryStore):
             return
         values = {
             "content_hash": content_hash,
-            "path": encode_path(path),
+            "path": self._store_path(path),
             "stars": decision.stars,
             "flag": int(decision.flag),
             "label": decision.label,
@@ -520,7 +531,7 @@ class DecisionStore(LibraryStore):
         changes: list[Change] = []
         for row in rows:
             target = _load(row.after_json if undone else row.before_json)
-            path = decode_path(row.path)
+            path = self._local_path(row.path)
             self._write_row(session, row.content_hash, path, target, now)
             changes.append(Change(row.content_hash, path, target))
         session.execute(update(_HistoryRow).where(_HistoryRow.step == step).values(undone=0 if undone else 1))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -151,6 +152,12 @@ class ScoreCache(LibraryStore):
 
     # ---------------------------------------------------------------- content hashes
 
+    def _fast_key(self, key: str) -> str:
+        """The fast-path row of an absolute path. On a shared library each machine keeps its own rows
+        (``host|path``): two machines mounting a share at the same path see other devices and inodes,
+        and would otherwise replace each other's rows and read every photo again on every scan."""
+        return encode_path(f"{platform.node()}|{key}" if self.shared else key)
+
     def content_hash(self, path: str | Path) -> str:
         """Hash of one file's content, re-reading it only if its size or mtime changed since last time.
 
@@ -221,7 +228,7 @@ class ScoreCache(LibraryStore):
                 continue
             hashes[key] = HashedFile(digest, sig)
             columns = dict(zip(_SIGNATURE_COLUMNS, _stored(sig), strict=True))
-            fresh.append({"path": encode_path(key), "content_hash": digest, **columns})
+            fresh.append({"path": self._fast_key(key), "content_hash": digest, **columns})
         if fresh:
             self._remember(fresh)
         return hashes
@@ -241,7 +248,7 @@ class ScoreCache(LibraryStore):
 
     def _known_hashes(self, keys: list[str]) -> dict[str, tuple[tuple[int | None, ...], str]]:
         """The fast-path rows of these absolute paths: path -> (stored signature, content hash)."""
-        encoded = {encode_path(k): k for k in keys}
+        encoded = {self._fast_key(k): k for k in keys}
         columns = [getattr(FileHash, name) for name in _SIGNATURE_COLUMNS]
 
         def fetch(session: Session) -> dict[str, tuple[tuple[int | None, ...], str]]:
