@@ -86,7 +86,7 @@ class DecisionKeeper(QObject):
     history_changed = Signal(object)  # History
     failed = Signal(str)
     notice = Signal(str)  # a conflict between two editors of one photo
-    stale = Signal()  # the feed fell too far behind: reload the folder's decisions
+    stale = Signal()  # the feed fell behind, or the library is back: reload the folder's decisions
     offline = Signal(str)  # the library server cannot be reached; writes are kept
     online = Signal(str)  # it is back; the kept writes are saved
 
@@ -300,7 +300,9 @@ class DecisionKeeper(QObject):
             self.history_changed.emit(history)
             for done, result in saved:
                 done(result)
-            self.online.emit(f"The library is back; {_photos(len(saved), 'change')} saved.")
+            kept = f"; {_photos(len(saved), 'change')} saved" if saved else ""
+            self.online.emit(f"The library is back{kept}.")
+            self.stale.emit()  # what was read while it was away (a folder's decisions) is read again
 
         self._bg.submit(job, done=finished, failed=self._failed)
 
