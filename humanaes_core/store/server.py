@@ -47,6 +47,8 @@ _DECISIONS_LOCK = 0x4841446563696465
 _OFFLINE_STATES = ("08", "57P")
 _AGAIN_STATES = ("40001", "40P01")
 _DAMAGE_STATES = ("XX001", "XX002")
+#: What a server says while it cannot take connections for a moment (it answers with FATAL then too).
+_TRANSIENT_FATAL = ("starting up", "shutting down", "recovery mode", "too many clients", "connection slots")
 _OUTCOME = {
     "open": "the library could not be opened",
     "read": "nothing could be read",
@@ -77,8 +79,12 @@ def _is_offline(exc: sa_exc.DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True
     state = _sqlstate(exc)
-    if state is None:  # psycopg raises OperationalError without a state when it cannot connect at all
-        return isinstance(exc, sa_exc.OperationalError)
+    if state is None:  # a failed connection attempt carries no state in psycopg, only the server's words
+        if not isinstance(exc, sa_exc.OperationalError):
+            return False
+        text = str(exc.orig)
+        # "FATAL:" is the server answering: a wrong password or database is refused, not away
+        return "FATAL:" not in text or any(words in text for words in _TRANSIENT_FATAL)
     return state.startswith(_OFFLINE_STATES)
 
 
@@ -94,12 +100,18 @@ class ServerStore:
 
     def __init__(self, url: str, component: SchemaComponent) -> None:
         self.target = url
-        self.where = make_url(url).render_as_string(hide_password=True)
+        try:
+            self.where = make_url(url).render_as_string(hide_password=True)
+            self._engine = make_engine(url)
+        except sa_exc.ArgumentError as e:
+            raise CacheUnavailableError(f"cannot use {url!r} as the library: {e}") from None
         self.component = component
-        self._engine = make_engine(url)
         self._sessions: sessionmaker[Session] = sessionmaker(self._engine, expire_on_commit=False)
         try:
             self.schema_found = self._retrying(lambda: migrate_server(self._engine, component), doing="open")
+        except sa_exc.DBAPIError as e:  # refused: a wrong password, no such database, no permission
+            self._engine.dispose()
+            raise CacheUnavailableError(f"cannot open the library server {self.where}: {_reason(e)}") from e
         except BaseException:
             self._engine.dispose()
             raise

@@ -131,3 +131,15 @@ def test_opening_a_second_handle_keeps_this_processs_locks_on_the_file(tmp_path:
         assert Path(f"{db}-wal").exists() and Path(f"{db}-shm").exists()
         (seen,) = app.changes_since(1).changes
         assert seen.content_hash == "b" * 40 and seen.decision == PhotoDecision(4)
+
+
+def test_a_server_that_refuses_the_library_is_one_clear_line(postgres_server: str) -> None:
+    from sqlalchemy import make_url
+
+    from humanaes_core.store.errors import CacheUnavailableError, LibraryOfflineError
+
+    missing = make_url(postgres_server).set(database="no_such_library", password="secret")
+    with pytest.raises(CacheUnavailableError, match="no_such_library") as e:
+        DecisionStore(missing.render_as_string(hide_password=False))
+    assert not isinstance(e.value, LibraryOfflineError)  # refused, not away: retrying would not help
+    assert "secret" not in str(e.value) and len(str(e.value).splitlines()) == 1
