@@ -182,7 +182,11 @@ class RayScoring(CachedScoring):
                 ray.init(address=self._address, include_dashboard=False, logging_level=logging.WARNING)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = self._address or "this machine"
-                raise HumanAesError(f"cannot start or reach the Ray cluster at {where}: {e}") from None
+                hint = ""
+                if self._address and "RAY_AUTH_MODE" not in os.environ:
+                    # a driver joining a cluster sends Ray's token only when told to (Ray 2.5x)
+                    hint = "; a cluster begun with `ray start` wants RAY_AUTH_MODE=token (docs/scale.md)"
+                raise HumanAesError(f"cannot start or reach the Ray cluster at {where}: {e}{hint}") from None
             self._started_ray = True
             logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per dataset started
         ray.data.DataContext.get_current().enable_progress_bars = False
