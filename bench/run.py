@@ -41,6 +41,7 @@ SECTIONS = (
     "checks_accuracy",
     "checks_cost",
     "gpu",
+    "scale",
 )
 
 
@@ -63,6 +64,7 @@ class Config:
     gpu_photos: int
     repeats: int
     repeats_app: int  # fresh processes per app and CLI figure (the median is reported)
+    scale_photos: int
     gpu_archs: list[str] = field(default_factory=lambda: ["1B", "8B"])
 
 
@@ -82,6 +84,7 @@ FULL = Config(
     gpu_photos=32,
     repeats=2,
     repeats_app=5,
+    scale_photos=200,
 )
 
 QUICK = Config(
@@ -100,6 +103,7 @@ QUICK = Config(
     gpu_photos=4,
     repeats=1,
     repeats_app=1,
+    scale_photos=8,
 )
 
 
@@ -128,7 +132,7 @@ class Bench:
         return self._photos
 
     def section(self, key: str) -> Section:
-        from . import app_open, checks, decode, gpu, model_cpu, presets, rescan, thumbs
+        from . import app_open, checks, decode, gpu, model_cpu, presets, rescan, scale, thumbs
         from .photos import photo_folder
 
         c = self.config
@@ -160,6 +164,12 @@ class Bench:
                 photo_folder(self.cache_dir, 6, c.photos), self.work, c.repeats
             ),
             "gpu": lambda: gpu.run(c.gpu_archs, self.work, self.photos()[:16], c.gpu_photos),
+            "scale": lambda: scale.run(
+                self.model("tiny"),
+                photo_folder(self.cache_dir, c.scale_photos, c.photos),
+                self.work,
+                c.repeats,
+            ),
         }
         started = time.perf_counter()
         try:

@@ -37,8 +37,10 @@ OWN_ORIGINS = TRAINABLE_ORIGINS
 ORIGIN_NAMES = {Origin.PHOTOGRAPHER: "you", Origin.HUMANAES: "auto-cull", Origin.EDITOR: "an editor"}
 FLAG_WORDS = {Flag.PICK: "pick", Flag.REJECT: "reject", Flag.NONE: "unflag"}
 
-#: A store operation: run on the decisions thread, returns what changed.
-StoreOp = Callable[["DecisionStore"], list[Change]]
+#: A store write: run on the decisions thread with the change-feed revision the window has seen (None:
+#: unknown), returns what changed. The new decisions are made from the current ones inside the write
+#: (`DecisionStore.amend`), so what another window or machine set a moment ago is kept.
+StoreOp = Callable[["DecisionStore", "int | None"], Any]
 
 
 class CullingView(Protocol):
@@ -107,13 +109,15 @@ def decide_op(
     """
     items, fallback, fields = list(items), dict(fallback), dict(fields)
 
-    def op(store: DecisionStore) -> list[Change]:
-        current = store.get_many(h for h, _ in items)
+    def plan(current: dict[str, PhotoDecision]) -> list[tuple[str, Path, PhotoDecision]]:
         changes = []
         for content_hash, path in items:
             base = current.get(content_hash) or fallback.get(content_hash) or PhotoDecision()
             changes.append((content_hash, path, base.by_photographer(**fields)))
-        return store.apply(changes, description)
+        return changes
+
+    def op(store: DecisionStore, seen: int | None = None) -> list[Change]:
+        return store.amend((h for h, _ in items), plan, description, seen=seen)
 
     return op
 
@@ -132,8 +136,7 @@ def auto_cull_op(
     """
     plan, fallback = list(plan), dict(fallback)
 
-    def op(store: DecisionStore) -> list[Change]:
-        current = store.get_many(h for h, _, _ in plan)
+    def decide(current: dict[str, PhotoDecision]) -> list[tuple[str, Path, PhotoDecision]]:
         changes = []
         for content_hash, path, keep in plan:
             base = current.get(content_hash) or fallback.get(content_hash)
@@ -142,7 +145,10 @@ def auto_cull_op(
             flag = Flag.PICK if keep else Flag.REJECT
             new = replace(base or PhotoDecision(), flag=flag, origin=Origin.HUMANAES, plan=description)
             changes.append((content_hash, path, new))
-        return store.apply(changes, description)
+        return changes
+
+    def op(store: DecisionStore, seen: int | None = None) -> list[Change]:
+        return store.amend((h for h, _, _ in plan), decide, description, seen=seen)
 
     return op
 

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressDialog,
     QPushButton,
     QSpinBox,
@@ -77,6 +78,13 @@ class SettingsDialog(QDialog):
         self.recursive = QCheckBox("Include sub-folders when opening a folder")
         self.recursive.setChecked(settings.recursive)
 
+        self.library = QLineEdit(settings.library)
+        self.library.setPlaceholderText("library.sqlite in your data folder")
+        self.library.setToolTip(
+            "Where scores and decisions are kept: a SQLite file, or a PostgreSQL server shared by a "
+            "studio's machines (postgresql+psycopg://user@host/database)"
+        )
+
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.addRow("Model", model_row)
@@ -85,6 +93,7 @@ class SettingsDialog(QDialog):
         form.addRow("Max tiles", self.max_tiles)
         form.addRow("Batch size", self.batch_size)
         form.addRow("", self.recursive)
+        form.addRow("Library", self.library)
         hint = QLabel(
             "Max tiles trades speed for accuracy: 12 matches the paper; 4–6 is several times faster "
             "on a CPU. "
@@ -119,7 +128,12 @@ class SettingsDialog(QDialog):
         ).validated()
 
     def result_settings(self) -> AppSettings:
-        return replace(self._settings, scoring=self.scoring(), recursive=self.recursive.isChecked())
+        return replace(
+            self._settings,
+            scoring=self.scoring(),
+            recursive=self.recursive.isChecked(),
+            library=self.library.text().strip(),
+        )
 
 
 class DownloadDialog(QProgressDialog):

@@ -105,6 +105,7 @@ class AppSettings:
     cull_rules: dict = field(default_factory=dict)  # CheckRules.to_dict(): closed eyes, missed focus, misfire
     sidecar_convention: str = "auto"
     keeper_label: str = ""  # colour label given to picks in sidecars ("" none)
+    library: str = ""  # a SQLite file or a PostgreSQL URL ("": $HUMANAES_LIBRARY, else the default file)
     geometry: str = ""  # base64 of QWidget.saveGeometry()
     splitter: str = ""  # base64 of QSplitter.saveState()
     path: Path | None = field(default=None, repr=False, compare=False)
@@ -165,6 +166,7 @@ class AppSettings:
             settings.sidecar_convention = defaults.sidecar_convention
         if settings.keeper_label not in ("", *LABELS):
             settings.keeper_label = defaults.keeper_label
+        settings.library = settings.library.strip()
         return settings
 
     def save(self) -> None:

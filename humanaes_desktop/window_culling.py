@@ -101,9 +101,21 @@ class CullingHookup:
             self.notice(text)
 
     def _on_decisions_failed(self, message: str) -> None:
-        """The database refused a write (disk full, read-only, newer schema): one banner, no dialog."""
+        """The database refused a write (disk full, read-only, newer schema), or the library server
+        cannot be reached (the writes are kept): one banner, no dialog."""
         self.banner_text.setText(message)
         self.banner.show()
+
+    def _on_library_back(self, message: str) -> None:
+        """The library server is back and the kept writes are saved."""
+        self.banner.hide()
+        self.notice(message)
+
+    def _on_decisions_stale(self) -> None:
+        """Other editors changed more than the change feed keeps: read the folder's decisions again."""
+        hashes = sorted({p.content_hash for p in self.model.photos if p.content_hash})
+        if hashes:
+            self.decisions.load(hashes, self._folder)
 
     def _on_history(self, history: History) -> None:
         self.commands.set_condition("can_undo", history.can_undo)

@@ -87,7 +87,9 @@ class ScoringHookup:
         self.progress_bar.setRange(0, 0)
         self.progress_bar.show()
         self.rate_label.setText("")
-        self.controller.start(self.paths, self.settings.scoring, self.settings.recursive)
+        self.controller.start(
+            self.paths, self.settings.scoring, self.settings.recursive, self.settings.library
+        )
 
     # ------------------------------------------------------------------ the first screen first
 
@@ -298,10 +300,14 @@ class ScoringHookup:
     def apply_settings(self, new: AppSettings) -> None:
         """Take new settings; another model or scoring setup clears the scores and re-scores lazily."""
         scoring_changed = new.scoring != self.settings.scoring
-        rescan = scoring_changed or new.recursive != self.settings.recursive
+        library_changed = new.library != self.settings.library
+        rescan = scoring_changed or library_changed or new.recursive != self.settings.recursive
         self.settings.scoring = new.scoring
         self.settings.recursive = new.recursive
+        self.settings.library = new.library
         self.settings.save()
+        if library_changed:  # the rescan below reads the folder's cards and decisions from the new one
+            self.decisions.set_library(new.library)
         if scoring_changed:
             # Cards are keyed by model and settings in the cache; on screen they are cleared, so a card of
             # the old model can never sit next to one of the new model.

@@ -41,6 +41,7 @@ class ScoringJob:
     paths: tuple[str, ...]
     settings: ScoringSettings
     recursive: bool = True
+    library: str = ""  # the app's library setting ("": the default library)
 
 
 @dataclass
@@ -133,7 +134,7 @@ class ScoringRun:
         self._send("progress", replace(state))
         if not files or self._cancel.is_set():
             return
-        with ScoreCache() as cache:
+        with ScoreCache(self.job.library or None) as cache:
             # Hashed here, before the model is even resolved, so decisions show at once (and still show
             # when the model cannot be loaded); the scoring run below reuses these hashes.
             hashed = cache.hash_files(files)
@@ -337,10 +338,13 @@ class ScoringController(QObject):
         """A Scorer (the model, in memory) is kept from an earlier run."""
         return self._scorer is not None
 
-    def start(self, paths: list[str], settings: ScoringSettings, recursive: bool = True) -> None:
-        """Score `paths`; a run in progress is cancelled first and nothing more of it is delivered."""
+    def start(
+        self, paths: list[str], settings: ScoringSettings, recursive: bool = True, library: str = ""
+    ) -> None:
+        """Score `paths` into `library` (the app's setting); a run in progress is cancelled first and
+        nothing more of it is delivered."""
         self._lane.invalidate()
-        job = ScoringJob(tuple(paths), replace(settings), recursive)
+        job = ScoringJob(tuple(paths), replace(settings), recursive, library)
         if self._run is not None:
             self._pending = job
             self._run.cancel()

@@ -144,3 +144,63 @@ def learned(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     result = train(config)
     after = evaluate(test, out, device="cpu", max_tiles=1, progress=False)
     return {"root": root, "result": result, "before": before, "after": after, "config": config}
+
+
+# ------------------------------------------------------------------------------ the library's servers
+
+#: A PostgreSQL server for the library tests (.ci/run starts one and sets it); without it the tests start
+#: a throwaway one with .ci/postgres when PostgreSQL's server binaries are installed, or skip.
+POSTGRES_ENV_VAR = "HUMANAES_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL database the tests may create schemas in."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    given = os.environ.get(POSTGRES_ENV_VAR, "").strip()
+    if given:
+        yield given
+        return
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed (pip install -e '.[test]')")
+    script = Path(__file__).resolve().parents[1] / ".ci" / "postgres"
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_ENV_VAR} or apt-get install postgresql")
+    folder = tempfile.mkdtemp(prefix="humanaes-pg-")  # short: a unix socket's path is at most 107 bytes
+    started = subprocess.run([str(script), "start", folder], capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL server: {started.stderr.strip()[-300:]}")
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([str(script), "stop", folder], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def postgres_library(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL library: its own schema on the test server, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(postgres_server)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        yield f"{postgres_server}{'&' if '?' in postgres_server else '?'}options=-csearch_path%3D{schema}"
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def library(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A fresh library of each kind: a SQLite file (the embedded default) and a PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "library" / "library.sqlite"
+    return request.getfixturevalue("postgres_library")

@@ -196,6 +196,54 @@ def hammer_child(db: str, seed: int, seconds: float, env: dict[str, str], log: s
     os._exit(code)
 
 
+def shared_writer_child(db: str, seed: int, n: int, env: dict[str, str], log: str) -> None:
+    """One editor on a shared library: ``n`` cards (half of them also written by the other writers) and
+    ``n`` decision steps, each on its own photo and on a photo every writer rates; prints its revisions."""
+    _enter_child(env, log)
+    code = 1
+    try:
+        from humanaes_core.store.decisions import DecisionStore, PhotoDecision
+        from humanaes_core.store.scores import ScoreCache
+
+        with ScoreCache(db) as cache, DecisionStore(db, max_history=100_000) as store:
+            for i in range(n):
+                shared, own = f"{i:040x}", f"{seed + 1:08x}{i:032x}"
+                cache.put_many([(shared, {"writer": seed}), (own, {"writer": seed})], "m", "s")
+                step = [
+                    (own, f"/w{seed}/{i}.jpg", PhotoDecision(i % 6)),
+                    ("f" * 40, "/all.jpg", PhotoDecision(seed)),
+                ]
+                store.apply(step, f"writer {seed} step {i}")
+        print(json.dumps({"writer": seed}))
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def decide_child(db: str, content_hash: str, path: str, stars: int, env: dict[str, str], log: str) -> None:
+    """A CLI-like process that gives one photo ``stars`` in the library ``db`` and exits."""
+    _enter_child(env, log)
+    code = 1
+    try:
+        from humanaes_core.store.decisions import DecisionStore
+
+        with DecisionStore(db) as store:
+            store.set_stars([(content_hash, path)], stars)
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _decision(rng: random.Random, flag_type):
     from humanaes_core.store.decisions import PhotoDecision
 

@@ -115,6 +115,19 @@ def guard(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None
     return wrapped
 
 
+def add_library_args(parser: argparse.ArgumentParser) -> None:
+    """``--library URL`` (``--cache`` is its older name): a SQLite file or a PostgreSQL server."""
+    parser.add_argument(
+        "--library",
+        "--cache",
+        dest="cache",
+        default=None,
+        metavar="URL",
+        help="the library: a SQLite file (default: library.sqlite in the per-user data folder, or "
+        "$HUMANAES_LIBRARY) or a shared PostgreSQL server, postgresql+psycopg://user@host/database",
+    )
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -151,22 +164,26 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cached_scoring(args: argparse.Namespace, cache: ScoreCache | None, max_tiles: int) -> CachedScoring:
-    """The cached scorer that --model/--device/--precision/--quantize/--batch-size/--heads ask for
-    (with the photo checks unless --no-checks)."""
+    """The cached scorer that --model/--device/--precision/--quantize/--batch-size/--heads ask for (with
+    the photo checks unless --no-checks); on a Ray cluster with --engine ray (--address, --workers)."""
+    kwargs = {
+        "cache": cache,
+        "device": args.device,
+        "precision": args.precision,
+        "quantize": args.quantize,
+        "max_tiles": max_tiles,
+        "batch_size": args.batch_size,
+        "heads": args.heads,
+        "preset": getattr(args, "preset", None),
+        "checks": not getattr(args, "no_checks", False),
+    }
+    if getattr(args, "engine", "local") == "ray":
+        from humanaes_core.scoring import RayScoring  # imports Ray: only for a cluster run
+
+        return RayScoring(args.model, address=args.address, workers=args.workers, **kwargs)
     from humanaes_core.scoring import CachedScoring
 
-    return CachedScoring(
-        args.model,
-        cache=cache,
-        device=args.device,
-        precision=args.precision,
-        quantize=args.quantize,
-        max_tiles=max_tiles,
-        batch_size=args.batch_size,
-        heads=args.heads,
-        preset=getattr(args, "preset", None),
-        checks=not getattr(args, "no_checks", False),
-    )
+    return CachedScoring(args.model, **kwargs)
 
 
 def score_main(argv: list[str] | None = None) -> int:

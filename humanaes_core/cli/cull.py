@@ -21,6 +21,7 @@ from humanaes_core.cli import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    add_library_args,
     add_model_args,
     cached_scoring,
     check_outputs,
@@ -138,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
-    parser.add_argument("--cache", default=None, help="cache database file (default: per-user data dir)")
+    add_library_args(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

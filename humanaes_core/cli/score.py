@@ -8,7 +8,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from humanaes_core.cli import EXIT_OK, add_model_args, cached_scoring, check_outputs, echo, elapsed, guard
+from humanaes_core.cli import (
+    EXIT_OK,
+    add_library_args,
+    add_model_args,
+    cached_scoring,
+    check_outputs,
+    echo,
+    elapsed,
+    guard,
+    int_in,
+)
 from humanaes_core.errors import HumanAesError
 from humanaes_core.wording import count
 
@@ -50,6 +60,29 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[Any], None]]:
         yield update
 
 
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """--engine ray and its cluster: which machines and how many model workers (docs/scale.md)."""
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process (default); ray: decode on the CPUs and score on one worker per GPU of a "
+        "Ray cluster, cards written to the library as they arrive (docs/scale.md)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="with --engine ray: the cluster's address (auto: the one `ray start` began on this machine; "
+        "default: that one or $RAY_ADDRESS if there is one, else a cluster of this machine's GPUs and CPUs)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int_in(1, 4096),
+        default=None,
+        help="with --engine ray: model workers (default: one per GPU of the cluster, else one per CPU)",
+    )
+
+
 def _until_stopped(results: Iterator[T], stopped: list[HumanAesError]) -> Iterator[T]:
     """The results until the run stops with an error (the disk filled up), which goes into `stopped`:
     what was scored before it is still written to --out."""
@@ -88,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     add_preset_arg(parser)
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
-    parser.add_argument("--cache", default=None, help="cache database file (default: per-user data dir)")
+    add_library_args(parser)
     parser.add_argument(
         "--no-checks",
         action="store_true",
@@ -101,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="add a 'why' column: why each photo's overall differs from the average of the photos scored",
     )
+    add_engine_args(parser)
     args = parser.parse_args(argv)
     if args.explain and args.heads != "all":
         parser.error("--explain needs the full card (--heads all): quick cards have no breakdown to explain")
@@ -122,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     max_tiles = resolve_max_tiles(args.preset, args.max_tiles)
     files, skipped = collect_photos(args.paths, recursive=not args.no_recursive)
     cache = None if args.no_cache else ScoreCache(args.cache)
+    runner = None
     try:
         runner = cached_scoring(args, cache, max_tiles)
         order = {str(p): i for i, p in enumerate(files)}
@@ -151,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cache is not None:
             cache.close()
+        if args.engine == "ray" and runner is not None:
+            runner.close()
     if stopped:
         where = "the output" if args.out == "-" else args.out
         raise HumanAesError(f"{stopped[0]}; results of the {len(by_file)} photos done before are in {where}")
@@ -164,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for s in all_skipped:
         echo(f"  skipped {s.path}: {s.reason}", err=True)
+    for w in runner.workers.values() if args.engine == "ray" else ():  # the Ray engine's model actors
+        echo(f"  worker {w.name}: {count(w.photos, 'photo')}, {w.rate:.2f} photos/s of model time", err=True)
     return EXIT_OK
 
 

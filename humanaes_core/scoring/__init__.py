@@ -1,4 +1,5 @@
-"""Scoring photos into score cards, with the cache: `load_scorer`, `Scorer`, `CachedScoring`.
+"""Scoring photos into score cards, with the cache: `load_scorer`, `Scorer`, `CachedScoring`, and
+`RayScoring` on a Ray cluster.
 
 Public names are imported lazily (``humanaes_core._lazy``): importing the package costs nothing until a
 name is used.
@@ -14,6 +15,7 @@ __all__ = [
     "CachedScoring",
     "DecodedPhoto",
     "Preset",
+    "RayScoring",
     "ScoreCard",
     "ScoreResult",
     "Scorer",
@@ -32,6 +34,7 @@ __getattr__, __dir__ = lazy_exports(
         "DecodedPhoto": "scorer",
         "PRESETS": "presets",
         "Preset": "presets",
+        "RayScoring": "distributed",
         "DEFAULT_PRESET": "presets",
         "ScoreCard": "scorer",
         "ScoreResult": "scorer",

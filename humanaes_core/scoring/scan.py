@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from humanaes_core.errors import HumanAesError
 from humanaes_core.formats import Skipped, os_reason
 from humanaes_core.model import checkpoint_fingerprint, read_meta
-from humanaes_core.scoring.card import ScoreCard, ScoreResult, settings_fingerprint
+from humanaes_core.scoring.card import HasLabel, ScoreCard, ScoreResult, settings_fingerprint
 from humanaes_core.scoring.photo_checks import ScanChecks
 from humanaes_core.scoring.presets import get_preset, resolve_precision
 from humanaes_core.sources import resolve_model
@@ -77,8 +77,8 @@ def placement_for(device: str, precision: str, quantize: str | None) -> Placemen
     return resolve(device, precision, quantize)
 
 
-def _is_cuda(placement: Placement | CpuPlacement) -> bool:
-    return not isinstance(placement, CpuPlacement) and placement.device.type == "cuda"
+def _is_cuda(placement: HasLabel) -> bool:
+    return placement.label.startswith("cuda/")
 
 
 def load_scorer(path: str | os.PathLike, **kwargs: object) -> Scorer:
@@ -136,9 +136,9 @@ class CachedScoring:
         meta = read_meta(self.model_path)
         release = get_preset(preset).release_parity
         if release:
-            on_cuda = _is_cuda(placement_for(device, "auto", None))
+            on_cuda = _is_cuda(self._placement_for(device, "auto", None))
             precision = resolve_precision(preset, precision, on_cuda)
-        self.placement = placement_for(device, precision, quantize)
+        self.placement = self._placement_for(device, precision, quantize)
         self.settings_fp = settings_fingerprint(
             heads=heads,
             max_tiles=max_tiles,
@@ -165,6 +165,11 @@ class CachedScoring:
         self.checks: ScanChecks | None = None
         if checks:
             self.checks = ScanChecks(cache.path if cache is not None else None)
+
+    def _placement_for(self, device: str, precision: str, quantize: str | None) -> HasLabel:
+        """Where the model will run, as the settings fingerprint names it (a cluster engine asks its
+        workers instead)."""
+        return placement_for(device, precision, quantize)
 
     def _torch_placement(self) -> Placement:
         """The placement as torch has it (the CPU one of `placement_for` turned into torch's)."""

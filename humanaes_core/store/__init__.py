@@ -1,8 +1,10 @@
-"""The photo library on disk: content hashing, the SQLite base, migrations, cached scores and decisions.
+"""The photo library: content hashing, the SQLite and PostgreSQL bases, migrations, cached scores and
+decisions.
 
-One file, ``library.sqlite`` (``default_library_path``), holds the score cache, the photo checks
-(``CheckStore``) and the photographer's decisions with their undo history. Public names are imported
-lazily (``humanaes_core._lazy``): importing the package costs nothing until a name is used.
+One library, the file ``library.sqlite`` (``default_library_path``) or a shared PostgreSQL database
+named by its URL, holds the score cache, the photo checks (``CheckStore``) and the photographer's
+decisions with their undo history. Public names are imported lazily (``humanaes_core._lazy``):
+importing the package costs nothing until a name is used.
 """
 
 from humanaes_core._lazy import lazy_exports
@@ -15,9 +17,11 @@ __all__ = [
     "CheckStore",
     "DecisionStore",
     "DecisionsVersionError",
+    "Feed",
     "FileSignature",
     "Flag",
     "HashedFile",
+    "LibraryOfflineError",
     "PhotoDecision",
     "ScoreCache",
     "content_hash_file",
@@ -35,9 +39,11 @@ __getattr__, __dir__ = lazy_exports(
         "CheckStore": "checks",
         "DecisionStore": "decisions",
         "DecisionsVersionError": "errors",
+        "Feed": "decisions",
         "FileSignature": "hashing",
         "Flag": "decisions",
         "HashedFile": "hashing",
+        "LibraryOfflineError": "errors",
         "PhotoDecision": "decisions",
         "ScoreCache": "scores",
         "content_hash_file": "hashing",

@@ -25,8 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from humanaes_core.store.hashing import DIGEST_SIZE
+from humanaes_core.store.library import LibraryStore
 from humanaes_core.store.migrations import CHECKS_COMPONENT
-from humanaes_core.store.sqlite import SQLiteStore
 
 __all__ = ["CheckStore"]
 
@@ -60,13 +60,11 @@ def _decode(text: str, content_hash: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-class CheckStore(SQLiteStore):
-    """Check results keyed by photo content and checks version, in the library file."""
+class CheckStore(LibraryStore):
+    """Check results keyed by photo content and checks version, in the library (a SQLite file or a
+    PostgreSQL server, like the score cache)."""
 
     component = CHECKS_COMPONENT
-
-    def __enter__(self) -> CheckStore:
-        return self
 
     def get_many(self, content_hashes: Iterable[str], version: int) -> dict[str, dict]:
         """Stored results of these hashes under `version`; hashes never checked are absent."""

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from humanaes_core.errors import HumanAesError
 
-__all__ = ["CacheBusyError", "CacheUnavailableError", "CacheVersionError", "DecisionsVersionError"]
+__all__ = [
+    "CacheBusyError",
+    "CacheUnavailableError",
+    "CacheVersionError",
+    "DecisionsVersionError",
+    "LibraryOfflineError",
+]
 
 
 class CacheVersionError(HumanAesError):
@@ -21,3 +27,8 @@ class CacheBusyError(HumanAesError):
 
 class CacheUnavailableError(HumanAesError):
     """The library file cannot be opened at all (a folder in its place, no permission, disk full)."""
+
+
+class LibraryOfflineError(CacheUnavailableError):
+    """The library server could not be reached for longer than the retries allow; the write did not happen
+    and everything committed before is safe, so the caller may keep its change and try again later."""

@@ -1,4 +1,8 @@
-"""Where the library file lives, the lock that serialises moving it, and the one-time rename of cache.sqlite.
+"""Where the library lives (a SQLite file or a PostgreSQL server), the lock that serialises moving a file,
+and the one-time rename of cache.sqlite.
+
+A library is named by a path, ``sqlite:///path``, or a PostgreSQL URL (``postgresql+psycopg://...``,
+``postgresql://...`` meaning the same): the file is the embedded default, the server the shared one.
 
 The file holds the photographer's decisions and undo history as well as cached scores, so it is called
 ``library.sqlite``. HumanAes 0.1 called it ``cache.sqlite``; the first time a newer version opens the
@@ -30,6 +34,8 @@ __all__ = [
     "default_library_path",
     "file_lock",
     "library_path",
+    "library_target",
+    "server_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,13 +54,28 @@ _LOCK_WAIT_S = 60.0
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
 #: The SQLAlchemy spelling of a SQLite file: ``sqlite:///relative`` or ``sqlite:////absolute``.
 _SQLITE_URL = re.compile(r"sqlite(\+pysqlite)?:///(?P<path>[^?#]+)")
+#: A PostgreSQL server (psycopg 3 is the driver; a bare ``postgresql://`` or ``postgres://`` means it too).
+_SERVER_URL = re.compile(r"(postgresql|postgres)(\+psycopg)?://(?P<rest>.*)", re.DOTALL)
+
+
+def server_url(value: str | os.PathLike[str]) -> str | None:
+    """The SQLAlchemy URL of the PostgreSQL library ``value`` names (driver psycopg 3), else None."""
+    match = _SERVER_URL.fullmatch(os.fspath(value).strip())
+    return None if match is None else f"postgresql+psycopg://{match['rest']}"
+
+
+def library_target(value: str | os.PathLike[str]) -> Path | str:
+    """What ``value`` (``--library``/``--cache``, ``$HUMANAES_LIBRARY``) names: a SQLite file's path, or
+    the URL of a PostgreSQL library. Any other URL is refused (``library_path``)."""
+    url = server_url(value)
+    return url if url is not None else library_path(value)
 
 
 def library_path(value: str | os.PathLike[str]) -> Path:
     """The library file that ``value`` (a --cache value, ``$HUMANAES_LIBRARY``) names.
 
-    A ``sqlite:///path`` URL names its path. Any other URL (``postgresql+psycopg://…``) is refused:
-    taken as a path it would silently become a folder named ``postgresql+psycopg:``.
+    A ``sqlite:///path`` URL names its path. Any other URL is refused here (``library_target`` accepts
+    PostgreSQL's): taken as a path it would silently become a folder named ``mysql:``.
     """
     text = os.fspath(value)
     if not _URL.match(text):
@@ -63,8 +84,8 @@ def library_path(value: str | os.PathLike[str]) -> Path:
     if sqlite_url is not None:
         return Path(sqlite_url["path"]).expanduser()
     raise CacheUnavailableError(
-        f"{text}: library URLs other than a file path are not supported yet; "
-        "give the path of a SQLite file (or sqlite:///path)"
+        f"{text}: not a library HumanAes can use; give the path of a SQLite file (or sqlite:///path) "
+        "or a PostgreSQL URL (postgresql+psycopg://user@host/database)"
     )
 
 
@@ -73,13 +94,14 @@ def default_folder() -> Path:
     return Path(platformdirs.user_data_dir("humanaes", appauthor=False))
 
 
-def default_library_path() -> Path:
-    """``$HUMANAES_LIBRARY``, else ``$HUMANAES_CACHE``, else ``library.sqlite`` in the user data folder."""
+def default_library_path() -> Path | str:
+    """``$HUMANAES_LIBRARY``, else ``$HUMANAES_CACHE``, else ``library.sqlite`` in the user data folder;
+    a PostgreSQL URL in either variable is returned as that URL (``library_target``)."""
     for name in (LIBRARY_ENV_VAR, CACHE_ENV_VAR):
         override = os.environ.get(name, "").strip()
         if override:
             try:
-                return library_path(override)
+                return library_target(override)
             except CacheUnavailableError:  # opening it says why; finding where it is must not fail
                 return Path(override)
     return default_folder() / LIBRARY_NAME

@@ -8,8 +8,9 @@ Hashing every photo on every rescan would itself be slow (a 1,000-photo folder o
 reading), so a second table remembers each absolute path's file signature (size, mtime, ctime, inode,
 device) and the hash it had then, and a rescan of an unchanged folder only has to ``stat`` its files.
 
-The cache's tables live in the library file beside the decisions (``sqlite.SQLiteStore``); nothing here
-reads or writes the decision tables. On disk the two keys are the columns ``model_fp`` and
+The cache's tables live in the library beside the decisions (a SQLite file or a PostgreSQL server,
+``library.LibraryStore``); nothing here reads or writes the decision tables. Cards are upserts, so two
+processes storing the same card at once leave one row. On disk the two keys are the columns ``model_fp`` and
 ``settings_fp`` (schema 1, kept as they are).
 
 The fast path trusts the whole signature, not only ``(size, mtime_ns)`` as ``make`` and ``rsync``'s quick
@@ -26,13 +27,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, Index, String, Text, func, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from humanaes_core.store.errors import CacheUnavailableError
@@ -45,8 +46,8 @@ from humanaes_core.store.hashing import (
     signature_of,
     stat_regular,
 )
+from humanaes_core.store.library import LibraryStore
 from humanaes_core.store.migrations import CACHE_COMPONENT
-from humanaes_core.store.sqlite import SQLiteStore
 
 __all__ = ["ScoreCache"]
 
@@ -139,7 +140,7 @@ def _decode_card(card_json: str, content_hash: str) -> dict | None:
     return card if isinstance(card, dict) else None
 
 
-class ScoreCache(SQLiteStore):
+class ScoreCache(LibraryStore):
     """Persistent score-card store keyed by photo content; safe to open from several threads or processes."""
 
     component = CACHE_COMPONENT
@@ -149,10 +150,13 @@ class ScoreCache(SQLiteStore):
         """The cache schema this file is at (always the head once opened: older files are migrated)."""
         return self.component.head
 
-    def __enter__(self) -> ScoreCache:
-        return self
-
     # ---------------------------------------------------------------- content hashes
+
+    def _fast_key(self, key: str) -> str:
+        """The fast-path row of an absolute path. On a shared library each machine keeps its own rows
+        (``host|path``): two machines mounting a share at the same path see other devices and inodes,
+        and would otherwise replace each other's rows and read every photo again on every scan."""
+        return encode_path(f"{platform.node()}|{key}" if self.shared else key)
 
     def content_hash(self, path: str | Path) -> str:
         """Hash of one file's content, re-reading it only if its size or mtime changed since last time.
@@ -224,7 +228,7 @@ class ScoreCache(SQLiteStore):
                 continue
             hashes[key] = HashedFile(digest, sig)
             columns = dict(zip(_SIGNATURE_COLUMNS, _stored(sig), strict=True))
-            fresh.append({"path": encode_path(key), "content_hash": digest, **columns})
+            fresh.append({"path": self._fast_key(key), "content_hash": digest, **columns})
         if fresh:
             self._remember(fresh)
         return hashes
@@ -232,7 +236,7 @@ class ScoreCache(SQLiteStore):
     def _remember(self, fresh: list[dict[str, Any]]) -> None:
         """Store fast-path rows. Only an optimisation: when the library cannot be written (disk full,
         read-only), the hashes are still right and the next scan reads these files again."""
-        stmt = sqlite_insert(FileHash)
+        stmt = self._insert(FileHash)
         stmt = stmt.on_conflict_do_update(
             index_elements=[FileHash.path],
             set_={name: getattr(stmt.excluded, name) for name in (*_SIGNATURE_COLUMNS, "content_hash")},
@@ -244,7 +248,7 @@ class ScoreCache(SQLiteStore):
 
     def _known_hashes(self, keys: list[str]) -> dict[str, tuple[tuple[int | None, ...], str]]:
         """The fast-path rows of these absolute paths: path -> (stored signature, content hash)."""
-        encoded = {encode_path(k): k for k in keys}
+        encoded = {self._fast_key(k): k for k in keys}
         columns = [getattr(FileHash, name) for name in _SIGNATURE_COLUMNS]
 
         def fetch(session: Session) -> dict[str, tuple[tuple[int | None, ...], str]]:
@@ -322,7 +326,7 @@ class ScoreCache(SQLiteStore):
             )
         if not params:
             return
-        stmt = sqlite_insert(ScoreRow)
+        stmt = self._insert(ScoreRow)
         stmt = stmt.on_conflict_do_update(
             index_elements=[ScoreRow.content_hash, ScoreRow.model_fingerprint, ScoreRow.settings_key],
             set_={"card_json": stmt.excluded.card_json, "updated_at": stmt.excluded.updated_at},

@@ -12,7 +12,8 @@ photographer's decisions, so:
 - **Only a SQLite database is ever treated as one**: a file at the library's path that does not start
   with SQLite's header (a photo named by mistake with ``--cache``, a device, a pipe) is refused with a
   one-line error and left untouched, before SQLite opens it; an absent (or empty) file becomes a new
-  library. Other database URLs than ``sqlite:///path`` are refused (``location.library_path``).
+  library. A PostgreSQL URL opens the server instead (``server.ServerStore``); other URLs are refused
+  (``location.library_target``).
 - **Damage**: a SQLite file that SQLite says is not a database or that fails its ``quick_check`` when
   it is opened, or that reports corruption later, is moved aside as ``<name>.damaged-<timestamp>``
   (with a warning in the log and ``recovered_from`` set), the scores, decisions and (when wholly
@@ -34,8 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
@@ -49,7 +49,6 @@ from humanaes_core.store.location import (
     LIBRARY_NAME,
     adopt_legacy_file,
     default_folder,
-    default_library_path,
     file_lock,
     library_path,
 )
@@ -141,11 +140,44 @@ def database_damage(path: str | os.PathLike[str], *, thorough: bool = False) -> 
     return None if verdict == "ok" else verdict
 
 
+#: Library files this process has SQLite connections to, by (device, inode), with how many handles.
+#: Their header is never read with open()/close() again: POSIX record locks belong to the process, and
+#: closing ANY descriptor of a file drops all of them, SQLite's included; another process would then
+#: take the file for unused, check its WAL into the main file and delete the WAL and its index while
+#: this process still reads and writes through them (its later commits would be lost).
+_IN_USE: dict[tuple[int, int], int] = {}
+_IN_USE_LOCK = threading.Lock()
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _hold(file_id: tuple[int, int] | None, delta: int) -> None:
+    if file_id is None:
+        return
+    with _IN_USE_LOCK:
+        count = _IN_USE.get(file_id, 0) + delta
+        if count > 0:
+            _IN_USE[file_id] = count
+        else:
+            _IN_USE.pop(file_id, None)
+
+
 def refuse_foreign(where: Path) -> bool:
     """Raise ``CacheUnavailableError`` unless ``where`` is absent or a regular file that starts like a
     SQLite database (empty, or a prefix of the header, counts: another opener is creating it). Returns
-    whether the file has content. Read without blocking, so a pipe cannot hang the check.
+    whether the file has content. Read without blocking, so a pipe cannot hang the check; a file this
+    process already has open as a library is not opened again (see ``_IN_USE``).
     """
+    file_id = _file_id(where)
+    with _IN_USE_LOCK:
+        if file_id is not None and file_id in _IN_USE:
+            return True
     try:
         fd = nonblocking_opener(where, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
@@ -344,20 +376,22 @@ def _checked_key(path: Path) -> tuple[str, int, int, int, int] | None:
 
 
 class SQLiteStore:
-    """One process's handle on the library file, shared by the score cache and the decision store.
+    """One process's handle on a library file for one schema component (the cache's, the decisions').
 
-    Subclasses name their ``component``; opening checks the file for damage (once per process and
-    file), migrates the component, and every read or write goes through ``_read``/``_write``, which retry
-    while another process holds the lock and replace the file if SQLite reports it damaged.
+    Opening checks the file for damage (once per process and file) and migrates the component; every
+    read or write goes through ``read``/``write``, which retry while another process holds the lock and
+    replace the file if SQLite reports it damaged. ``library.LibraryStore`` chooses this or the server.
     """
 
-    component: ClassVar[SchemaComponent]
+    dialect = "sqlite"
     path: Path
     #: Where the damaged file was moved to when this handle had to start a fresh one (None: it did not).
     recovered_from: Path | None
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = library_path(path if path is not None else default_library_path())
+    def __init__(self, path: str | os.PathLike[str], component: SchemaComponent) -> None:
+        self.component = component
+        self.path = library_path(path)
+        self.target = self.where = self.path
         refuse_foreign(self.path)  # before anything is created beside it
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -407,6 +441,8 @@ class SQLiteStore:
         return CacheUnavailableError(f"cannot open the library {self.path}: {_cannot_use(e) or e}")
 
     def _start_engine(self) -> None:
+        self._in_use = _file_id(self.path)
+        _hold(self._in_use, +1)
         engine = _make_engine(self.path)
         self._engine: Engine = engine
         self._sessions: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
@@ -431,6 +467,7 @@ class SQLiteStore:
             if generation != self._generation:
                 return  # another thread of this handle already recovered
             self._engine.dispose()
+            _hold(self._in_use, -1)
             self._recover_file(str(getattr(exc, "orig", exc)), thorough=True, force=force)
             self._migrate_or_recover()
             self._start_engine()
@@ -477,30 +514,22 @@ class SQLiteStore:
                     ) from e
                 raise
 
-    def _read(self, work: Callable[[Session], T]) -> T:
+    def read(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` on autocommit reads (no snapshot held between statements)."""
         return self._run(work, write=False)
 
-    def _write(self, work: Callable[[Session], T]) -> T:
+    def write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one short BEGIN IMMEDIATE transaction, retried as a whole if needed."""
         return self._run(work, write=True)
 
     # ---------------------------------------------------------------- lifecycle
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles and WAL checkpoint duties)."""
         self._engine.dispose()
-
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.path)!r})"
+        _hold(self._in_use, -1)
+        self._in_use = None

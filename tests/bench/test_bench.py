@@ -272,6 +272,7 @@ def test_bench_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
         speed_photos=1,
         thumbs_naive_sample=2,
         train=TrainSize(train=8, test=4, epochs=1, image_size=480),
+        scale_photos=6,
     )
     monkeypatch.setattr(bench_run, "QUICK", smaller)
     out = tmp_path / "BENCH.md"
@@ -291,6 +292,7 @@ def test_bench_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
         "Photo checks: accuracy",
         "Photo checks: cost",
         "GPU",
+        "Scale: the Ray engine",
     ):
         assert f"## {title}" in text, title
     assert "quick smoke run" in text and "| torch |" in text

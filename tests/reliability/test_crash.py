@@ -253,7 +253,7 @@ def test_damage_found_while_in_use_is_repaired_on_the_fly(tmp_path, caplog):
     db = _filled(tmp_path / "cache.sqlite", n_cards=50)
     with ScoreCache(db) as cache:
         assert cache.count() == 50
-        cache._engine.dispose()  # so the next read goes to the disk, not to a pooled page cache
+        cache.engine.dispose()  # so the next read goes to the disk, not to a pooled page cache
         db.write_bytes(SQLITE_HEADER + b"\0" * 84 + os.urandom(8192))
         with caplog.at_level(logging.WARNING, logger="humanaes_core.store.sqlite"):
             assert cache.get("c" * 40, "m", "s") is None  # no exception: a fresh file

@@ -179,14 +179,14 @@ def test_humanaes_score_refuses_a_photo_as_its_cache(tiny_model, tmp_path, capsy
     assert not out.exists()
 
 
-def test_humanaes_score_refuses_a_database_url_as_its_cache(tiny_model, tmp_path, capsys, monkeypatch):
+def test_humanaes_score_refuses_a_url_that_names_no_library(tiny_model, tmp_path, capsys, monkeypatch):
     folder = procs.photo_folder(tmp_path / "s", 1, seed=6)
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
     argv = [str(folder), "--model", str(tiny_model), "--device", "cpu", "--quiet", "--out", "o.jsonl"]
-    rc, err = _score([*argv, "--cache", "postgresql+psycopg://u:p@db.example/humanaes"], capsys)
-    assert rc == 2 and err.count("\n") == 1 and "not supported yet" in err
+    rc, err = _score([*argv, "--cache", "mysql+pymysql://u:p@db.example/humanaes"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "not a library HumanAes can use" in err
     assert list(work.iterdir()) == []
     rc, err = _score([*argv, "--cache", f"sqlite:///{tmp_path / 'lib.sqlite'}"], capsys)
     assert rc == 0, err

@@ -1,4 +1,5 @@
-"""Score cache: content-keyed cards, the file-signature fast path, WAL, upserts and rescan speed."""
+"""Score cache: content-keyed cards, the file-signature fast path, WAL, upserts and rescan speed. What is
+not about SQLite's file runs on a SQLite file and on a PostgreSQL library (the ``library`` fixture)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from humanaes_core.store import scores as scores_mod
 from humanaes_core.store.errors import CacheVersionError
@@ -30,7 +32,13 @@ CARD = {
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> Iterator[ScoreCache]:
+def cache(library: Path | str) -> Iterator[ScoreCache]:
+    with ScoreCache(library) as c:
+        yield c
+
+
+@pytest.fixture
+def sqlite_cache(tmp_path: Path) -> Iterator[ScoreCache]:
     with ScoreCache(tmp_path / "db" / "cache.sqlite") as c:
         yield c
 
@@ -63,13 +71,14 @@ def test_content_hash_file_is_blake2b_160(tmp_path: Path) -> None:
     assert len(content_hash_file(f)) == 40
 
 
-def test_round_trip_nested_card(cache: ScoreCache, tmp_path: Path) -> None:
+def test_round_trip_nested_card(cache: ScoreCache, library: Path | str, tmp_path: Path) -> None:
     h = cache.content_hash(_write(tmp_path / "a.jpg", b"photo-a"))
     assert cache.get(h, MODEL, SETTINGS) is None
     cache.put(h, MODEL, SETTINGS, CARD)
     assert cache.get(h, MODEL, SETTINGS) == CARD
-    assert cache.path == tmp_path / "db" / "cache.sqlite"
-    assert cache.path.exists()
+    assert cache.path == library
+    assert cache.shared == isinstance(library, str)
+    assert isinstance(library, str) or library.exists()
 
 
 def test_keys_separate_by_model_and_settings(cache: ScoreCache) -> None:
@@ -126,8 +135,10 @@ def test_fast_path_avoids_reading(cache: ScoreCache, tmp_path: Path, reads: list
     assert len(reads) == 1  # second and third calls: no reads
 
 
-def test_fast_path_is_persistent_across_instances(tmp_path: Path, reads: list[str]) -> None:
-    db = tmp_path / "cache.sqlite"
+def test_fast_path_is_persistent_across_instances(
+    library: Path | str, tmp_path: Path, reads: list[str]
+) -> None:
+    db = library
     f = _write(tmp_path / "a.jpg", b"persist")
     with ScoreCache(db) as c1:
         h = c1.content_hash(f)
@@ -214,8 +225,9 @@ def test_put_rejects_non_dict_without_partial_write(cache: ScoreCache) -> None:
     assert cache.count() == 0
 
 
-def test_wal_and_pragmas(cache: ScoreCache) -> None:
-    with cache._engine.connect() as conn:
+def test_wal_and_pragmas(sqlite_cache: ScoreCache) -> None:
+    cache = sqlite_cache
+    with cache.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -228,7 +240,8 @@ def test_wal_and_pragmas(cache: ScoreCache) -> None:
         raw.close()
 
 
-def test_schema_tables_and_version(cache: ScoreCache) -> None:
+def test_schema_tables_and_version(sqlite_cache: ScoreCache) -> None:
+    cache = sqlite_cache
     raw = sqlite3.connect(cache.path)
     try:
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -240,19 +253,15 @@ def test_schema_tables_and_version(cache: ScoreCache) -> None:
     assert cache.schema_version == 2
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    db = tmp_path / "cache.sqlite"
-    ScoreCache(db).close()
-    raw = sqlite3.connect(db)
-    with raw:
-        raw.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
-    raw.close()
+def test_newer_schema_is_refused(library: Path | str) -> None:
+    with ScoreCache(library) as cache, cache.engine.begin() as conn:
+        conn.execute(text("UPDATE meta SET value='99' WHERE key='schema_version'"))
     with pytest.raises(CacheVersionError, match="newer HumanAes"):
-        ScoreCache(db)
+        ScoreCache(library)
 
 
-def test_second_instance_sees_writes(tmp_path: Path) -> None:
-    db = tmp_path / "shared.sqlite"
+def test_second_instance_sees_writes(library: Path | str) -> None:
+    db = library
     with ScoreCache(db) as writer, ScoreCache(db) as reader:
         assert reader.get("c" * 40, MODEL, SETTINGS) is None
         writer.put("c" * 40, MODEL, SETTINGS, CARD)

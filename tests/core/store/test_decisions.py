@@ -1,10 +1,10 @@
-"""The decision store: P/X/U and star keys, undo/redo that survives a restart, in the cache's database."""
+"""The decision store: P/X/U and star keys, undo/redo that survives a restart, in the cache's database;
+each test runs on a SQLite file and on a PostgreSQL library (the ``library`` fixture)."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
+from sqlalchemy import text
 
 from humanaes_core.origins import Origin
 from humanaes_core.store.decisions import DecisionStore, DecisionsVersionError, Flag, PhotoDecision
@@ -13,8 +13,8 @@ from humanaes_core.store.scores import ScoreCache
 
 
 @pytest.fixture
-def db(tmp_path):
-    return tmp_path / "cache.sqlite"
+def db(library):
+    return library
 
 
 def _items(*names: str) -> list[tuple[str, str]]:
@@ -141,9 +141,8 @@ def test_lives_beside_the_score_cache(db):
 
 
 def test_a_newer_decisions_schema_is_refused(db):
-    DecisionStore(db).close()
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE meta SET value = '99' WHERE key = 'decisions_schema_version'")
+    with DecisionStore(db) as store, store.engine.begin() as conn:
+        conn.execute(text("UPDATE meta SET value = '99' WHERE key = 'decisions_schema_version'"))
     with pytest.raises(DecisionsVersionError, match="newer HumanAes"):
         DecisionStore(db)
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from humanaes_core.store import server as server_mod
 from humanaes_core.store.decisions import DecisionStore, Flag
-from humanaes_core.store.errors import CacheUnavailableError
-from humanaes_core.store.location import default_library_path, library_path
+from humanaes_core.store.errors import CacheUnavailableError, LibraryOfflineError
+from humanaes_core.store.location import default_library_path, library_path, library_target
 from humanaes_core.store.scores import ScoreCache
 from humanaes_core.store.sqlite import SQLITE_HEADER, database_damage
 
@@ -115,7 +116,7 @@ def test_a_photo_swapped_in_while_in_use_is_not_moved_aside(tmp_path):
     db = tmp_path / "library.sqlite"
     with ScoreCache(db) as cache:
         cache.put("a" * 40, "m", "s", {"v": 1})
-        cache._engine.dispose()
+        cache.engine.dispose()
         for companion in ("-wal", "-shm"):
             Path(f"{db}{companion}").unlink(missing_ok=True)
         db.write_bytes(JPEG)
@@ -151,8 +152,6 @@ def test_many_openers_of_a_foreign_file_all_refuse_it(tmp_path):
 # ------------------------------------------------------------------------------------------- URLs
 
 URLS = [
-    "postgresql+psycopg://user:secret@db.example/humanaes",
-    "postgresql://localhost/humanaes",
     "mysql+pymysql://u@h/x",
     "sqlite://",  # in memory: nothing would be kept
     "sqlite:///library.sqlite?mode=ro",
@@ -166,19 +165,33 @@ def test_a_database_url_is_refused_and_creates_nothing(tmp_path, monkeypatch, ur
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CacheUnavailableError) as e:
         ScoreCache(url)
-    assert "not supported yet" in _one_line(e)
-    with pytest.raises(CacheUnavailableError, match="not supported yet"):
+    assert "not a library HumanAes can use" in _one_line(e)
+    with pytest.raises(CacheUnavailableError, match="not a library HumanAes can use"):
         DecisionStore(url)
-    assert list(tmp_path.iterdir()) == []  # no folder named "postgresql+psycopg:"
+    assert list(tmp_path.iterdir()) == []  # no folder named "mysql+pymysql:"
 
 
 def test_a_database_url_in_the_environment_is_refused_when_opened(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HUMANAES_LIBRARY", URLS[0])
     default_library_path()  # finding where it is does not fail (the app calls this while starting)
-    with pytest.raises(CacheUnavailableError, match="not supported yet"):
+    with pytest.raises(CacheUnavailableError, match="not a library HumanAes can use"):
         ScoreCache()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "postgresql", "postgres"])
+def test_an_unreachable_server_is_reported_after_bounded_retries_without_the_password(
+    tmp_path, monkeypatch, scheme
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(server_mod, "RETRY_S", 0.3)
+    url = f"{scheme}://editor:secret@/humanaes?host={tmp_path / 'no-server'}"
+    assert default_library_path() != url and library_target(url).startswith("postgresql+psycopg://")
+    with pytest.raises(LibraryOfflineError) as e:
+        DecisionStore(url)
+    assert "cannot reach the library server" in _one_line(e) and "secret" not in _one_line(e)
+    assert list(tmp_path.iterdir()) == []  # no folder named "postgresql:"
 
 
 def test_a_sqlite_url_names_its_file(tmp_path, monkeypatch):

@@ -74,13 +74,13 @@ def fill(disk: Path, leave: int = 0) -> Path:
 
 def cap_pages(store: ScoreCache | DecisionStore, extra: int) -> None:
     """Let the file grow by at most ``extra`` pages from now on (SQLite reports SQLITE_FULL beyond)."""
-    store._engine.dispose()
+    store.engine.dispose()
 
     def on_connect(conn, _record) -> None:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count={pages + extra}")
 
-    event.listen(store._engine, "connect", on_connect)
+    event.listen(store.engine, "connect", on_connect)
 
 
 def put_until_full(cache: ScoreCache) -> tuple[int, CacheUnavailableError]:

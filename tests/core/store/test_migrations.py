@@ -1,5 +1,6 @@
 """The versioned schema: the first released file migrates to the current head, the runner is transactional,
-runs each step exactly once even with concurrent openers, and refuses files from a newer HumanAes."""
+runs each step exactly once even with concurrent openers, and refuses files from a newer HumanAes; the
+same steps on a PostgreSQL library."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy import inspect as sa_inspect
 
 from humanaes_core.origins import Origin
 from humanaes_core.store import checks as checks_mod
@@ -24,6 +27,7 @@ from humanaes_core.store.migrations import (
     DECISIONS_COMPONENT,
     Migration,
     migrate,
+    migrate_server,
 )
 from humanaes_core.store.scores import ScoreCache
 
@@ -185,7 +189,8 @@ def test_concurrent_openers_migrate_once(tmp_path):
         calls.append(threading.current_thread().name)
         conn.execute("CREATE TABLE migration_log (at INTEGER)")  # a second run would fail here
 
-    v2 = _future(DECISIONS_COMPONENT, Migration(2, "log", (), counted))
+    head = DECISIONS_COMPONENT.head
+    v2 = _future(DECISIONS_COMPONENT, Migration(head + 1, "log", (), counted))
     found: list[int] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
@@ -203,7 +208,7 @@ def test_concurrent_openers_migrate_once(tmp_path):
     for t in threads:
         t.join(60)
     assert errors == [] and len(calls) == 1
-    assert sorted(found) == [1] + [2] * 7
+    assert sorted(found) == [1] + [head + 1] * 7
 
 
 def test_files_from_a_newer_version_are_refused_untouched(tmp_path):
@@ -243,7 +248,7 @@ def test_decisions_schema_2_gives_every_old_decision_its_origin(tmp_path):
                 (str(n) * 40, f"/p/{n}.jpg", source),
             )
     conn.close()
-    assert migrate(db, DECISIONS_COMPONENT) == 1 and DECISIONS_COMPONENT.head == 2
+    assert migrate(db, DECISIONS_COMPONENT) == 1 and DECISIONS_COMPONENT.head == 3  # 3: the change feed
     conn = sqlite3.connect(db)
     stored = dict(conn.execute("SELECT content_hash, source FROM decisions").fetchall())
     plans = {row[0] for row in conn.execute("SELECT plan FROM decisions")}
@@ -290,3 +295,134 @@ def test_cache_schema_2_keeps_the_v1_fast_path_rows_without_a_signature(tmp_path
         ("/photos/day1/IMG_0001.jpg", 1234567, 1600000000000000000, "1" * 40, None, None, None),
         ("/photos/day1/IMG_0002.jpg", 7654321, 1600000001000000000, "2" * 40, None, None, None),
     ]
+
+
+# ------------------------------------------------------------------------- the same steps on a server
+
+
+def _only(component, version: int):
+    """The component as a HumanAes that knew only its steps up to ``version``."""
+    return dataclasses.replace(
+        component, migrations=tuple(m for m in component.migrations if m.version <= version)
+    )
+
+
+def _server_schema(engine) -> dict[str, list]:
+    """Tables and indexes of the library's schema with their columns, nullability and keys."""
+    inspector = sa_inspect(engine)
+    out: dict[str, list] = {}
+    for table in inspector.get_table_names():
+        pk = set(inspector.get_pk_constraint(table)["constrained_columns"])
+        out[table] = sorted(
+            (c["name"], c["nullable"] and c["name"] not in pk, c["name"] in pk)
+            for c in inspector.get_columns(table)
+        )
+        for index in inspector.get_indexes(table):
+            out[index["name"]] = index["column_names"]
+    return out
+
+
+def test_a_server_library_migrates_step_by_step_to_the_schema_of_a_new_one(postgres_library):
+    engine = create_engine(postgres_library)
+    try:
+        for component in COMPONENTS.values():
+            assert migrate_server(engine, _only(component, 1)) == 0
+        with engine.begin() as conn:  # rows of the first schema, as an old HumanAes left them
+            conn.execute(text("INSERT INTO file_hashes VALUES ('/p/a.jpg', 1, 2, :h)"), {"h": H1})
+            conn.execute(text("INSERT INTO scores VALUES (:h, 'm', 's', '{}', 1.0)"), {"h": H1})
+        for component in COMPONENTS.values():
+            assert migrate_server(engine, component) == 1
+            assert migrate_server(engine, component) == component.head  # nothing left to do
+        with ScoreCache(postgres_library) as cache:
+            assert cache.get(H1, "m", "s") == {} and cache.schema_found == CACHE_COMPONENT.head
+        migrated = _server_schema(engine)
+        tables = list(scores_mod.Base.metadata.sorted_tables) + list(
+            decisions_mod._Base.metadata.sorted_tables
+        )
+        for table in tables:  # what the ORM classes describe, on the server too
+            assert {c[0] for c in migrated[table.name]} == {c.name for c in table.columns}, table.name
+            for column in table.columns:
+                (entry,) = [c for c in migrated[table.name] if c[0] == column.name]
+                assert entry[1] == (column.nullable and not column.primary_key), (table.name, column.name)
+                assert entry[2] == column.primary_key, (table.name, column.name)
+            for index in table.indexes:
+                assert migrated[index.name] == [c.name for c in index.columns]
+    finally:
+        engine.dispose()
+
+
+def test_a_failing_step_leaves_a_server_library_as_it_was(postgres_library):
+    engine = create_engine(postgres_library)
+
+    def explode(conn) -> None:
+        conn.execute("UPDATE scores SET card_json = 'half'")
+        raise RuntimeError("step failed halfway")
+
+    broken = _future(
+        CACHE_COMPONENT,
+        Migration(
+            CACHE_COMPONENT.head + 1, "add a column", ("ALTER TABLE scores ADD COLUMN origin TEXT",), explode
+        ),
+    )
+    try:
+        with ScoreCache(postgres_library) as cache:
+            cache.put(H1, "m", "s", {"v": 1})
+        before = _server_schema(engine)
+        with pytest.raises(RuntimeError, match="halfway"):
+            migrate_server(engine, broken)
+        assert _server_schema(engine) == before  # PostgreSQL's DDL is transactional
+        with ScoreCache(postgres_library) as cache:
+            assert cache.get(H1, "m", "s") == {"v": 1}
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_openers_migrate_a_server_library_once(postgres_library):
+    calls: list[str] = []
+
+    def counted(conn) -> None:
+        calls.append(threading.current_thread().name)
+        conn.execute("CREATE TABLE migration_log (at INTEGER)")  # a second run would fail here
+
+    head = DECISIONS_COMPONENT.head
+    later = _future(DECISIONS_COMPONENT, Migration(head + 1, "log", (), counted))
+    engines = [create_engine(postgres_library) for _ in range(6)]
+    found: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(engines))
+
+    def opener(engine) -> None:
+        try:
+            barrier.wait()
+            found.append(migrate_server(engine, later))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=opener, args=(e,), name=f"opener-{i}") for i, e in enumerate(engines)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        for engine in engines:
+            engine.dispose()
+    assert errors == [] and len(calls) == 1
+    assert sorted(found) == [0] + [head + 1] * 5
+
+
+def test_a_server_library_from_a_newer_version_is_refused_untouched(postgres_library):
+    with ScoreCache(postgres_library) as cache, DecisionStore(cache) as store, cache.engine.begin() as conn:
+        store.set_stars([(H1, "/p/a.jpg")], 3)
+        conn.execute(text("UPDATE meta SET value = '7' WHERE key = 'schema_version'"))
+        conn.execute(text("UPDATE meta SET value = 'five' WHERE key = 'decisions_schema_version'"))
+    with pytest.raises(CacheVersionError, match="newer HumanAes"):
+        ScoreCache(postgres_library)
+    with pytest.raises(DecisionsVersionError, match="unrecognised"):
+        DecisionStore(postgres_library)
+    engine = create_engine(postgres_library)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT stars FROM decisions")).scalars().all() == [3]
+    finally:
+        engine.dispose()
