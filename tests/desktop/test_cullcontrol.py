@@ -209,7 +209,7 @@ def test_auto_cull_previews_applies_and_keeps_manual_decisions(folder):
         "Of 5 scored photos, 2 would be picked and 2 rejected; 1 you decided yourself stays as it is."
     )
     assert text.count("picked") == 1 and "(so" not in text
-    assert text.endswith("1 photos are not scored yet and are left alone.")
+    assert text.endswith("1 photo not scored yet is left alone.")
 
     control.apply_auto_cull(half)
     assert writer.descriptions[-1] == "auto-cull: keep top 50% per folder"
@@ -288,5 +288,5 @@ def test_what_to_write_copy_and_export(folder, tmp_path):
         copied=[(tmp_path / "a.jpg", tmp_path / "out" / "a.jpg")], failed=[(tmp_path / "z.jpg", "gone")]
     )
     text, failures = control.picks_copied(copied, tmp_path / "out", move=True)
-    assert text == f"Moved 1 picks to {tmp_path / 'out'}; 1 failed (see Skipped files)."
+    assert text == f"Moved 1 pick to {tmp_path / 'out'}; 1 failed (see Skipped files)."
     assert failures == [(str(tmp_path / "z.jpg"), "not moved: gone")]

@@ -412,8 +412,8 @@ def test_every_setting_is_a_flag():
         elif isinstance(default, bool):
             argv.append(flag)
             expected[f.name] = True
-        elif f.name in ("precision", "quantize"):
-            value = {"precision": "bf16", "quantize": "4bit"}[f.name]
+        elif f.name in ("precision", "quantize", "taste"):
+            value = {"precision": "bf16", "quantize": "4bit", "taste": "off"}[f.name]
             argv += [flag, value]
             expected[f.name] = value
         elif f.name == "lora_targets":
