@@ -25,8 +25,6 @@ import io
 import logging
 import os
 import re
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,7 +35,18 @@ import torch
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from humanaes_core.errors import ImageLoadError
-from humanaes_core.files import nonblocking_opener
+from humanaes_core.files import (
+    DECODE_TIMEOUT_ENV,
+    DEFAULT_DECODE_TIMEOUT_S,
+    TOO_SLOW,
+    Deadline,
+    DeadlineFile,
+    DecodeTimeout,
+    abandoned_decodes,
+    decode_timeout,
+    nonblocking_opener,
+    run_with_time_limit,
+)
 from humanaes_core.formats import decoders as formats
 from humanaes_core.model.meta import IMAGENET_MEAN, IMAGENET_STD
 
@@ -70,11 +79,6 @@ _WHITE = (255, 255, 255)
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _BICUBIC = Image.Resampling.BICUBIC
 
-#: Environment variable with the per-file decode limit in seconds (0 or "none": no limit).
-DECODE_TIMEOUT_ENV = "HUMANAES_DECODE_TIMEOUT"
-DEFAULT_DECODE_TIMEOUT_S = 30.0
-#: Reason for a photo whose decoding was abandoned at the time limit.
-TOO_SLOW = "decoding took too long"
 
 T = TypeVar("T")
 
@@ -196,7 +200,7 @@ def _load_error(exc: BaseException, name: str) -> ImageLoadError:
     """Turn whatever Pillow or the OS raised into a short reason a photographer can act on."""
     if isinstance(exc, ImageLoadError):
         return exc
-    if isinstance(exc, _DecodeTimeout):
+    if isinstance(exc, DecodeTimeout):
         reason = TOO_SLOW
     elif isinstance(exc, Image.DecompressionBombError):
         reason = _too_large(exc)
@@ -214,118 +218,6 @@ def _load_error(exc: BaseException, name: str) -> ImageLoadError:
     else:
         reason = "truncated or corrupt image data"
     return ImageLoadError(name, reason)
-
-
-def decode_timeout(seconds: float | None = None) -> float | None:
-    """The per-file decode limit: ``seconds`` if given, else ``$HUMANAES_DECODE_TIMEOUT``, else 30 s.
-
-    Zero, a negative value or "none" means no limit (a decode may then take as long as it takes).
-    """
-    if seconds is None:
-        raw = os.environ.get(DECODE_TIMEOUT_ENV, "").strip().lower()
-        if not raw:
-            return DEFAULT_DECODE_TIMEOUT_S
-        if raw in ("none", "off", "inf"):
-            return None
-        try:
-            seconds = float(raw)
-        except ValueError:
-            log.warning("ignoring %s=%r (not a number of seconds)", DECODE_TIMEOUT_ENV, raw)
-            return DEFAULT_DECODE_TIMEOUT_S
-    return seconds if seconds > 0 else None
-
-
-class _DecodeTimeout(Exception):
-    """Raised inside an abandoned decode at its next file read."""
-
-
-class _Deadline:
-    """A point in time after which the decode's reads fail; ``expire`` ends it at once."""
-
-    __slots__ = ("_at", "expired")
-
-    def __init__(self, seconds: float) -> None:
-        self._at = time.monotonic() + seconds
-        self.expired = False
-
-    def expire(self) -> None:
-        self.expired = True
-
-    def check(self) -> None:
-        if self.expired or time.monotonic() > self._at:
-            self.expired = True
-            raise _DecodeTimeout
-
-
-class _DeadlineFile(io.BufferedReader):
-    """A buffered file whose reads fail once its deadline has passed: Pillow's decoders read in chunks
-    (64 KiB), so an over-long decode stops at its next chunk and its thread and memory are freed."""
-
-    def __init__(self, raw: io.RawIOBase, deadline: _Deadline | None) -> None:
-        super().__init__(raw)
-        self._deadline = deadline
-
-    def _check(self) -> None:
-        if self._deadline is not None:
-            self._deadline.check()
-
-    def read(self, size: int | None = -1) -> bytes:
-        self._check()
-        return super().read(size)
-
-    def read1(self, size: int = -1) -> bytes:
-        self._check()
-        return super().read1(size)
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
-        self._check()
-        return super().readinto(buffer)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        self._check()
-        return super().readline(size)
-
-
-#: Helper threads whose callers gave up on them at the time limit (pruned when they have finished).
-_abandoned: set[threading.Thread] = set()
-_abandoned_lock = threading.Lock()
-
-
-def abandoned_decodes() -> int:
-    """How many decodes passed their time limit and are still running in the background."""
-    with _abandoned_lock:
-        _abandoned.difference_update([t for t in _abandoned if not t.is_alive()])
-        return len(_abandoned)
-
-
-def _with_time_limit(work: Callable[[_Deadline | None], T], seconds: float | None, name: str) -> T:
-    """``work(deadline)`` in a helper thread; at ``seconds`` stop waiting and raise ImageLoadError."""
-    if seconds is None:
-        return work(None)
-    deadline = _Deadline(seconds)
-    outcome: list[tuple[bool, object]] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            outcome.append((True, work(deadline)))
-        except BaseException as e:  # handed to the waiting caller, or dropped if it gave up
-            outcome.append((False, e))
-        finally:
-            done.set()
-
-    helper = threading.Thread(target=run, name="humanaes-decode", daemon=True)
-    helper.start()
-    if not done.wait(seconds):
-        deadline.expire()
-        with _abandoned_lock:
-            _abandoned.add(helper)
-        log.warning("%s: decoding took longer than %g s; skipping this photo", name, seconds)
-        raise ImageLoadError(name, TOO_SLOW)
-    ok, value = outcome[0]
-    if ok:
-        return value  # type: ignore[return-value]
-    raise value  # type: ignore[misc]
 
 
 def _orientation(img: Image.Image) -> int:
@@ -443,7 +335,7 @@ def _decode(
             return _to_rgb(img), img.size
         except Exception as exc:
             raise _load_error(exc, name) from exc
-    return _with_time_limit(
+    return run_with_time_limit(
         lambda deadline: _decode_file(source, name, fast_decode, target_for, deadline),
         decode_timeout(timeout),
         name,
@@ -455,7 +347,7 @@ def _decode_file(
     name: str,
     fast_decode: bool,
     target_for: Callable[[tuple[int, int]], tuple[int, int] | None],
-    deadline: _Deadline | None,
+    deadline: Deadline | None,
 ) -> tuple[Image.Image, tuple[int, int]]:
     if not formats.is_raw(source):
         return _decode_pillow(source, name, fast_decode, target_for, deadline)
@@ -479,12 +371,12 @@ def _decode_pillow(
     name: str,
     fast_decode: bool,
     target_for: Callable[[tuple[int, int]], tuple[int, int] | None],
-    deadline: _Deadline | None,
+    deadline: Deadline | None,
 ) -> tuple[Image.Image, tuple[int, int]]:
     try:
         with (
             open(source, "rb", buffering=0, opener=nonblocking_opener) as raw,
-            _DeadlineFile(raw, deadline) as fp,
+            DeadlineFile(raw, deadline) as fp,
         ):
             formats.check_regular(fp.fileno(), name)
             img = Image.open(fp)
@@ -517,18 +409,18 @@ def _decode_release(source: ImageSource, timeout: float | None) -> Image.Image:
         except Exception as exc:
             raise _load_error(exc, name) from exc
 
-    def work(deadline: _Deadline | None) -> Image.Image:
+    def work(deadline: Deadline | None) -> Image.Image:
         try:
             with (
                 open(source, "rb", buffering=0, opener=nonblocking_opener) as raw,
-                _DeadlineFile(raw, deadline) as fp,
+                DeadlineFile(raw, deadline) as fp,
             ):
                 formats.check_regular(fp.fileno(), name)
                 return Image.open(fp).convert("RGB")
         except Exception as exc:
             raise _load_error(exc, name) from exc
 
-    return _with_time_limit(work, decode_timeout(timeout), name)
+    return run_with_time_limit(work, decode_timeout(timeout), name)
 
 
 def load_image(

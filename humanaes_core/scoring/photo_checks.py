@@ -18,6 +18,7 @@ from pathlib import Path
 
 from humanaes_core.checks import CHECKS_VERSION, Face, PhotoChecks, check_photo
 from humanaes_core.errors import HumanAesError
+from humanaes_core.files import decode_timeout, run_with_time_limit
 from humanaes_core.scoring.card import ScoreCard
 from humanaes_core.store import CheckStore
 
@@ -85,8 +86,10 @@ class ScanChecks:
     def _compute(self, key: str, path: Path) -> Result | None:
         if self._broken:
             return None
-        try:
-            faces, checks = check_photo(path)
+        try:  # under scoring's decode time limit: a file that hangs costs a bounded wait, never the scan
+            faces, checks = run_with_time_limit(
+                lambda _deadline: check_photo(path), decode_timeout(), str(path)
+            )
         except ImportError as e:  # LiteRT or the model files are not installed: no photo can be checked
             self._broken = True
             log.warning("photo checks are off: %s", e)
