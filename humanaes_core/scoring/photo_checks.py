@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from humanaes_core.checks import CHECKS_VERSION, Face, PhotoChecks, check_photo
+from humanaes_core.checks import CHECKS_VERSION, Face, PhotoChecks
 from humanaes_core.errors import HumanAesError
 from humanaes_core.files import decode_timeout, run_with_time_limit
 from humanaes_core.scoring.card import ScoreCard
@@ -36,6 +36,14 @@ def _from_stored(data: Mapping) -> Result:
     return [Face.from_dict(f) for f in data.get("faces") or []], PhotoChecks.from_dict(
         data.get("checks") or {}
     )
+
+
+def check_photo(path: Path) -> Result:
+    """``checks.check_photo``, imported when a photo needs checking: it brings numpy and LiteRT, which a
+    scan whose results are all stored never needs."""
+    from humanaes_core.checks import check_photo as check
+
+    return check(path)
 
 
 class ScanChecks:

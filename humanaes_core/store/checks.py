@@ -8,8 +8,9 @@ model keeps them, and a new checks version computes them afresh without touching
 is stored as opaque JSON (``{"faces": [...], "checks": {...}}``); ``scoring.CachedScoring`` turns it into
 ``Face`` and ``PhotoChecks``.
 
-Written with SQLAlchemy Core constructs and portable SQL types only; the upsert picks the dialect's
-``ON CONFLICT`` form (SQLite and PostgreSQL spell it alike).
+The table is the migrations' (``migrations.CHECKS_COMPONENT``: ``content_hash``, ``checks_version``,
+``result_json``, ``updated_at``); it is read and written in plain SQL that SQLite and PostgreSQL read
+alike (``LibraryStore._rows``, ``_write_rows``), like the score cache's.
 """
 
 from __future__ import annotations
@@ -18,14 +19,8 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
 
-from sqlalchemy import Float, Integer, String, Text, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-
-from humanaes_core.store.hashing import DIGEST_SIZE
-from humanaes_core.store.library import LibraryStore
+from humanaes_core.store.library import LibraryStore, marks
 from humanaes_core.store.migrations import CHECKS_COMPONENT
 
 __all__ = ["CheckStore"]
@@ -35,19 +30,11 @@ log = logging.getLogger(__name__)
 _MAX_PARAMS = 500
 
 
-class _Base(DeclarativeBase):
-    """The checks table's own metadata, apart from the score and decision tables'."""
-
-
-class CheckRow(_Base):
-    """One photo's check results under one checks version."""
-
-    __tablename__ = "photo_checks"
-
-    content_hash: Mapped[str] = mapped_column(String(2 * DIGEST_SIZE), primary_key=True)
-    checks_version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    result_json: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[float] = mapped_column(Float)
+_PUT_SQL = (
+    "INSERT INTO photo_checks (content_hash, checks_version, result_json, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (content_hash, checks_version) DO UPDATE SET result_json = excluded.result_json, "
+    "updated_at = excluded.updated_at"
+)
 
 
 def _decode(text: str, content_hash: str) -> dict | None:
@@ -69,54 +56,32 @@ class CheckStore(LibraryStore):
     def get_many(self, content_hashes: Iterable[str], version: int) -> dict[str, dict]:
         """Stored results of these hashes under `version`; hashes never checked are absent."""
         wanted = list(dict.fromkeys(content_hashes))
-
-        def fetch(session: Session) -> dict[str, dict]:
-            found: dict[str, dict] = {}
-            for start in range(0, len(wanted), _MAX_PARAMS - 1):
-                rows = session.execute(
-                    select(CheckRow.content_hash, CheckRow.result_json).where(
-                        CheckRow.checks_version == version,
-                        CheckRow.content_hash.in_(wanted[start : start + _MAX_PARAMS - 1]),
-                    )
-                )
-                for digest, text in rows:
-                    result = _decode(text, digest)
-                    if result is not None:
-                        found[digest] = result
-            return found
-
-        return self._read(fetch) if wanted else {}
+        found: dict[str, dict] = {}
+        for start in range(0, len(wanted), _MAX_PARAMS - 1):
+            chunk = wanted[start : start + _MAX_PARAMS - 1]
+            query = (
+                "SELECT content_hash, result_json FROM photo_checks WHERE checks_version = ? "
+                f"AND content_hash IN ({marks(len(chunk))})"
+            )
+            for digest, text in self._rows(query, [version, *chunk]):
+                result = _decode(text, digest)
+                if result is not None:
+                    found[digest] = result
+        return found
 
     def put_many(self, rows: Iterable[tuple[str, dict]], version: int) -> None:
         """Store results (content hash, result dict) in one transaction; a result already stored for
         the same hash and version is replaced."""
         now = time.time()
-        params: list[dict[str, Any]] = [
-            {
-                "content_hash": digest,
-                "checks_version": version,
-                "result_json": json.dumps(result, ensure_ascii=True, separators=(",", ":")),
-                "updated_at": now,
-            }
+        params = [
+            (digest, version, json.dumps(result, ensure_ascii=True, separators=(",", ":")), now)
             for digest, result in rows
         ]
-        if not params:
-            return
-
-        def write(session: Session) -> None:
-            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-            stmt = dialect.insert(CheckRow)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[CheckRow.content_hash, CheckRow.checks_version],
-                set_={"result_json": stmt.excluded.result_json, "updated_at": stmt.excluded.updated_at},
-            )
-            session.execute(stmt, params)
-
-        self._write(write)
+        if params:
+            self._write_rows(_PUT_SQL, params)
 
     def count(self, version: int | None = None) -> int:
         """Number of stored results, in all or under one checks version."""
-        query = select(func.count()).select_from(CheckRow)
-        if version is not None:
-            query = query.where(CheckRow.checks_version == version)
-        return int(self._read(lambda session: session.execute(query).scalar_one()))
+        if version is None:
+            return int(self._rows("SELECT count(*) FROM photo_checks")[0][0])
+        return int(self._rows("SELECT count(*) FROM photo_checks WHERE checks_version = ?", [version])[0][0])

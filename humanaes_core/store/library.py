@@ -1,34 +1,43 @@
 """The library a store works on: a SQLite file (the embedded default) or a PostgreSQL server (the shared one).
 
-The score cache and the decision store are written once, in portable SQLAlchemy, against this base; it
-opens the backend the location names (``location.library_target``) and hands their units of work to it:
-``sqlite.SQLiteStore`` (WAL, ``BEGIN IMMEDIATE``, damaged files moved aside) or ``server.ServerStore``
-(upserts, advisory locks, retries while the server is unreachable). ``_insert`` is the dialect's
-``INSERT`` with ``ON CONFLICT``, which both speak alike.
+The score cache and the decision store are written once against this base; it opens the backend the
+location names (``location.library_target``) and hands their work to it: ``sqlite.SQLiteStore`` (WAL,
+``BEGIN IMMEDIATE``, damaged files moved aside) or ``server.ServerStore`` (upserts, advisory locks, retries
+while the server is unreachable). Units of work (``_read``, ``_write``) are portable SQLAlchemy; ``_insert``
+is the dialect's ``INSERT`` with ``ON CONFLICT``, which both speak alike.
+
+The lookups a scan makes for every photo (``_rows``: a folder's fast-path hashes, its cached cards and
+check results) are plain SQL that both servers read alike, run by the backend's own driver: on a SQLite
+file that is the standard library's ``sqlite3``, so reopening a cached folder needs no SQLAlchemy at all
+(importing it takes longer than the whole lookup). SQLAlchemy and psycopg are imported on first use.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self, TypeVar
-
-from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from humanaes_core.store.location import default_library_path, library_target
 from humanaes_core.store.migrations import SchemaComponent
-from humanaes_core.store.server import ServerStore, lock_decisions
 from humanaes_core.store.sqlite import SQLiteStore
 
-__all__ = ["LibraryStore"]
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
+    from humanaes_core.store.server import ServerStore
+
+__all__ = ["LibraryStore", "marks"]
 
 T = TypeVar("T")
 
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+def marks(count: int) -> str:
+    """``?, ?, …``: the placeholders of a plain-SQL ``IN`` list of ``count`` values."""
+    return ", ".join("?" * count)
 
 
 class LibraryStore:
@@ -38,11 +47,13 @@ class LibraryStore:
 
     def __init__(self, location: str | os.PathLike[str] | None = None) -> None:
         target = library_target(location) if location is not None else default_library_path()
-        self._backend: SQLiteStore | ServerStore = (
-            ServerStore(target, self.component)
-            if isinstance(target, str)
-            else SQLiteStore(target, self.component)
-        )
+        self._backend: SQLiteStore | ServerStore
+        if isinstance(target, str):
+            from humanaes_core.store.server import ServerStore
+
+            self._backend = ServerStore(target, self.component)
+        else:
+            self._backend = SQLiteStore(target, self.component)
 
     @property
     def path(self) -> Path | str:
@@ -57,7 +68,7 @@ class LibraryStore:
     @property
     def shared(self) -> bool:
         """Whether the library is on a server (other machines may be writing to it)."""
-        return isinstance(self._backend, ServerStore)
+        return self._backend.dialect == "postgresql"
 
     @property
     def recovered_from(self) -> Path | None:
@@ -80,14 +91,32 @@ class LibraryStore:
     def _write(self, work: Callable[[Session], T]) -> T:
         return self._backend.write(work)
 
+    def _driver_sql(self, sql: str) -> str:
+        """Plain SQL written with SQLite's ``?`` placeholders, as the backend's driver takes it (psycopg's
+        are ``%s``; none of the stores' statements has a literal ``?`` or ``%``)."""
+        return sql.replace("?", "%s") if self.shared else sql
+
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """The rows of one read-only query in plain SQL (see the module's notes and ``_driver_sql``)."""
+        return self._backend.rows(self._driver_sql(sql), params)
+
+    def _write_rows(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        """Run one plain-SQL statement (an upsert) for each of ``rows``, all in one write transaction."""
+        statement = self._driver_sql(sql)
+        self._write(lambda session: session.connection().exec_driver_sql(statement, list(rows)))
+
     def _insert(self, table: Any) -> Any:
         """``INSERT`` into ``table`` in the library's dialect, for ``on_conflict_do_update``."""
-        return _INSERTS[self._backend.dialect](table)
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[self._backend.dialect](table)
 
     def _serialise_decisions(self, session: Session) -> None:
         """Make this write transaction the only decision writer until it commits: SQLite's ``BEGIN
         IMMEDIATE`` already is; on the server an advisory lock does it."""
-        if isinstance(self._backend, ServerStore):
+        if self.shared:
+            from humanaes_core.store.server import lock_decisions
+
             lock_decisions(session)
 
     def close(self) -> None:

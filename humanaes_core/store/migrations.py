@@ -13,11 +13,16 @@ servers read it alike) or SQLAlchemy Core DDL elements (``CreateTable(table, if_
 on both. Where the frozen text of an old step differs between dialects, ``dialects`` holds the
 replacement. Version 1 is the first released schema; its DDL is frozen here, not derived from the ORM
 classes, so the ORM can change while old libraries still migrate step by step.
+
+SQLAlchemy is imported only when a step is compiled or a server is migrated: a Core DDL step is given as
+a function that builds it, so opening a SQLite library that is already at its head (every scan of a
+cached folder) reads one ``meta`` row through the standard library's ``sqlite3`` and nothing more.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -25,29 +30,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    text,
-)
-from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import Dialect
-from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
+from typing import TYPE_CHECKING, Any
 
 from humanaes_core.errors import HumanAesError
 from humanaes_core.store.errors import CacheVersionError, DecisionsVersionError
 from humanaes_core.store.location import LIBRARY_ENV_VAR
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.schema import ExecutableDDLElement
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -69,6 +61,11 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 30_000
 
 
+#: A step's statement: SQL text, or a function that builds a SQLAlchemy Core DDL element (called, and
+#: SQLAlchemy imported, only when the step runs).
+Statement = str | Callable[[], "ExecutableDDLElement"]
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: ``statements`` bring the tables from ``version - 1`` to ``version``.
@@ -81,14 +78,23 @@ class Migration:
 
     version: int
     description: str
-    statements: tuple[str | ExecutableDDLElement, ...] = ()
+    statements: tuple[Statement, ...] = ()
     apply: Callable[[Any], None] | None = None
-    dialects: dict[str, tuple[str | ExecutableDDLElement, ...]] = field(default_factory=dict)
+    dialects: dict[str, tuple[Statement, ...]] = field(default_factory=dict)
 
-    def sql(self, dialect: Dialect) -> list[str]:
-        """The step's statements as SQL text for ``dialect``."""
-        chosen = self.dialects.get(dialect.name, self.statements)
-        return [s if isinstance(s, str) else str(s.compile(dialect=dialect)).strip() for s in chosen]
+    def sql(self, dialect: str) -> list[str]:
+        """The step's statements as SQL text for the dialect named ``dialect`` ("sqlite", "postgresql")."""
+        chosen = self.dialects.get(dialect, self.statements)
+        return [
+            s if isinstance(s, str) else str(s().compile(dialect=_dialect(dialect))).strip() for s in chosen
+        ]
+
+
+def _dialect(name: str) -> Dialect:
+    """SQLAlchemy's dialect ``name``, to compile a Core DDL step for it."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return {"sqlite": sqlite, "postgresql": postgresql}[name].dialect()
 
 
 @dataclass(frozen=True)
@@ -163,22 +169,41 @@ _DECISIONS_V1_SERVER = tuple(
 #: the writing handle's id (and the id of a handle whose newer change it replaced unseen), so other
 #: processes see what changed since the revision they last read and both editors of a conflict are
 #: told. Portable Core DDL (see module doc).
-_V3_META = MetaData()
-_DECISION_CHANGES_V3 = Table(
-    "decision_changes",
-    _V3_META,
-    Column("revision", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("content_hash", String(40), nullable=False),
-    Column("writer", Text, nullable=False),
-    Column("overwrote", Text, nullable=True),
-    Column("changed_at", Float, nullable=False),
-    sqlite_autoincrement=True,  # revisions never reused, even after the oldest rows are pruned
-)
-_DECISION_CHANGES_INDEX_V3 = Index("ix_decision_changes_hash", _DECISION_CHANGES_V3.c.content_hash)
-_DECISIONS_V3 = (
-    CreateTable(_DECISION_CHANGES_V3, if_not_exists=True),
-    CreateIndex(_DECISION_CHANGES_INDEX_V3, if_not_exists=True),
-)
+
+
+@functools.cache
+def _decision_changes_v3() -> tuple[Any, Any]:
+    """The change feed's table and index, as decisions schema 3 created them."""
+    from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
+
+    table = Table(
+        "decision_changes",
+        MetaData(),
+        Column(
+            "revision", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        Column("content_hash", String(40), nullable=False),
+        Column("writer", Text, nullable=False),
+        Column("overwrote", Text, nullable=True),
+        Column("changed_at", Float, nullable=False),
+        sqlite_autoincrement=True,  # revisions never reused, even after the oldest rows are pruned
+    )
+    return table, Index("ix_decision_changes_hash", table.c.content_hash)
+
+
+def _create_decision_changes_v3() -> ExecutableDDLElement:
+    from sqlalchemy.schema import CreateTable
+
+    return CreateTable(_decision_changes_v3()[0], if_not_exists=True)
+
+
+def _create_decision_changes_index_v3() -> ExecutableDDLElement:
+    from sqlalchemy.schema import CreateIndex
+
+    return CreateIndex(_decision_changes_v3()[1], if_not_exists=True)
+
+
+_DECISIONS_V3: tuple[Statement, ...] = (_create_decision_changes_v3, _create_decision_changes_index_v3)
 
 #: The score tables: ``meta``, ``file_hashes`` (the path fast path) and ``scores``.
 CACHE_COMPONENT = SchemaComponent(
@@ -267,7 +292,7 @@ def migrate(path: str | os.PathLike[str], component: SchemaComponent) -> int:
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            found = _migrate_in(conn.execute, conn, _SQLITE, str(where), component)
+            found = _migrate_in(conn.execute, conn, "sqlite", str(where), component)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -286,27 +311,28 @@ def migrate_server(engine: Engine, component: SchemaComponent) -> int:
     """``migrate`` on a PostgreSQL library: one transaction, serialised by an advisory lock that is held
     until its commit, so concurrent openers migrate once; DDL is transactional, so a failing step leaves
     the library as it was."""
+    from sqlalchemy import text
+
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         where = engine.url.render_as_string(hide_password=True)
         dbapi = conn.connection.dbapi_connection
-        return _migrate_in(_server_executor(conn), dbapi, engine.dialect, where, component)
+        return _migrate_in(_server_executor(conn), dbapi, engine.dialect.name, where, component)
 
 
 def _server_executor(conn: Connection) -> Callable[[str, dict], Any]:
+    from sqlalchemy import text
+
     def execute(sql: str, params: dict) -> Any:
         return conn.execute(text(sql), params) if params else conn.exec_driver_sql(sql)
 
     return execute
 
 
-_SQLITE = sqlite_dialect.dialect()
-
-
 def _migrate_in(
     execute: Callable[[str, dict], Any],
     dbapi: Any,
-    dialect: Dialect,
+    dialect: str,
     where: str,
     component: SchemaComponent,
 ) -> int:

@@ -9,9 +9,12 @@ reading), so a second table remembers each absolute path's file signature (size,
 device) and the hash it had then, and a rescan of an unchanged folder only has to ``stat`` its files.
 
 The cache's tables live in the library beside the decisions (a SQLite file or a PostgreSQL server,
-``library.LibraryStore``); nothing here reads or writes the decision tables. Cards are upserts, so two
-processes storing the same card at once leave one row. On disk the two keys are the columns ``model_fp`` and
-``settings_fp`` (schema 1, kept as they are).
+``library.LibraryStore``); nothing here reads or writes the decision tables. Their schema is the
+migrations' (``migrations.CACHE_COMPONENT``): ``file_hashes`` (the fast path: ``path``, the signature's
+columns, ``content_hash``) and ``scores`` (``content_hash``, ``model_fp``, ``settings_fp``, ``card_json``,
+``updated_at``; the two keys kept under their schema-1 names). Reads and writes are plain SQL that SQLite
+and PostgreSQL read alike (``LibraryStore._rows``, ``_write_rows``), so a cached rescan never imports
+SQLAlchemy. Cards are upserts, so two processes storing the same card at once leave one row.
 
 The fast path trusts the whole signature, not only ``(size, mtime_ns)`` as ``make`` and ``rsync``'s quick
 check do: a photo replaced by another of the same size whose mtime was restored (``cp -p``, ``rsync -t``,
@@ -33,12 +36,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Index, String, Text, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-
 from humanaes_core.store.errors import CacheUnavailableError
 from humanaes_core.store.hashing import (
-    DIGEST_SIZE,
     FileSignature,
     HashedFile,
     content_hash_file,
@@ -46,7 +45,7 @@ from humanaes_core.store.hashing import (
     signature_of,
     stat_regular,
 )
-from humanaes_core.store.library import LibraryStore
+from humanaes_core.store.library import LibraryStore, marks
 from humanaes_core.store.migrations import CACHE_COMPONENT
 
 __all__ = ["ScoreCache"]
@@ -56,39 +55,20 @@ log = logging.getLogger(__name__)
 _MAX_PARAMS = 500  # stay well under SQLite's bound-parameter limit (999 on old builds)
 
 
-class Base(DeclarativeBase):
-    """Declarative base of the score tables only, so their metadata never mixes with the decisions'."""
-
-
-class Meta(Base):
-    """Key/value facts about the file itself; the ``*schema_version`` keys are what migrations read first."""
-
-    __tablename__ = "meta"
-
-    key: Mapped[str] = mapped_column(Text, primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-
-
-class FileHash(Base):
-    """Fast path: the last seen signature of an absolute path and the content hash it had then.
-
-    Columns hold ``_int64`` of the signature's fields; ``ctime_ns``, ``ino`` and ``dev`` are NULL in rows
-    written by cache schema 1, which therefore never match.
-    """
-
-    __tablename__ = "file_hashes"
-
-    path: Mapped[str] = mapped_column(Text, primary_key=True)  # encode_path() of the absolute path
-    size: Mapped[int] = mapped_column(BigInteger)
-    mtime_ns: Mapped[int] = mapped_column(BigInteger)
-    content_hash: Mapped[str] = mapped_column(String(2 * DIGEST_SIZE))
-    ctime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    ino: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    dev: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-
-
-#: The stored form of a signature, in ``FileHash``'s column order.
+#: The stored form of a signature, in ``file_hashes``'s columns. Values are ``_int64`` of the signature's
+#: fields; ``ctime_ns``, ``ino`` and ``dev`` are NULL in rows written by cache schema 1, which never match.
 _SIGNATURE_COLUMNS = ("size", "mtime_ns", "ctime_ns", "ino", "dev")
+#: Fast-path rows are replaced whole: the path's newest signature and hash.
+_REMEMBER_SQL = (
+    f"INSERT INTO file_hashes (path, content_hash, {', '.join(_SIGNATURE_COLUMNS)}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET content_hash = excluded.content_hash, "
+    + ", ".join(f"{c} = excluded.{c}" for c in _SIGNATURE_COLUMNS)
+)
+_PUT_SQL = (
+    "INSERT INTO scores (content_hash, model_fp, settings_fp, card_json, updated_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (content_hash, model_fp, settings_fp) DO UPDATE SET card_json = excluded.card_json, "
+    "updated_at = excluded.updated_at"
+)
 
 
 def _int64(value: int) -> int:
@@ -102,21 +82,6 @@ def _int64(value: int) -> int:
 
 def _stored(sig: FileSignature) -> tuple[int, ...]:
     return tuple(_int64(getattr(sig, column)) for column in _SIGNATURE_COLUMNS)
-
-
-class ScoreRow(Base):
-    """One score card (opaque JSON) per content hash, model fingerprint and settings key."""
-
-    __tablename__ = "scores"
-
-    content_hash: Mapped[str] = mapped_column(String(2 * DIGEST_SIZE), primary_key=True)
-    model_fingerprint: Mapped[str] = mapped_column("model_fp", Text, primary_key=True)
-    settings_key: Mapped[str] = mapped_column("settings_fp", Text, primary_key=True)
-    card_json: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[float] = mapped_column(Float)  # unix seconds; lets a later "prune old" feature exist
-
-    # count(model_fp) and per-model housekeeping would otherwise scan the whole table.
-    __table_args__ = (Index("ix_scores_model_settings", "model_fp", "settings_fp"),)
 
 
 def _chunks(items: Sequence[Any], size: int = _MAX_PARAMS) -> Iterator[Sequence[Any]]:
@@ -227,80 +192,54 @@ class ScoreCache(LibraryStore):
                 hashes[key] = exc
                 continue
             hashes[key] = HashedFile(digest, sig)
-            columns = dict(zip(_SIGNATURE_COLUMNS, _stored(sig), strict=True))
-            fresh.append({"path": self._fast_key(key), "content_hash": digest, **columns})
+            fresh.append((self._fast_key(key), digest, *_stored(sig)))
         if fresh:
             self._remember(fresh)
         return hashes
 
-    def _remember(self, fresh: list[dict[str, Any]]) -> None:
+    def _remember(self, fresh: list[tuple[Any, ...]]) -> None:
         """Store fast-path rows. Only an optimisation: when the library cannot be written (disk full,
         read-only), the hashes are still right and the next scan reads these files again."""
-        stmt = self._insert(FileHash)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[FileHash.path],
-            set_={name: getattr(stmt.excluded, name) for name in (*_SIGNATURE_COLUMNS, "content_hash")},
-        )
         try:
-            self._write(lambda session: session.execute(stmt, fresh))
+            self._write_rows(_REMEMBER_SQL, fresh)
         except CacheUnavailableError as e:
             log.info("score cache: the hashes of %d files were not remembered: %s", len(fresh), e)
 
     def _known_hashes(self, keys: list[str]) -> dict[str, tuple[tuple[int | None, ...], str]]:
         """The fast-path rows of these absolute paths: path -> (stored signature, content hash)."""
         encoded = {self._fast_key(k): k for k in keys}
-        columns = [getattr(FileHash, name) for name in _SIGNATURE_COLUMNS]
-
-        def fetch(session: Session) -> dict[str, tuple[tuple[int | None, ...], str]]:
-            found: dict[str, tuple[tuple[int | None, ...], str]] = {}
-            for chunk in _chunks(list(encoded)):
-                query = select(FileHash.path, FileHash.content_hash, *columns).where(FileHash.path.in_(chunk))
-                for row_path, digest, *signature in session.execute(query):
-                    found[encoded[row_path]] = (tuple(signature), digest)
-            return found
-
-        return self._read(fetch)
+        found: dict[str, tuple[tuple[int | None, ...], str]] = {}
+        for chunk in _chunks(list(encoded)):
+            query = (
+                f"SELECT path, content_hash, {', '.join(_SIGNATURE_COLUMNS)} FROM file_hashes "
+                f"WHERE path IN ({marks(len(chunk))})"
+            )
+            for row_path, digest, *signature in self._rows(query, chunk):
+                found[encoded[row_path]] = (tuple(signature), digest)
+        return found
 
     # ---------------------------------------------------------------- score cards
 
     def get(self, content_hash: str, model_fingerprint: str, settings_key: str) -> dict | None:
         """The cached card for this content under this model and settings, or ``None`` if never scored."""
-        card_json = self._read(
-            lambda session: session.execute(
-                select(ScoreRow.card_json).where(
-                    ScoreRow.content_hash == content_hash,
-                    ScoreRow.model_fingerprint == model_fingerprint,
-                    ScoreRow.settings_key == settings_key,
-                )
-            ).scalar_one_or_none()
-        )
-        return None if card_json is None else _decode_card(card_json, content_hash)
+        return self.get_many([content_hash], model_fingerprint, settings_key).get(content_hash)
 
     def get_many(
         self, content_hashes: Iterable[str], model_fingerprint: str, settings_key: str
     ) -> dict[str, dict]:
         """Cached cards for many hashes in one round of queries; hashes never scored are simply absent."""
         wanted = list(dict.fromkeys(content_hashes))
-        if not wanted:
-            return {}
-
-        def fetch(session: Session) -> dict[str, dict]:
-            found: dict[str, dict] = {}
-            for chunk in _chunks(wanted, _MAX_PARAMS - 2):  # two parameters go to the model and settings
-                rows = session.execute(
-                    select(ScoreRow.content_hash, ScoreRow.card_json).where(
-                        ScoreRow.model_fingerprint == model_fingerprint,
-                        ScoreRow.settings_key == settings_key,
-                        ScoreRow.content_hash.in_(chunk),
-                    )
-                )
-                for digest, card_json in rows:
-                    card = _decode_card(card_json, digest)
-                    if card is not None:
-                        found[digest] = card
-            return found
-
-        return self._read(fetch)
+        found: dict[str, dict] = {}
+        for chunk in _chunks(wanted, _MAX_PARAMS - 2):  # two parameters go to the model and settings
+            query = (
+                "SELECT content_hash, card_json FROM scores WHERE model_fp = ? AND settings_fp = ? "
+                f"AND content_hash IN ({marks(len(chunk))})"
+            )
+            for digest, card_json in self._rows(query, [model_fingerprint, settings_key, *chunk]):
+                card = _decode_card(card_json, digest)
+                if card is not None:
+                    found[digest] = card
+        return found
 
     def put(self, content_hash: str, model_fingerprint: str, settings_key: str, card: dict) -> None:
         """Store (or replace) one card; rescoring the same photo overwrites rather than duplicates."""
@@ -309,33 +248,19 @@ class ScoreCache(LibraryStore):
     def put_many(self, rows: Iterable[tuple[str, dict]], model_fingerprint: str, settings_key: str) -> None:
         """Store many cards in one transaction, so a batch is either all cached or not at all."""
         now = time.time()
-        params: list[dict[str, Any]] = []
+        params: list[tuple[str, str, str, str, float]] = []
         for content_hash, card in rows:
             if not isinstance(card, dict):
                 raise TypeError(f"score card must be a dict, got {type(card).__name__}")
-            params.append(
-                {
-                    "content_hash": content_hash,
-                    "model_fingerprint": model_fingerprint,
-                    "settings_key": settings_key,
-                    # Serialise before opening the transaction: a bad card fails without touching the file.
-                    # ASCII escapes keep paths with undecodable bytes (lone surrogates) storable.
-                    "card_json": json.dumps(card, ensure_ascii=True, separators=(",", ":")),
-                    "updated_at": now,
-                }
-            )
-        if not params:
-            return
-        stmt = self._insert(ScoreRow)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[ScoreRow.content_hash, ScoreRow.model_fingerprint, ScoreRow.settings_key],
-            set_={"card_json": stmt.excluded.card_json, "updated_at": stmt.excluded.updated_at},
-        )
-        self._write(lambda session: session.execute(stmt, params))
+            # Serialise before opening the transaction: a bad card fails without touching the file.
+            # ASCII escapes keep paths with undecodable bytes (lone surrogates) storable.
+            card_json = json.dumps(card, ensure_ascii=True, separators=(",", ":"))
+            params.append((content_hash, model_fingerprint, settings_key, card_json, now))
+        if params:
+            self._write_rows(_PUT_SQL, params)
 
     def count(self, model_fingerprint: str | None = None) -> int:
         """Number of cached cards, in total or for one model (for the status bar and housekeeping)."""
-        query = select(func.count()).select_from(ScoreRow)
-        if model_fingerprint is not None:
-            query = query.where(ScoreRow.model_fingerprint == model_fingerprint)
-        return int(self._read(lambda session: session.execute(query).scalar_one()))
+        if model_fingerprint is None:
+            return int(self._rows("SELECT count(*) FROM scores")[0][0])
+        return int(self._rows("SELECT count(*) FROM scores WHERE model_fp = ?", [model_fingerprint])[0][0])

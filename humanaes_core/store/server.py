@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, make_url, text
@@ -121,6 +121,14 @@ class ServerStore:
 
     def write(self, work: Callable[[Session], T]) -> T:
         return self._retrying(lambda: self._once(work, write=True), doing="write")
+
+    def rows(self, sql: str, params: Sequence[object]) -> list[tuple]:
+        """The rows of one read-only query in psycopg's SQL (``%s`` placeholders)."""
+
+        def query(session: Session) -> list[tuple]:
+            return [tuple(row) for row in session.connection().exec_driver_sql(sql, tuple(params))]
+
+        return self.read(query)
 
     def _once(self, work: Callable[[Session], T], *, write: bool) -> T:
         if write:

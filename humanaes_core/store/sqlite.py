@@ -1,7 +1,10 @@
 """The SQLite base shared by the score cache and the decision store: one file, handled defensively.
 
-Storage is SQLite in WAL mode through SQLAlchemy 2: readers (the UI) and writers (the scoring worker, a
-second CLI, the decision store) in other threads or processes do not block each other. The file holds a
+Storage is SQLite in WAL mode: readers (the UI) and writers (the scoring worker, a second CLI, the
+decision store) in other threads or processes do not block each other. Units of work run in SQLAlchemy 2
+sessions; the lookups a scan makes (``rows``: fast-path hashes, cached cards, check results) each run on
+a plain read-only ``sqlite3`` connection of their own, and the SQLAlchemy engine is made on first use, so
+a rescan of a cached folder never imports SQLAlchemy (a quarter of a second). The file holds a
 photographer's decisions, so:
 
 - **Short write transactions that take the write lock first** (``BEGIN IMMEDIATE``): a writer waits for
@@ -33,13 +36,9 @@ import sqlite3
 import stat as stat_mod
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
-
-from sqlalchemy import URL, Engine, create_engine, event
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from humanaes_core.errors import HumanAesError
 from humanaes_core.files import nonblocking_opener
@@ -53,6 +52,10 @@ from humanaes_core.store.location import (
     library_path,
 )
 from humanaes_core.store.migrations import BUSY_TIMEOUT_MS, COMPONENTS, SchemaComponent, connect_raw, migrate
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = ["SQLITE_HEADER", "SQLiteStore", "database_damage", "refuse_foreign"]
 
@@ -355,6 +358,8 @@ def _on_begin(conn: Any) -> None:
 
 
 def _make_engine(path: Path) -> Engine:
+    from sqlalchemy import URL, create_engine, event
+
     engine = create_engine(URL.create("sqlite+pysqlite", database=str(path)))
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _on_begin)
@@ -373,6 +378,14 @@ def _checked_key(path: Path) -> tuple[str, int, int, int, int] | None:
     except OSError:
         return None
     return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class _Sessions(NamedTuple):
+    """A library file's SQLAlchemy engine, its read sessions and its ``BEGIN IMMEDIATE`` write sessions."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    write_sessions: sessionmaker[Session]
 
 
 class SQLiteStore:
@@ -399,6 +412,7 @@ class SQLiteStore:
             raise CacheUnavailableError(f"cannot create the folder of the library {self.path}: {e}") from None
         self.recovered_from = None
         self._swap = threading.Lock()
+        self._orm_lock = threading.Lock()
         self._generation = 0
         self.schema_found = self._open()
 
@@ -441,14 +455,35 @@ class SQLiteStore:
         return CacheUnavailableError(f"cannot open the library {self.path}: {_cannot_use(e) or e}")
 
     def _start_engine(self) -> None:
+        """Hold the file as this process's (``_IN_USE``); the engine itself is made on first use."""
         self._in_use = _file_id(self.path)
         _hold(self._in_use, +1)
-        engine = _make_engine(self.path)
-        self._engine: Engine = engine
-        self._sessions: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
-        self._write_sessions: sessionmaker[Session] = sessionmaker(
-            engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
-        )
+        self._orm: _Sessions | None = None
+
+    def _sessions(self) -> _Sessions:
+        """The engine and its session makers, made on first use (``_start_engine`` drops them)."""
+        with self._orm_lock:
+            if self._orm is None:
+                from sqlalchemy.orm import sessionmaker
+
+                engine = _make_engine(self.path)
+                self._orm = _Sessions(
+                    engine,
+                    sessionmaker(engine, expire_on_commit=False),
+                    sessionmaker(engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False),
+                )
+            return self._orm
+
+    def _query(self, sql: str, params: Sequence[object]) -> list[tuple]:
+        """One read-only query on a plain connection of its own: opened for it (a fraction of a
+        millisecond) and closed after, so no thread keeps one and nothing outlives the handle."""
+        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA query_only=ON")  # a lookup can never write
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
 
     def _recover_file(self, reason: str, *, thorough: bool, force: bool = False) -> None:
         """Replace the damaged file unless, looked at again under the lock, it is healthy now (another
@@ -466,8 +501,7 @@ class SQLiteStore:
         with self._swap:
             if generation != self._generation:
                 return  # another thread of this handle already recovered
-            self._engine.dispose()
-            _hold(self._in_use, -1)
+            self._drop_engine()
             self._recover_file(str(getattr(exc, "orig", exc)), thorough=True, force=force)
             self._migrate_or_recover()
             self._start_engine()
@@ -475,7 +509,9 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- transactions
 
-    def _run(self, work: Callable[[Session], T], *, write: bool) -> T:
+    def _run(self, attempt: Callable[[], T], *, write: bool) -> T:
+        """``attempt()`` until it does not fail with a SQLite error that waiting or a new file cures:
+        SQLite's own (``rows``) or SQLAlchemy's wrapping of them (``read``, ``write``)."""
         delay = 0.05
         busy = 0
         recoveries = 0
@@ -483,12 +519,10 @@ class SQLiteStore:
         while True:
             generation = self._generation
             try:
-                if write:
-                    with self._write_sessions.begin() as session:
-                        return work(session)
-                with self._sessions() as session:
-                    return work(session)
-            except sa_exc.DBAPIError as e:
+                return attempt()
+            except Exception as e:
+                if not isinstance(getattr(e, "orig", e), sqlite3.Error):
+                    raise
                 if _is_busy(e):
                     busy += 1
                     if busy > _BUSY_RETRIES:
@@ -502,7 +536,9 @@ class SQLiteStore:
                     continue
                 if _is_damage(e):
                     if recoveries >= 2:
-                        raise CacheUnavailableError(f"the library {self.path} keeps failing: {e.orig}") from e
+                        raise CacheUnavailableError(
+                            f"the library {self.path} keeps failing: {getattr(e, 'orig', e)}"
+                        ) from e
                     # first time: replace the file if it is still damaged; second time: replace it anyway
                     self._recover(generation, e, force=recoveries > 0)
                     recoveries += 1
@@ -514,22 +550,41 @@ class SQLiteStore:
                     ) from e
                 raise
 
+    def _in_session(self, work: Callable[[Session], T], *, write: bool) -> T:
+        orm = self._sessions()
+        if write:
+            with orm.write_sessions.begin() as session:
+                return work(session)
+        with orm.sessions() as session:
+            return work(session)
+
     def read(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` on autocommit reads (no snapshot held between statements)."""
-        return self._run(work, write=False)
+        return self._run(lambda: self._in_session(work, write=False), write=False)
 
     def write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one short BEGIN IMMEDIATE transaction, retried as a whole if needed."""
-        return self._run(work, write=True)
+        return self._run(lambda: self._in_session(work, write=True), write=True)
+
+    def rows(self, sql: str, params: Sequence[object]) -> list[tuple]:
+        """The rows of one read-only query (``?`` placeholders), on a plain connection (``_query``)."""
+        return self._run(lambda: self._query(sql, params), write=False)
 
     # ---------------------------------------------------------------- lifecycle
 
     @property
     def engine(self) -> Engine:
-        return self._engine
+        return self._sessions().engine
+
+    def _drop_engine(self) -> None:
+        """Close the engine's pool and let go of the file (``_IN_USE``)."""
+        with self._orm_lock:
+            orm, self._orm = self._orm, None
+        if orm is not None:
+            orm.engine.dispose()
+        _hold(self._in_use, -1)
+        self._in_use = None
 
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles and WAL checkpoint duties)."""
-        self._engine.dispose()
-        _hold(self._in_use, -1)
-        self._in_use = None
+        self._drop_engine()

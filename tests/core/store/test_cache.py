@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from humanaes_core.store import scores as scores_mod
-from humanaes_core.store.errors import CacheVersionError
+from humanaes_core.store.errors import CacheUnavailableError, CacheVersionError
 from humanaes_core.store.hashing import content_hash_file
 from humanaes_core.store.migrations import CACHE_COMPONENT
 from humanaes_core.store.scores import ScoreCache
@@ -360,3 +360,44 @@ def test_inodes_and_devices_beyond_int64_are_stored(
     wrap = scores_mod._int64
     assert [wrap(v) for v in (0, 2**63 - 1, -(2**63), 123)] == [0, 2**63 - 1, -(2**63), 123]
     assert len({wrap(v) for v in (2**63, 2**63 + 1, 2**64 - 1, 1, 0)}) == 5
+
+
+def _open_descriptors(path: Path) -> int:
+    """How many of this process's file descriptors point at `path`."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+        except OSError:
+            continue
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+def test_lookups_from_many_threads_leave_no_connection_behind(tmp_path: Path) -> None:
+    """Cached lookups run on a plain connection of their own (no SQLAlchemy) that can only read, and
+    closes after: a long-lived store read from many threads does not pile up open files, and closing the
+    store lets go of the file entirely (another process may then clean up its WAL)."""
+    import threading
+
+    db = tmp_path / "library.sqlite"
+    cache = ScoreCache(db)
+    cache.put("a" * 40, "m", "s", {"x": 1})
+    found: list[dict | None] = []
+    for _ in range(3):
+        threads = [
+            threading.Thread(target=lambda: found.append(cache.get("a" * 40, "m", "s"))) for _ in range(10)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert found == [{"x": 1}] * 30
+    # SQLite keeps a closed connection's descriptor while another of the process holds a lock on the
+    # file, and reuses it for the next: bounded by the lookups at once (10), not by all 30
+    assert _open_descriptors(db) <= 10 + 1
+    with pytest.raises(CacheUnavailableError, match=r"readonly|read-only"):
+        cache._rows("DELETE FROM scores")  # the lookup path can never write
+    assert cache.count() == 1
+    cache.close()
+    assert _open_descriptors(db) == 0
