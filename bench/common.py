@@ -53,6 +53,11 @@ def secs(seconds: float) -> str:
     return f"{seconds:.2f} s" if seconds < 100 else f"{seconds:.0f} s"
 
 
+def rate(hits: int, total: int) -> str:
+    """A share with its counts: 'hits/total = 0.xx' ('—' for nothing counted)."""
+    return f"{hits}/{total} = {hits / total:.2f}" if total else "—"
+
+
 def ratio(naive: float, ours: float) -> str:
     """How many times faster ours is: 'x.xx×'."""
     return f"{naive / ours:.2f}×" if ours > 0 else "—"

@@ -39,6 +39,7 @@ SECTIONS = (
     "thumbnails",
     "app_open",
     "checks_accuracy",
+    "eyes_real",
     "checks_cost",
     "gpu",
     "scale",
@@ -132,7 +133,7 @@ class Bench:
         return self._photos
 
     def section(self, key: str) -> Section:
-        from . import app_open, checks, decode, gpu, model_cpu, presets, rescan, scale, thumbs
+        from . import app_open, checks, decode, eyes_real, gpu, model_cpu, presets, rescan, scale, thumbs
         from .photos import photo_folder
 
         c = self.config
@@ -160,6 +161,7 @@ class Bench:
                 c.repeats_app,
             ),
             "checks_accuracy": checks.accuracy,
+            "eyes_real": lambda: eyes_real.run(self.cache_dir),
             "checks_cost": lambda: checks.cost(
                 photo_folder(self.cache_dir, 6, c.photos), self.work, c.repeats
             ),

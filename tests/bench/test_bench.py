@@ -275,6 +275,11 @@ def test_bench_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
         scale_photos=6,
     )
     monkeypatch.setattr(bench_run, "QUICK", smaller)
+
+    def offline(url, timeout):
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr("bench.eyes_real.urlopen", offline)  # the real-faces archives are not fetched
     out = tmp_path / "BENCH.md"
     code = bench_run.main(["--quick", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
     text = out.read_text()
@@ -290,6 +295,7 @@ def test_bench_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
         "Thumbnails",
         "Reopening a cached",
         "Photo checks: accuracy",
+        "Photo checks: closed eyes on real faces",
         "Photo checks: cost",
         "GPU",
         "Scale: the Ray engine",
@@ -297,6 +303,7 @@ def test_bench_quick_run_writes_every_section(tmp_path, monkeypatch, capsys):
         assert f"## {title}" in text, title
     assert "quick smoke run" in text and "| torch |" in text
     assert "failed" not in text
+    assert "**Not measured:** the labelled archives come from PyPI and npm" in text
     assert ("no CUDA device" in text) != torch.cuda.is_available()
     for section in ("decode", "rescan", "presets_accuracy", "app_open"):
         assert f"python -m bench --only {section}" in text
