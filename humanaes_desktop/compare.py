@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QMouseEvent, QPainter, QPen, QPixmap, QWheelEvent
+from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QMouseEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QWidget
 
 from humanaes_core.store import Flag
 
 from . import theme
-from .faces import FaceCrops, FaceZoom, paint_face_row
+from .faces import FaceCrops, FaceZoom, FaceZoomInput, paint_face_row
 from .painting import paint_chip, paint_fitted, paint_flag_badge, paint_score_pill, paint_stars
 from .photos import Photo
 from .widgets import paint_mini_card
@@ -52,7 +52,7 @@ class CompareView(QWidget):
         self.face_crops: FaceCrops | None = None
         self.zoom: FaceZoom | None = None
         self._face_cells: list[QRectF] = []  # every face painted last: wheel and drag act there
-        self._drag: QPointF | None = None
+        self.zoom_input = FaceZoomInput(self, lambda: self.zoom, lambda: self._face_cells)
 
     def show_faces(self, crops: FaceCrops, zoom: FaceZoom) -> None:
         """Show each frame's faces from `crops`, at the `zoom` shared with the detail panel."""
@@ -124,29 +124,8 @@ class CompareView(QWidget):
     def focusNextPrevChild(self, _next: bool) -> bool:
         return False  # Tab moves between frames, not out of the view
 
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        if self.zoom is not None and any(c.contains(event.position()) for c in self._face_cells):
-            self.zoom.step(1 if event.angleDelta().y() > 0 else -1)
-            event.accept()
-        else:
-            super().wheelEvent(event)
-
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        if self._drag is not None and self.zoom is not None:
-            delta = event.position() - self._drag
-            self._drag = event.position()
-            self.zoom.pan_by(delta.x(), delta.y(), self.devicePixelRatioF())
-
-    def mouseReleaseEvent(self, _event: QMouseEvent) -> None:
-        self._drag = None
-
-    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
-        if self.zoom is not None and any(c.contains(event.position()) for c in self._face_cells):
-            self.zoom.reset()
-
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        if any(c.contains(event.position()) for c in self._face_cells):
-            self._drag = event.position()  # a drag on a face pans every face; the click still chooses
+        # a press on a face also starts a pan (`zoom_input`); the click still chooses the frame
         for index, rect in self._columns:
             if rect.contains(event.position()):
                 self.set_current(index)

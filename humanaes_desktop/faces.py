@@ -16,7 +16,7 @@ around the faces in memory.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -146,6 +146,54 @@ class FaceZoom(QObject):
             have.height() * scale,
         )
         return have.translated(-ox, -oy), target
+
+
+class FaceZoomInput(QObject):
+    """The mouse on the faces of one widget drives the shared `FaceZoom`: the wheel zooms, a drag pans,
+    a double-click goes back to 100 %. One handler for the detail panel's strip and the compare view,
+    installed as the widget's event filter: it takes the events over a face (`cells()`, as last painted)
+    and leaves the rest, and a press, to the widget (the compare view chooses the frame clicked)."""
+
+    def __init__(
+        self, widget: QWidget, zoom: Callable[[], FaceZoom | None], cells: Callable[[], Sequence[QRectF]]
+    ) -> None:
+        super().__init__(widget)
+        self._widget, self._zoom, self._cells = widget, zoom, cells
+        self._drag: QPointF | None = None
+        widget.installEventFilter(self)
+
+    def _on_face(self, event: QMouseEvent | QWheelEvent) -> FaceZoom | None:
+        """The zoom, if `event` happened over a face."""
+        zoom = self._zoom()
+        if zoom is None or not any(c.contains(event.position()) for c in self._cells()):
+            return None
+        return zoom
+
+    def eventFilter(self, _watched: QObject, event: QEvent) -> bool:
+        kind = event.type()
+        if kind == QEvent.Type.Wheel and isinstance(event, QWheelEvent) and (zoom := self._on_face(event)):
+            zoom.step(1 if event.angleDelta().y() > 0 else -1)
+            return True
+        if kind == QEvent.Type.MouseButtonPress and isinstance(event, QMouseEvent):
+            self._drag = event.position() if self._on_face(event) else None
+            return False
+        if kind == QEvent.Type.MouseMove and isinstance(event, QMouseEvent) and self._drag is not None:
+            zoom = self._zoom()
+            if zoom is not None:
+                delta = event.position() - self._drag
+                self._drag = event.position()
+                zoom.pan_by(delta.x(), delta.y(), self._widget.devicePixelRatioF())
+                return True
+        if kind == QEvent.Type.MouseButtonRelease:
+            self._drag = None
+        if (
+            kind == QEvent.Type.MouseButtonDblClick
+            and isinstance(event, QMouseEvent)
+            and (zoom := self._on_face(event))
+        ):
+            zoom.reset()
+            return True
+        return False
 
 
 class FaceCrops(QObject):
@@ -348,7 +396,7 @@ class FaceStrip(QWidget):
         self.photo: Photo | None = None
         self._cells: list[QRectF] = []
         self._shown: list[Face] = []  # the face in each cell (reading order)
-        self._drag: QPointF | None = None
+        self.zoom_input = FaceZoomInput(self, lambda: self.zoom, lambda: self._cells)
         self.hide()
 
     def set_source(self, crops: FaceCrops, zoom: FaceZoom) -> None:
@@ -444,33 +492,6 @@ class FaceStrip(QWidget):
             if cell.contains(position):
                 return face
         return None
-
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        if self.zoom is not None and self._face_at(event.position()) is not None:
-            self.zoom.step(1 if event.angleDelta().y() > 0 else -1)
-            event.accept()
-        else:
-            super().wheelEvent(event)
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:
-        if self._face_at(event.position()) is not None:
-            self._drag = event.position()
-            event.accept()
-        else:
-            super().mousePressEvent(event)
-
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        if self._drag is not None and self.zoom is not None:
-            delta = event.position() - self._drag
-            self._drag = event.position()
-            self.zoom.pan_by(delta.x(), delta.y(), self.devicePixelRatioF())
-
-    def mouseReleaseEvent(self, _event: QMouseEvent) -> None:
-        self._drag = None
-
-    def mouseDoubleClickEvent(self, _event: QMouseEvent) -> None:
-        if self.zoom is not None:
-            self.zoom.reset()
 
     def _crop_ready(self, path: str) -> None:
         if self.photo is not None and str(self.photo.path) == path:

@@ -304,6 +304,35 @@ def test_the_face_strip_shows_every_face_at_100_percent_and_zooms(qtbot, astrona
     assert zoom.scale == 0.25  # the widest step, no further
     QTest.mouseDClick(strip, Qt.MouseButton.LeftButton, pos=centre.toPoint())  # back to 100 %, on the eyes
     assert zoom.scale == 1.0 and zoom.pan == QPointF(0, 0)
+    # The mouse, through the same handler as the compare view's: the wheel and a drag act on faces only.
+    _wheel(strip, QPointF(centre.x(), 2))  # over the title, not a face
+    assert zoom.scale == 1.0
+    _wheel(strip, centre)
+    assert zoom.scale == 1.5
+    QTest.mousePress(strip, Qt.MouseButton.LeftButton, pos=centre.toPoint())
+    QTest.mouseMove(strip, centre.toPoint() + QPoint(15, 0))
+    QTest.mouseRelease(strip, Qt.MouseButton.LeftButton, pos=centre.toPoint() + QPoint(15, 0))
+    assert zoom.pan == QPointF(-15 / 1.5, 0)
+    QTest.mouseMove(strip, centre.toPoint() + QPoint(40, 0))  # released: moving no longer pans
+    assert zoom.pan == QPointF(-15 / 1.5, 0)
+
+
+def _wheel(widget, at: QPointF) -> None:
+    """One wheel click up (zoom in) at `at` in `widget`."""
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    wheel = QWheelEvent(
+        at,
+        widget.mapToGlobal(at.toPoint()).toPointF(),
+        QPoint(0, 0),
+        QPoint(0, 120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(widget, wheel)
 
 
 def test_100_percent_is_one_photo_pixel_per_device_pixel_on_a_high_density_screen():
@@ -372,21 +401,7 @@ def test_compare_view_zoom_and_pan_are_synced_across_the_burst(qtbot, astronaut,
     assert same(first[0], first[2]) and same(first[0], first[1])
 
     # A wheel turn over the first frame's face zooms every frame's face.
-    from PySide6.QtGui import QWheelEvent
-    from PySide6.QtWidgets import QApplication
-
-    cell = view._face_cells[0]
-    wheel = QWheelEvent(
-        cell.center(),
-        view.mapToGlobal(cell.center().toPoint()).toPointF(),
-        QPoint(0, 0),
-        QPoint(0, 120),
-        Qt.MouseButton.NoButton,
-        Qt.KeyboardModifier.NoModifier,
-        Qt.ScrollPhase.NoScrollPhase,
-        False,
-    )
-    QApplication.sendEvent(view, wheel)
+    _wheel(view, view._face_cells[0].center())
     assert zoom.scale == 1.5  # one step in
     view.repaint()
     zoomed = shots()
@@ -400,8 +415,11 @@ def test_compare_view_zoom_and_pan_are_synced_across_the_burst(qtbot, astronaut,
     QTest.mouseMove(view, start + QPoint(20, 10))
     QTest.mouseRelease(view, Qt.MouseButton.LeftButton, pos=start + QPoint(20, 10))
     assert zoom.pan == QPointF(-20 / 1.5, -10 / 1.5)
+    assert view.current() is members[2]  # the press on its face also chose the frame
     panned = shots()
     assert same(panned[0], panned[2]) and not same(panned[0], zoomed[0])
+    QTest.mouseDClick(view, Qt.MouseButton.LeftButton, pos=view._face_cells[1].center().toPoint())
+    assert zoom.scale == 1.0 and zoom.pan == QPointF(0, 0)  # a double-click on a face: back to 100 %
 
 
 # ---------------------------------------------------------------------------------------- auto-cull
