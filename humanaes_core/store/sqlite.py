@@ -2,10 +2,9 @@
 
 Storage is SQLite in WAL mode: readers (the UI) and writers (the scoring worker, a second CLI, the
 decision store) in other threads or processes do not block each other. Units of work run in SQLAlchemy 2
-sessions; the lookups a scan makes (``rows``: fast-path hashes, cached cards, check results) each run on
-a plain read-only ``sqlite3`` connection of their own, and the SQLAlchemy engine is made on first use, so
-a rescan of a cached folder never imports SQLAlchemy (a quarter of a second). The file holds a
-photographer's decisions, so:
+sessions; the lookups a scan makes (``rows``: fast-path hashes, cached cards, check results) run on plain
+read-only ``sqlite3`` connections, and the SQLAlchemy engine is made on first use, so a rescan of a cached
+folder never imports SQLAlchemy (a quarter of a second). The file holds a photographer's decisions, so:
 
 - **Short write transactions that take the write lock first** (``BEGIN IMMEDIATE``): a writer waits for
   another one in SQLite's busy handler (``busy_timeout``) instead of failing with "database is locked"
@@ -61,6 +60,8 @@ __all__ = ["SQLITE_HEADER", "SQLiteStore", "database_damage", "refuse_foreign"]
 
 log = logging.getLogger(__name__)
 
+#: Readers kept open between lookups (``SQLiteStore._query``); more at once are opened and closed.
+_IDLE_READERS = 4
 _BUSY_RETRIES = 4  # busy even after busy_timeout: back-off retries (0.05 s doubling) before giving up
 _WRITE_OPTION = "humanaes_write"  # execution option that makes a transaction BEGIN IMMEDIATE
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 11, 26
@@ -414,6 +415,8 @@ class SQLiteStore:
         self._swap = threading.Lock()
         self._orm_lock = threading.Lock()
         self._generation = 0
+        self._idle: list[sqlite3.Connection] = []  # readers between lookups (``_query``)
+        self._epoch = 0  # counts file swaps and closes: a reader of an older epoch is not kept
         self.schema_found = self._open()
 
     # ---------------------------------------------------------------- opening
@@ -475,15 +478,33 @@ class SQLiteStore:
             return self._orm
 
     def _query(self, sql: str, params: Sequence[object]) -> list[tuple]:
-        """One read-only query on a plain connection of its own: opened for it (a fraction of a
-        millisecond) and closed after, so no thread keeps one and nothing outlives the handle."""
-        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        """One read-only query on an idle reader of this handle, or a new one. Readers are kept open
+        between lookups (like the engine's pool): the last connection to a WAL file closing would
+        checkpoint it and drop its shared memory, which a full disk could not give back."""
+        with self._orm_lock:
+            epoch = self._epoch
+            conn = self._idle.pop() if self._idle else None
         try:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA query_only=ON")  # a lookup can never write
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+            if conn is None:
+                conn = sqlite3.connect(
+                    str(self.path),
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA query_only=ON")  # a lookup can never write
+            rows = conn.execute(sql, params).fetchall()
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        with self._orm_lock:
+            if epoch == self._epoch and len(self._idle) < _IDLE_READERS:  # not replaced or closed meanwhile
+                self._idle.append(conn)
+                return rows
+        conn.close()
+        return rows
 
     def _recover_file(self, reason: str, *, thorough: bool, force: bool = False) -> None:
         """Replace the damaged file unless, looked at again under the lock, it is healthy now (another
@@ -567,7 +588,7 @@ class SQLiteStore:
         return self._run(lambda: self._in_session(work, write=True), write=True)
 
     def rows(self, sql: str, params: Sequence[object]) -> list[tuple]:
-        """The rows of one read-only query (``?`` placeholders), on a plain connection (``_query``)."""
+        """The rows of one read-only query (``?`` placeholders), on a plain ``sqlite3`` reader."""
         return self._run(lambda: self._query(sql, params), write=False)
 
     # ---------------------------------------------------------------- lifecycle
@@ -577,11 +598,16 @@ class SQLiteStore:
         return self._sessions().engine
 
     def _drop_engine(self) -> None:
-        """Close the engine's pool and let go of the file (``_IN_USE``)."""
+        """Close the engine's pool and the idle readers, and let go of the file (``_IN_USE``); a reader in
+        another thread's lookup now is closed when that lookup ends (``_epoch``)."""
         with self._orm_lock:
             orm, self._orm = self._orm, None
+            idle, self._idle = self._idle, []
+            self._epoch += 1
         if orm is not None:
             orm.engine.dispose()
+        for conn in idle:
+            conn.close()
         _hold(self._in_use, -1)
         self._in_use = None
 

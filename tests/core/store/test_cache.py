@@ -375,9 +375,9 @@ def _open_descriptors(path: Path) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
 def test_lookups_from_many_threads_leave_no_connection_behind(tmp_path: Path) -> None:
-    """Cached lookups run on a plain connection of their own (no SQLAlchemy) that can only read, and
-    closes after: a long-lived store read from many threads does not pile up open files, and closing the
-    store lets go of the file entirely (another process may then clean up its WAL)."""
+    """Cached lookups run on plain sqlite3 readers (no SQLAlchemy) that can only read; a few are kept
+    between lookups: a long-lived store read from many threads does not pile up open files, and closing
+    the store lets go of the file entirely (another process may then clean up its WAL)."""
     import threading
 
     db = tmp_path / "library.sqlite"
