@@ -192,6 +192,19 @@ def _to_image(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points[:, :2] @ matrix[:, :2].T + matrix[:, 2]
 
 
+def head_turn(outer_right: np.ndarray, outer_left: np.ndarray, nose_tip: np.ndarray) -> float:
+    """The head's turn from the camera, -1 to 1 (0: facing it, ±1: in profile): where the nose tip
+    falls along the line between the outer eye corners (halfway when frontal). Measured along that line,
+    not along the image's x axis, so a tilted head (a bride resting her head on a shoulder) does not read
+    as turned; looking up or down moves the nose across the line, not along it."""
+    axis = outer_left - outer_right
+    length2 = float(axis @ axis)
+    if length2 == 0:
+        return 1.0
+    along = float((nose_tip - outer_right) @ axis) / length2
+    return float(np.clip(2 * along - 1, -1, 1))
+
+
 class MediaPipeFaces:
     """BlazeFace full range + Face Mesh + Iris, on LiteRT; see the module docstring."""
 
@@ -353,12 +366,7 @@ class MediaPipeFaces:
             "mouth": tuple(mesh[list(_MOUTH)].mean(0)),
         }
         face.points = {k: (float(v[0]), float(v[1])) for k, v in face.points.items()}
-        # head turn: where the nose tip sits between the two outer eye corners (0.5 = frontal)
-        outer_r, outer_l = mesh[right[0]], mesh[left[1]]
-        span = outer_l[0] - outer_r[0]
-        face.yaw = (
-            float(np.clip(2 * (mesh[_NOSE_TIP][0] - outer_r[0]) / span - 1, -1, 1)) if span > 0 else 1.0
-        )
+        face.yaw = head_turn(mesh[right[0]], mesh[left[1]], mesh[_NOSE_TIP])
         for name, corners, flip in (("right_eye", right, False), ("left_eye", left, True)):
             lids, iris = self._eye(image, mesh, corners, flip)
             face.eyelids[name] = lids

@@ -24,7 +24,9 @@ __all__ = [
     "PhotoChecks",
 ]
 
-CHECKS_VERSION = 1
+#: What the checks compute; stored results of another version are computed again (``store.CheckStore``).
+#: 2: the head turn is measured along the eye line, so a tilted head no longer reads as turned away.
+CHECKS_VERSION = 2
 
 EYE_STATES = ("open", "closed", "unknown")
 FOCUS_VERDICTS = ("sharp", "soft", "missed", "unknown")

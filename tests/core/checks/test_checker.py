@@ -40,6 +40,29 @@ def test_a_reduced_decode_reports_full_resolution_pixels(portrait):
     assert faces and 160 < faces[0].box[0] < 200
 
 
+@pytest.mark.parametrize("tilt", [-60, -35, 35, 50])
+def test_a_tilted_head_is_not_read_as_turned_away(portrait, tilt):
+    """A head resting on a shoulder faces the camera: its eyes are read. (The turn was once taken along
+    the image's x axis, and these tilts read as near-profile, so both eyes came out "unknown".)"""
+    faces, _ = check_image(portrait.rotate(tilt, expand=True, fillcolor=(128, 128, 128)))
+    assert len(faces) == 1
+    assert faces[0].left_eye == faces[0].right_eye == "open" and faces[0].gaze == "camera"
+
+
+def test_the_head_turn_is_measured_along_the_eye_line():
+    import numpy as np
+
+    from humanaes_core.checks.detector import head_turn
+
+    right, left = np.array([0.0, 0.0]), np.array([100.0, 0.0])
+    assert head_turn(right, left, np.array([50.0, 60.0])) == 0  # frontal: the nose halfway
+    assert head_turn(right, left, np.array([85.0, 60.0])) == pytest.approx(0.7)
+    turn = np.array([[np.cos(0.8), -np.sin(0.8)], [np.sin(0.8), np.cos(0.8)]])  # the same head, tilted
+    assert head_turn(turn @ right, turn @ left, turn @ np.array([85.0, 60.0])) == pytest.approx(0.7)
+    assert head_turn(right, left, np.array([400.0, 0.0])) == 1  # beyond the far eye: a profile
+    assert head_turn(right, right, np.array([50.0, 60.0])) == 1  # the eyes on one spot: no readable turn
+
+
 def test_a_face_in_profile_is_found_and_its_small_eyes_are_not_guessed():
     skimage_data = pytest.importorskip("skimage.data")
     cameraman = Image.fromarray(skimage_data.camera()).convert("RGB")  # looked at: face x 195-265, y 120-200
