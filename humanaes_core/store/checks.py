@@ -10,7 +10,7 @@ is stored as opaque JSON (``{"faces": [...], "checks": {...}}``); ``scoring.Cach
 
 The table is the migrations' (``migrations.CHECKS_COMPONENT``: ``content_hash``, ``checks_version``,
 ``result_json``, ``updated_at``); it is read and written in plain SQL that SQLite and PostgreSQL read
-alike (``LibraryStore._rows``, ``_write_rows``), like the score cache's.
+alike (``LibraryStore._query``, ``_execute_many``), like the score cache's.
 """
 
 from __future__ import annotations
@@ -20,15 +20,12 @@ import logging
 import time
 from collections.abc import Iterable
 
-from humanaes_core.store.library import LibraryStore, marks
+from humanaes_core.store.library import MAX_PARAMS, LibraryStore, chunks, marks
 from humanaes_core.store.migrations import CHECKS_COMPONENT
 
 __all__ = ["CheckStore"]
 
 log = logging.getLogger(__name__)
-
-_MAX_PARAMS = 500
-
 
 _PUT_SQL = (
     "INSERT INTO photo_checks (content_hash, checks_version, result_json, updated_at) VALUES (?, ?, ?, ?) "
@@ -57,13 +54,12 @@ class CheckStore(LibraryStore):
         """Stored results of these hashes under `version`; hashes never checked are absent."""
         wanted = list(dict.fromkeys(content_hashes))
         found: dict[str, dict] = {}
-        for start in range(0, len(wanted), _MAX_PARAMS - 1):
-            chunk = wanted[start : start + _MAX_PARAMS - 1]
+        for chunk in chunks(wanted, MAX_PARAMS - 1):  # one parameter goes to the version
             query = (
                 "SELECT content_hash, result_json FROM photo_checks WHERE checks_version = ? "
                 f"AND content_hash IN ({marks(len(chunk))})"
             )
-            for digest, text in self._rows(query, [version, *chunk]):
+            for digest, text in self._query(query, [version, *chunk]):
                 result = _decode(text, digest)
                 if result is not None:
                     found[digest] = result
@@ -78,10 +74,10 @@ class CheckStore(LibraryStore):
             for digest, result in rows
         ]
         if params:
-            self._write_rows(_PUT_SQL, params)
+            self._execute_many(_PUT_SQL, params)
 
     def count(self, version: int | None = None) -> int:
         """Number of stored results, in all or under one checks version."""
         if version is None:
-            return int(self._rows("SELECT count(*) FROM photo_checks")[0][0])
-        return int(self._rows("SELECT count(*) FROM photo_checks WHERE checks_version = ?", [version])[0][0])
+            return int(self._query("SELECT count(*) FROM photo_checks")[0][0])
+        return int(self._query("SELECT count(*) FROM photo_checks WHERE checks_version = ?", [version])[0][0])

@@ -42,7 +42,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from humanaes_core.origins import Origin, origin_of
 from humanaes_core.store.errors import DecisionsVersionError
 from humanaes_core.store.hashing import decode_path, encode_path
-from humanaes_core.store.library import LibraryStore
+from humanaes_core.store.library import LibraryStore, chunks
 from humanaes_core.store.migrations import DECISIONS_COMPONENT
 from humanaes_core.store.roots import FolderRoots
 from humanaes_core.store.scores import ScoreCache
@@ -56,7 +56,6 @@ __all__ = [
     "PhotoDecision",
 ]
 
-_MAX_PARAMS = 500
 #: Undo steps kept; older ones are dropped (a step can hold thousands of photos, e.g. an auto-cull).
 DEFAULT_MAX_HISTORY = 200
 #: Change-feed rows kept; a reader further behind than this is told to reload (``Feed.complete``).
@@ -452,8 +451,7 @@ class DecisionStore(LibraryStore):
     @staticmethod
     def _rows(session: Session, hashes: Sequence[str]) -> dict[str, _DecisionRow]:
         found: dict[str, _DecisionRow] = {}
-        for start in range(0, len(hashes), _MAX_PARAMS):
-            chunk = hashes[start : start + _MAX_PARAMS]
+        for chunk in chunks(hashes):
             for row in session.scalars(select(_DecisionRow).where(_DecisionRow.content_hash.in_(chunk))):
                 found[row.content_hash] = row
         return found
@@ -467,8 +465,7 @@ class DecisionStore(LibraryStore):
         if seen is None:
             return {}
         found: dict[str, str] = {}
-        for start in range(0, len(hashes), _MAX_PARAMS):
-            chunk = hashes[start : start + _MAX_PARAMS]
+        for chunk in chunks(hashes):
             rows = session.execute(
                 select(_ChangeRow.content_hash, _ChangeRow.writer)
                 .where(

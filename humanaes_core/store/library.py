@@ -6,7 +6,7 @@ location names (``location.library_target``) and hands their work to it: ``sqlit
 while the server is unreachable). Units of work (``_read``, ``_write``) are portable SQLAlchemy; ``_insert``
 is the dialect's ``INSERT`` with ``ON CONFLICT``, which both speak alike.
 
-The lookups a scan makes for every photo (``_rows``: a folder's fast-path hashes, its cached cards and
+The lookups a scan makes for every photo (``_query``: a folder's fast-path hashes, its cached cards and
 check results) are plain SQL that both servers read alike, run by the backend's own driver: on a SQLite
 file that is the standard library's ``sqlite3``, so reopening a cached folder needs no SQLAlchemy at all
 (importing it takes longer than the whole lookup). SQLAlchemy and psycopg are imported on first use.
@@ -15,7 +15,7 @@ file that is the standard library's ``sqlite3``, so reopening a cached folder ne
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
@@ -30,9 +30,17 @@ if TYPE_CHECKING:
 
     from humanaes_core.store.server import ServerStore
 
-__all__ = ["LibraryStore", "marks"]
+__all__ = ["MAX_PARAMS", "LibraryStore", "chunks", "marks"]
 
 T = TypeVar("T")
+#: Parameters one statement binds at most: well under SQLite's limit (999 on old builds).
+MAX_PARAMS = 500
+
+
+def chunks(items: Sequence[T], size: int = MAX_PARAMS) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``, so no single statement binds more parameters."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def marks(count: int) -> str:
@@ -96,11 +104,11 @@ class LibraryStore:
         are ``%s``; none of the stores' statements has a literal ``?`` or ``%``)."""
         return sql.replace("?", "%s") if self.shared else sql
 
-    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         """The rows of one read-only query in plain SQL (see the module's notes and ``_driver_sql``)."""
         return self._backend.rows(self._driver_sql(sql), params)
 
-    def _write_rows(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    def _execute_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         """Run one plain-SQL statement (an upsert) for each of ``rows``, all in one write transaction."""
         statement = self._driver_sql(sql)
         self._write(lambda session: session.connection().exec_driver_sql(statement, list(rows)))

@@ -13,7 +13,7 @@ The cache's tables live in the library beside the decisions (a SQLite file or a 
 migrations' (``migrations.CACHE_COMPONENT``): ``file_hashes`` (the fast path: ``path``, the signature's
 columns, ``content_hash``) and ``scores`` (``content_hash``, ``model_fp``, ``settings_fp``, ``card_json``,
 ``updated_at``; the two keys kept under their schema-1 names). Reads and writes are plain SQL that SQLite
-and PostgreSQL read alike (``LibraryStore._rows``, ``_write_rows``), so a cached rescan never imports
+and PostgreSQL read alike (``LibraryStore._query``, ``_execute_many``), so a cached rescan never imports
 SQLAlchemy. Cards are upserts, so two processes storing the same card at once leave one row.
 
 The fast path trusts the whole signature, not only ``(size, mtime_ns)`` as ``make`` and ``rsync``'s quick
@@ -32,7 +32,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +45,12 @@ from humanaes_core.store.hashing import (
     signature_of,
     stat_regular,
 )
-from humanaes_core.store.library import LibraryStore, marks
+from humanaes_core.store.library import MAX_PARAMS, LibraryStore, chunks, marks
 from humanaes_core.store.migrations import CACHE_COMPONENT
 
 __all__ = ["ScoreCache"]
 
 log = logging.getLogger(__name__)
-
-_MAX_PARAMS = 500  # stay well under SQLite's bound-parameter limit (999 on old builds)
-
 
 #: The stored form of a signature, in ``file_hashes``'s columns. Values are ``_int64`` of the signature's
 #: fields; ``ctime_ns``, ``ino`` and ``dev`` are NULL in rows written by cache schema 1, which never match.
@@ -82,12 +79,6 @@ def _int64(value: int) -> int:
 
 def _stored(sig: FileSignature) -> tuple[int, ...]:
     return tuple(_int64(getattr(sig, column)) for column in _SIGNATURE_COLUMNS)
-
-
-def _chunks(items: Sequence[Any], size: int = _MAX_PARAMS) -> Iterator[Sequence[Any]]:
-    """Split ``items`` so no single statement binds more than ``size`` parameters."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _abs_key(path: str | Path) -> str:
@@ -201,7 +192,7 @@ class ScoreCache(LibraryStore):
         """Store fast-path rows. Only an optimisation: when the library cannot be written (disk full,
         read-only), the hashes are still right and the next scan reads these files again."""
         try:
-            self._write_rows(_REMEMBER_SQL, fresh)
+            self._execute_many(_REMEMBER_SQL, fresh)
         except CacheUnavailableError as e:
             log.info("score cache: the hashes of %d files were not remembered: %s", len(fresh), e)
 
@@ -209,12 +200,12 @@ class ScoreCache(LibraryStore):
         """The fast-path rows of these absolute paths: path -> (stored signature, content hash)."""
         encoded = {self._fast_key(k): k for k in keys}
         found: dict[str, tuple[tuple[int | None, ...], str]] = {}
-        for chunk in _chunks(list(encoded)):
+        for chunk in chunks(list(encoded)):
             query = (
                 f"SELECT path, content_hash, {', '.join(_SIGNATURE_COLUMNS)} FROM file_hashes "
                 f"WHERE path IN ({marks(len(chunk))})"
             )
-            for row_path, digest, *signature in self._rows(query, chunk):
+            for row_path, digest, *signature in self._query(query, chunk):
                 found[encoded[row_path]] = (tuple(signature), digest)
         return found
 
@@ -230,12 +221,12 @@ class ScoreCache(LibraryStore):
         """Cached cards for many hashes in one round of queries; hashes never scored are simply absent."""
         wanted = list(dict.fromkeys(content_hashes))
         found: dict[str, dict] = {}
-        for chunk in _chunks(wanted, _MAX_PARAMS - 2):  # two parameters go to the model and settings
+        for chunk in chunks(wanted, MAX_PARAMS - 2):  # two parameters go to the model and settings
             query = (
                 "SELECT content_hash, card_json FROM scores WHERE model_fp = ? AND settings_fp = ? "
                 f"AND content_hash IN ({marks(len(chunk))})"
             )
-            for digest, card_json in self._rows(query, [model_fingerprint, settings_key, *chunk]):
+            for digest, card_json in self._query(query, [model_fingerprint, settings_key, *chunk]):
                 card = _decode_card(card_json, digest)
                 if card is not None:
                     found[digest] = card
@@ -257,10 +248,10 @@ class ScoreCache(LibraryStore):
             card_json = json.dumps(card, ensure_ascii=True, separators=(",", ":"))
             params.append((content_hash, model_fingerprint, settings_key, card_json, now))
         if params:
-            self._write_rows(_PUT_SQL, params)
+            self._execute_many(_PUT_SQL, params)
 
     def count(self, model_fingerprint: str | None = None) -> int:
         """Number of cached cards, in total or for one model (for the status bar and housekeeping)."""
         if model_fingerprint is None:
-            return int(self._rows("SELECT count(*) FROM scores")[0][0])
-        return int(self._rows("SELECT count(*) FROM scores WHERE model_fp = ?", [model_fingerprint])[0][0])
+            return int(self._query("SELECT count(*) FROM scores")[0][0])
+        return int(self._query("SELECT count(*) FROM scores WHERE model_fp = ?", [model_fingerprint])[0][0])

@@ -397,7 +397,7 @@ def test_lookups_from_many_threads_leave_no_connection_behind(tmp_path: Path) ->
     # file, and reuses it for the next: bounded by the lookups at once (10), not by all 30
     assert _open_descriptors(db) <= 10 + 1
     with pytest.raises(CacheUnavailableError, match=r"readonly|read-only"):
-        cache._rows("DELETE FROM scores")  # the lookup path can never write
+        cache._query("DELETE FROM scores")  # the lookup path can never write
     assert cache.count() == 1
     cache.close()
     assert _open_descriptors(db) == 0
