@@ -16,32 +16,19 @@ alike (``LibraryStore._query``, ``_execute_many``), like the score cache's.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Iterable
 
-from humanaes_core.store.library import MAX_PARAMS, LibraryStore, chunks, marks
+from humanaes_core.store.library import MAX_PARAMS, LibraryStore, chunks, json_row, marks
 from humanaes_core.store.migrations import CHECKS_COMPONENT
 
 __all__ = ["CheckStore"]
-
-log = logging.getLogger(__name__)
 
 _PUT_SQL = (
     "INSERT INTO photo_checks (content_hash, checks_version, result_json, updated_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (content_hash, checks_version) DO UPDATE SET result_json = excluded.result_json, "
     "updated_at = excluded.updated_at"
 )
-
-
-def _decode(text: str, content_hash: str) -> dict | None:
-    """A stored result; an unreadable row is a miss (the photo is checked again), never an error."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        log.warning("photo checks: unreadable result for %s, ignoring it", content_hash)
-        return None
-    return value if isinstance(value, dict) else None
 
 
 class CheckStore(LibraryStore):
@@ -60,7 +47,7 @@ class CheckStore(LibraryStore):
                 f"AND content_hash IN ({marks(len(chunk))})"
             )
             for digest, text in self._query(query, [version, *chunk]):
-                result = _decode(text, digest)
+                result = json_row(text, "photo checks", digest)
                 if result is not None:
                     found[digest] = result
         return found

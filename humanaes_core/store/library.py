@@ -14,6 +14,8 @@ file that is the standard library's ``sqlite3``, so reopening a cached folder ne
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -30,9 +32,10 @@ if TYPE_CHECKING:
 
     from humanaes_core.store.server import ServerStore
 
-__all__ = ["MAX_PARAMS", "LibraryStore", "chunks", "marks"]
+__all__ = ["MAX_PARAMS", "LibraryStore", "chunks", "json_row", "marks"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 #: Parameters one statement binds at most: well under SQLite's limit (999 on old builds).
 MAX_PARAMS = 500
 
@@ -41,6 +44,17 @@ def chunks(items: Sequence[T], size: int = MAX_PARAMS) -> Iterator[Sequence[T]]:
     """``items`` in slices of at most ``size``, so no single statement binds more parameters."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def json_row(text: str, what: str, content_hash: str) -> dict | None:
+    """A stored JSON object (a card, a check result); an unreadable row is logged and read as a miss, so
+    the photo is simply scored or checked again, never an error."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        log.warning("%s: unreadable row for %s, ignoring it", what, content_hash)
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def marks(count: int) -> str:

@@ -45,7 +45,7 @@ from humanaes_core.store.hashing import (
     signature_of,
     stat_regular,
 )
-from humanaes_core.store.library import MAX_PARAMS, LibraryStore, chunks, marks
+from humanaes_core.store.library import MAX_PARAMS, LibraryStore, chunks, json_row, marks
 from humanaes_core.store.migrations import CACHE_COMPONENT
 
 __all__ = ["ScoreCache"]
@@ -84,16 +84,6 @@ def _stored(sig: FileSignature) -> tuple[int, ...]:
 def _abs_key(path: str | Path) -> str:
     """Fast-path key: absolute and normalised; symlinks are not resolved (that costs syscalls per file)."""
     return os.path.abspath(os.fspath(path))
-
-
-def _decode_card(card_json: str, content_hash: str) -> dict | None:
-    """Parse a stored card; a corrupt row is logged and treated as a miss so the photo is simply rescored."""
-    try:
-        card = json.loads(card_json)
-    except ValueError:
-        log.warning("score cache: unreadable card for %s, ignoring it", content_hash)
-        return None
-    return card if isinstance(card, dict) else None
 
 
 class ScoreCache(LibraryStore):
@@ -227,7 +217,7 @@ class ScoreCache(LibraryStore):
                 f"AND content_hash IN ({marks(len(chunk))})"
             )
             for digest, card_json in self._query(query, [model_fingerprint, settings_key, *chunk]):
-                card = _decode_card(card_json, digest)
+                card = json_row(card_json, "score cache", digest)
                 if card is not None:
                     found[digest] = card
         return found
