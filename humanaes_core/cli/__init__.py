@@ -86,6 +86,21 @@ def int_in(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def float_in(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number from `low` to `high` (not NaN), else a one-line usage error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
+        return value
+
+    return parse
+
+
 def non_negative_float(text: str) -> float:
     """An argparse type: a number >= 0 (not NaN), else a one-line usage error."""
     try:

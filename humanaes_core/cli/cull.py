@@ -27,6 +27,7 @@ from humanaes_core.cli import (
     check_outputs,
     echo,
     elapsed,
+    float_in,
     guard,
     int_in,
     non_negative_float,
@@ -119,14 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--closed-eyes",
-        type=_sensitivity,
+        type=float_in(0, 1),
         metavar="S",
         help="closed-eyes sensitivity 0-1: 1 rejects a frame where any face blinked, 0.5 half of a group "
         "(the main face always counts); turns the rule on",
     )
     parser.add_argument(
         "--missed-focus",
-        type=_sensitivity,
+        type=float_in(0, 1),
         metavar="S",
         help="missed-focus sensitivity 0-1: 0.5 rejects missed focus on the main face, 1 soft focus too; "
         "turns the rule on",
@@ -173,16 +174,6 @@ def _rules(text: str) -> tuple[str, ...]:
             f"unknown rule {', '.join(unknown) or text!r}; choose from {', '.join(CHECK_RULE_NAMES)}"
         )
     return names
-
-
-def _sensitivity(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (0 to 1)") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"a sensitivity is between 0 and 1, got {text!r}")
-    return value
 
 
 def _split_presets(args: argparse.Namespace) -> None:
