@@ -81,15 +81,27 @@ def _enter_child(env: dict[str, str], log: str) -> None:
     tqdm.set_lock(threading.RLock())
 
 
+def _exit_with(work: Callable[[], int]) -> None:
+    """Run a child's `work` and leave with its exit code (1 and the traceback in the log if it raised),
+    through ``os._exit``: nothing of the parent's clean-up runs in the child."""
+    code = 1
+    try:
+        code = work()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def score_child(argv: list[str], env: dict[str, str], log: str) -> None:
     """``humanaes-score ARGV`` in this (forked) process; exits with its exit code."""
     _enter_child(env, log)
     from humanaes_core.cli import score_main
 
-    code = score_main(argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    _exit_with(lambda: score_main(argv))
 
 
 def cull_child(argv: list[str], env: dict[str, str], log: str) -> None:
@@ -97,10 +109,7 @@ def cull_child(argv: list[str], env: dict[str, str], log: str) -> None:
     _enter_child(env, log)
     from humanaes_core.cli.cull import main as cull_main
 
-    code = cull_main(argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    _exit_with(lambda: cull_main(argv))
 
 
 def app_like_child(
@@ -109,16 +118,7 @@ def app_like_child(
     """What the desktop app does to the database, without Qt: score through the cache (worker thread's
     CachedScoring) while key presses write decisions, undo and redo (DecisionStore), and the grid reads."""
     _enter_child(env, log)
-    code = 1
-    try:
-        code = app_like_writer(Path(model), Path(folder), Path(db), seed, steps)
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    _exit_with(lambda: app_like_writer(Path(model), Path(folder), Path(db), seed, steps))
 
 
 def app_like_writer(model: Path, folder: Path, db: Path, seed: int, steps: int) -> int:
@@ -161,8 +161,8 @@ def app_like_writer(model: Path, folder: Path, db: Path, seed: int, steps: int) 
 def hammer_child(db: str, seed: int, seconds: float, env: dict[str, str], log: str) -> None:
     """Tight loops of small writes and reads on the cache and the decisions: the worst case for locks."""
     _enter_child(env, log)
-    code = 1
-    try:
+
+    def work() -> int:
         from humanaes_core.store.decisions import DecisionStore, Flag
         from humanaes_core.store.scores import ScoreCache
 
@@ -186,22 +186,17 @@ def hammer_child(db: str, seed: int, seconds: float, env: dict[str, str], log: s
                     cache.get_many([f"{i:040x}" for i in range(200)], "m", "s")
                 ops += 1
         print(json.dumps({"ops": ops}))
-        code = 0
-    except BaseException:
-        import traceback
+        return 0
 
-        traceback.print_exc()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    _exit_with(work)
 
 
 def shared_writer_child(db: str, seed: int, n: int, env: dict[str, str], log: str) -> None:
     """One editor on a shared library: ``n`` cards (half of them also written by the other writers) and
     ``n`` decision steps, each on its own photo and on a photo every writer rates; prints its revisions."""
     _enter_child(env, log)
-    code = 1
-    try:
+
+    def work() -> int:
         from humanaes_core.store.decisions import DecisionStore, PhotoDecision
         from humanaes_core.store.scores import ScoreCache
 
@@ -215,33 +210,23 @@ def shared_writer_child(db: str, seed: int, n: int, env: dict[str, str], log: st
                 ]
                 store.apply(step, f"writer {seed} step {i}")
         print(json.dumps({"writer": seed}))
-        code = 0
-    except BaseException:
-        import traceback
+        return 0
 
-        traceback.print_exc()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    _exit_with(work)
 
 
 def decide_child(db: str, content_hash: str, path: str, stars: int, env: dict[str, str], log: str) -> None:
     """A CLI-like process that gives one photo ``stars`` in the library ``db`` and exits."""
     _enter_child(env, log)
-    code = 1
-    try:
+
+    def work() -> int:
         from humanaes_core.store.decisions import DecisionStore
 
         with DecisionStore(db) as store:
             store.set_stars([(content_hash, path)], stars)
-        code = 0
-    except BaseException:
-        import traceback
+        return 0
 
-        traceback.print_exc()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    _exit_with(work)
 
 
 def _decision(rng: random.Random, flag_type):
