@@ -165,11 +165,6 @@ _DECISIONS_V1_SERVER = tuple(
     for ddl in _DECISIONS_V1
 )
 
-#: Decisions schema 3: the change feed. Every decision write appends one row per photo it changed, with
-#: the writing handle's id (and the id of a handle whose newer change it replaced unseen), so other
-#: processes see what changed since the revision they last read and both editors of a conflict are
-#: told. Portable Core DDL (see module doc).
-
 
 @functools.cache
 def _decision_changes_v3() -> tuple[Any, Any]:
@@ -203,6 +198,10 @@ def _create_decision_changes_index_v3() -> ExecutableDDLElement:
     return CreateIndex(_decision_changes_v3()[1], if_not_exists=True)
 
 
+#: Decisions schema 3: the change feed. Every decision write appends one row per photo it changed, with
+#: the writing handle's id (and the id of a handle whose newer change it replaced unseen), so other
+#: processes see what changed since the revision they last read and both editors of a conflict are
+#: told. Portable Core DDL (see module doc).
 _DECISIONS_V3: tuple[Statement, ...] = (_create_decision_changes_v3, _create_decision_changes_index_v3)
 
 #: The score tables: ``meta``, ``file_hashes`` (the path fast path) and ``scores``.
